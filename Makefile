@@ -1,0 +1,41 @@
+# The project's commands. Each target builds .venv first when it is missing or stale, so a fresh
+# clone needs nothing installed by hand: `make run` (the main job), `make test`, `make lab`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+OUT    ?= outputs
+
+.PHONY: run test lab bench fetch clean-outputs
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	touch $(STAMP)
+
+## The main job: fetch CIFAR-10, execute every notebook with papermill on its defaults, write
+## executed copies, figures and a results table beside the paper's numbers under $(OUT)/.
+run: $(STAMP)
+	$(BIN)/python -m resnet_lib fetch
+	$(BIN)/python -m resnet_lib run-notebooks --out $(OUT)
+
+## The test suite: unit tests, every notebook under papermill and nbval with tiny parameters.
+test: $(STAMP)
+	$(BIN)/python -m resnet_lib fetch
+	$(BIN)/python -m pytest tests
+	$(BIN)/python -m resnet_lib parameterize --tiny build/nbval
+	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider build/nbval
+
+## JupyterLab on the notebooks, on localhost only, token-protected.
+lab: $(STAMP)
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --notebook-dir=notebooks
+
+## Training speed of the library's loop against ../shared/bench/naive_reference.py, same run.
+bench: $(STAMP)
+	$(BIN)/python bench/bench_cifar.py
+
+fetch: $(STAMP)
+	$(BIN)/python -m resnet_lib fetch
+
+clean-outputs:
+	rm -rf $(OUT) build
