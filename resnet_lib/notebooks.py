@@ -68,7 +68,22 @@ def notebook_parameters(path: str | os.PathLike) -> dict:
             out[node.targets[0].id] = ast.literal_eval(node.value)
         except ValueError:
             raise ValueError(f"{path}: parameter {node.targets[0].id} is not a literal: {ast.unparse(node.value)}") from None
+    _check_papermill_sees(path, out)
     return out
+
+
+def _check_papermill_sees(path, params: dict) -> None:
+    """papermill parses the cell with its own line regex; a name it cannot parse (e.g. a comment holding
+    '=') is silently treated as unknown. Refuse such a cell rather than let overrides misbehave."""
+    import logging
+
+    import papermill as pm
+    logging.getLogger("papermill.translators").setLevel(logging.CRITICAL)
+    seen = set(pm.inspect_notebook(str(path)))
+    missing = [k for k in params if k not in seen]
+    if missing:
+        raise ValueError(f"{path}: papermill cannot parse the parameter line(s) for {missing}; keep each line "
+                         "`NAME = literal  # comment` with no '=' inside the comment")
 
 
 def tiny_parameters(path: str | os.PathLike) -> dict:

@@ -6,11 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from resnet_lib import notebooks
 
-torch.set_num_threads(2)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,102 @@
+#!/usr/bin/env python3
+"""Training speed: the library's CIFAR-10 loop against the ordinary way, side by side, same run.
+
+The yardstick is ../shared/bench/naive_reference.py (PIL transforms in DataLoader workers, fp32,
+NCHW, eager). Ours is resnet_lib's step as ``fit`` runs it: the uint8 set held in memory, the
+paper's pad-crop-flip and per-pixel mean as batched tensor ops, bf16 autocast and channels_last
+where the device has fast bf16. Both train ResNet-20 (option A) with SGD on the same CIFAR-10
+training images, batch 128, on this machine, one after the other, each in its own process.
+
+Prints one JSON line per implementation and a final line with the ratio of images per second:
+  python bench/bench_cifar.py [--iters 40] [--depth 20] [--repeats 2]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ours(depth: int, iters: int, warmup: int, device: str) -> dict:
+    import torch
+
+    from resnet_lib.cifar_data import load_cifar10, make_loaders
+    from resnet_lib.cifar_models import cifar_resnet
+    from resnet_lib.device import pick_device
+    from resnet_lib.train import TrainConfig, _resolve_formats, make_optimizer, train_step
+
+    dev = pick_device(device)
+    cfg = TrainConfig()
+    bf16, cl = _resolve_formats(dev, cfg)
+    train, _ = make_loaders(load_cifar10(), batch_size=128, device=dev, channels_last=cl)
+    torch.manual_seed(0)
+    net = cifar_resnet(depth).to(dev, memory_format=torch.channels_last if cl else torch.contiguous_format)
+    opt = make_optimizer(net, cfg)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    batches = train.batches(0)  # augmentation and normalisation are inside the timed loop, as in fit
+    for _ in range(warmup):
+        train_step(net, opt, *next(batches), dev, bf16)
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        train_step(net, opt, *next(batches), dev, bf16)
+    sync()
+    dt = (time.perf_counter() - t0) / iters
+    return {"impl": "resnet_lib", "depth": depth, "device": str(dev), "precision": "bf16" if bf16 else "fp32",
+            "channels_last": cl, "threads": torch.get_num_threads(), "img_per_s": round(128 / dt, 1),
+            "ms_per_iter": round(1000 * dt, 2)}
+
+
+def naive(reference: Path, cache: Path, depth: int, iters: int, warmup: int, device: str) -> dict:
+    cmd = [sys.executable, str(reference), "--npz", str(cache), "--depth", str(depth), "--iters", str(iters),
+           "--warmup", str(warmup)]
+    if device != "auto":
+        cmd += ["--device", device]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, env=os.environ.copy())
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--depth", type=int, default=20)
+    ap.add_argument("--iters", type=int, default=40, help="timed iterations per measurement")
+    ap.add_argument("--warmup", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=2, help="measurements of each, interleaved; the best counts")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--reference", default=str(ROOT.parent / "shared" / "bench" / "naive_reference.py"))
+    a = ap.parse_args()
+    ref = Path(a.reference)
+    if not ref.exists():
+        ap.error(f"the yardstick {ref} is missing; pass --reference PATH/TO/naive_reference.py")
+    from resnet_lib.cifar_data import fetch_cifar10
+    cache = fetch_cifar10()  # the cache npz holds x_train (N,32,32,3) uint8 and y_train: the reference reads it as is
+    runs = {"naive_reference": [], "resnet_lib": []}
+    for _ in range(a.repeats):
+        r = naive(ref, cache, a.depth, a.iters, a.warmup, a.device)
+        print(json.dumps(r), flush=True)
+        runs["naive_reference"].append(r)
+        # ours in a fresh process too, so neither inherits the other's threads or allocator state
+        out = subprocess.run([sys.executable, __file__, "--_ours", json.dumps(vars(a))], capture_output=True,
+                             text=True, check=True)
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        print(json.dumps(r), flush=True)
+        runs["resnet_lib"].append(r)
+    best = {k: max(r["img_per_s"] for r in v) for k, v in runs.items()}
+    print(json.dumps({"ratio_img_per_s": round(best["resnet_lib"] / best["naive_reference"], 2),
+                      "resnet_lib_img_per_s": best["resnet_lib"], "naive_img_per_s": best["naive_reference"],
+                      "depth": a.depth, "iters": a.iters, "repeats": a.repeats, "cpus": os.cpu_count()}))
+    return 0
+
+
+if __name__ == "__main__":
+    if len(sys.argv) == 3 and sys.argv[1] == "--_ours":
+        o = json.loads(sys.argv[2])
+        print(json.dumps(ours(o["depth"], o["iters"], o["warmup"], o["device"])))
+    else:
+        sys.exit(main())

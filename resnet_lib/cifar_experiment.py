@@ -1,0 +1,154 @@
+"""Section 4.2's experiment: plain versus residual nets on CIFAR-10 (Fig. 6, Table 6).
+
+Plans a grid of runs (validated before anything trains), trains or reloads them, and turns the
+results into the paper's figure and table. Notebook 03 narrates it; ``python -m resnet_lib train``
+runs single points.
+"""
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+
+from .cifar_models import cifar_resnet, count_parameters
+from .paper import cifar_table6, targets
+from .train import CifarRun, epochs_to_iters, paper_recipe, run_cifar
+
+NETS = ("plain", "resnet")
+
+
+def plan_runs(depths, nets=NETS, *, subset: int = 0, epochs: float = 0, iters: int = 0, lr: float = 0.1,
+              batch_size: int = 128, evals: int = 10, seed: int = 0, shortcut: str = "A",
+              val_split: bool = False, amp: str = "auto", test_subset: int = 0) -> list[CifarRun]:
+    """Every run of the grid, checked up front: bad depths, net kinds, sizes or budgets fail here,
+    before minutes of training. ``iters`` wins over ``epochs``; 0 for both means the paper's 64k."""
+    bad = [n for n in nets if n not in NETS]
+    if bad:
+        raise ValueError(f"unknown net kind(s) {bad}; use 'plain' and/or 'resnet'")
+    if not depths:
+        raise ValueError("no depths given; the paper's are 20, 32, 44, 56 and 110")
+    if iters < 0 or epochs < 0:
+        raise ValueError(f"iterations and epochs must be positive (got ITERS={iters}, EPOCHS={epochs}); "
+                         "0 for both means the paper's 64k iterations")
+    if evals < 1:
+        raise ValueError(f"evals (evaluations per run) must be at least 1, got {evals}")
+    limit = 45_000 if val_split else 50_000
+    n_train = subset or limit
+    runs = []
+    for depth in depths:
+        base = paper_recipe(depth)
+        if iters:
+            cfg = base.with_iters(int(iters))
+        elif epochs:
+            cfg = base.with_iters(epochs_to_iters(epochs, n_train, batch_size))
+        else:
+            cfg = base
+        cfg = dataclasses.replace(cfg, lr=lr, batch_size=batch_size, seed=seed, amp=amp,
+                                  eval_every=max(1, cfg.iters // evals), checkpoint_every=max(1, cfg.iters // 4))
+        for net in nets:
+            runs.append(CifarRun(depth, net == "resnet", shortcut, cfg, subset, val_split, test_subset=test_subset))
+    return runs
+
+
+def train_runs(runs: list[CifarRun], root: str | Path, device="auto", force: bool = False,
+               progress: bool = True) -> list[dict]:
+    """Train each run, or reload it when it is stored already (``force`` retrains)."""
+    from .cifar_data import load_cifar10
+    data = None
+    out = []
+    for run in runs:
+        stored = (Path(root) / run.slug / "result.json").exists()
+        if data is None and (force or not stored):
+            data = load_cifar10()
+        out.append(run_cifar(run, root, device=device, progress=progress, data=data, force=force))
+    return out
+
+
+def results_table(results: list[dict]) -> list[dict]:
+    """One row per run: final training and test error beside Table 6 (the paper has no table for
+    plain nets: they appear only as Fig. 6's curves)."""
+    paper = cifar_table6()
+    rows = []
+    for r in results:
+        s = r["spec"]
+        rows.append({"net": r["name"], "depth": s["depth"], "residual": s["residual"],
+                     "params": count_parameters(cifar_resnet(s["depth"], s["shortcut"], s["residual"])),
+                     "iters": r["config"]["iters"], "train_images": r.get("train_examples"),
+                     "train_err_pct": round(100 * r["final"]["train_err"], 2),
+                     "test_err_pct": round(100 * r["final"]["test_err"], 2),
+                     "paper_test_err_pct": paper.get(s["depth"]) if s["residual"] else None,
+                     "wall_s": r["wall_s"]})
+    return rows
+
+
+def degradation(results: list[dict]) -> dict:
+    """The degradation story in numbers: for the shallowest and deepest depth run as both plain and
+    residual, the gap in final training error (deep minus shallow, percentage points)."""
+    by = {(r["spec"]["residual"], r["spec"]["depth"]): r["final"]["train_err"] * 100 for r in results}
+    depths = sorted({d for (_, d) in by})
+    both = [d for d in depths if (True, d) in by and (False, d) in by]
+    if len(both) < 2:
+        return {"text": "Run at least two depths as both plain and residual nets to see degradation."}
+    lo, hi = both[0], both[-1]
+    plain_gap = by[(False, hi)] - by[(False, lo)]
+    res_gap = by[(True, hi)] - by[(True, lo)]
+    if plain_gap > 1 and res_gap <= 0:
+        verdict = (f"This run shows the paper's finding: the deeper plain net trains worse (degradation), "
+                   f"while the deeper ResNet trains at least as well as the shallower one.")
+    elif plain_gap > 1 and res_gap < plain_gap / 2:
+        verdict = (f"This run shows degradation in the plain nets, and the residual nets largely escape it: "
+                   f"ResNet-{hi} is still {res_gap:.1f} points behind ResNet-{lo} after this short budget, "
+                   f"far less than plain-{hi}'s {plain_gap:.1f} points behind plain-{lo}. With the full recipe "
+                   f"the paper finds the deeper ResNet ahead (Fig. 6, Table 6).")
+    elif plain_gap > 1:
+        verdict = (f"This run shows degradation in the plain nets ({plain_gap:.1f} points), but the residual "
+                   f"nets are not yet clearly better off ({res_gap:.1f} points): the budget is too short for "
+                   f"the deeper ResNet to pay off. Raise EPOCHS (or ITERS).")
+    else:
+        verdict = (f"This run does not show degradation yet (plain gap {plain_gap:.1f} points): the budget is "
+                   f"too short or the depths too close. Raise EPOCHS or use deeper nets.")
+    return {"shallow": lo, "deep": hi, "plain_gap_pts": round(plain_gap, 2), "resnet_gap_pts": round(res_gap, 2),
+            "train_err_pct": {f"{'ResNet' if k[0] else 'plain'}-{k[1]}": round(v, 2) for k, v in by.items()},
+            "text": verdict}
+
+
+def plot_curves(results: list[dict], names=None, axes=None, smooth: bool = False):
+    """Fig. 6: error (%) against iterations, training error dashed and test error bold; plain nets on
+    the left, ResNets on the right, one colour per depth."""
+    if axes is None:
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    else:
+        fig = axes[0].figure
+    depths = sorted({r["spec"]["depth"] for r in results})
+    colors = dict(zip(depths, plt.cm.viridis_r([0.15 + 0.7 * i / max(1, len(depths) - 1) for i in range(len(depths))])))
+    for ax, residual in zip(axes, (False, True)):
+        for r in results:
+            if r["spec"]["residual"] != residual or (names is not None and r["name"] not in names):
+                continue
+            h, c = r["history"], colors[r["spec"]["depth"]]
+            ax.plot(h["iteration"], [100 * e for e in h["train_err"]], "--", color=c, lw=1)
+            ax.plot(h["iteration"], [100 * e for e in h["test_err"]], "-", color=c, lw=2.2, label=r["name"])
+        ax.set_title("ResNets" if residual else "plain nets")
+        ax.set_xlabel("iteration")
+        ax.grid(alpha=0.3)
+        if ax.lines:
+            ax.legend(title="bold: test, dashed: train", fontsize=8, title_fontsize=8)
+    axes[0].set_ylabel("error (%)")
+    fig.suptitle("CIFAR-10 training (Fig. 6 of the paper)")
+    fig.tight_layout()
+    return fig
+
+
+def paper_rows(table: list[dict]) -> list[dict]:
+    """Rows for the main job's summary: our test error beside Table 6, parameters beside Table 6's."""
+    params = targets()["cifar10_params_paper"]
+    rows = []
+    for t in table:
+        rows.append({"quantity": f"{t['net']} test error", "ours": t["test_err_pct"], "paper": t["paper_test_err_pct"],
+                     "unit": "%", "note": f"{t['iters']} iterations on {t['train_images']} images"
+                                          + ("" if t["residual"] else "; paper: curves only (Fig. 6)")})
+        if t["residual"]:
+            rows.append({"quantity": f"{t['net']} parameters", "ours": t["params"],
+                         "paper": params.get(str(t["depth"])), "unit": "", "note": "Table 6"})
+    return rows

@@ -1,0 +1,114 @@
+"""The paper's three ways of testing an ImageNet model (Section 3.4, Tables 2-4).
+
+- ``"center"``: one view, shorter side resized to 256, the centre 224x224 crop (the usual baseline);
+- ``"10crop"``: the standard 10-crop test of AlexNet [21] (four corners and centre, each also flipped),
+  used for the paper's comparison studies (Tables 2 and 3);
+- ``"multiscale"``: the fully-convolutional form of VGG [41] and [13], used for the paper's best results
+  (Table 4): the final fully-connected layer becomes a 1x1 convolution applied over the whole image's
+  feature map, the score map is averaged over space, and scores are averaged over shorter sides
+  {224, 256, 384, 480, 640} (and over horizontal flips, as [41] does; the paper does not say).
+
+Scores are averaged as soft-max probabilities, as in [21] and [41]. Sizes come from an
+:class:`~resnet_lib.imagenet_data.AugConfig` (``TINY_AUG`` divides them all by 4 for 64x64 images).
+Images are uint8 tensors: one (N, 3, H, W) tensor when they share a size (Tiny ImageNet), or a sequence of
+(3, H, W) tensors of any sizes (full ImageNet), taken one at a time.
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+from torchvision.transforms.v2 import functional as TF
+
+from .device import autocast, pick_device, use_bf16
+from .imagenet_data import AugConfig, check_crop_fits, mean_for, resize_short_side
+
+MODES = ("center", "10crop", "multiscale")
+
+
+def _prep(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
+    x = x.float() / 255
+    return x - mean_for(mean.to(x.device), x.shape)
+
+
+def fcn_score_map(model, x: torch.Tensor) -> torch.Tensor:
+    """Class scores at every position of the last feature map, (N, classes, h, w): ``model.fc`` applied as
+    a 1x1 convolution to ``model.forward_features(x)`` ([41]'s fully-convolutional form)."""
+    feats = model.forward_features(x)
+    weight = model.fc.weight[:, :, None, None]
+    return F.conv2d(feats, weight.to(feats.dtype), model.fc.bias.to(feats.dtype))
+
+
+def center_probs(model, images: torch.Tensor, cfg: AugConfig, mean: torch.Tensor) -> torch.Tensor:
+    """Soft-max of the single centre view: shorter side ``test_short_side``, centre ``crop``."""
+    x = resize_short_side(images, cfg.test_short_side)
+    check_crop_fits(x.shape, cfg.crop)
+    x = TF.center_crop(x, [cfg.crop, cfg.crop])
+    return model(_prep(x, mean)).float().softmax(1)
+
+
+def ten_crop_probs(model, images: torch.Tensor, cfg: AugConfig, mean: torch.Tensor) -> torch.Tensor:
+    """Mean soft-max over the 10 crops of [21]: shorter side ``test_short_side``, crops at the four corners
+    and the centre and their horizontal flips (torchvision's ``ten_crop``)."""
+    x = resize_short_side(images, cfg.test_short_side)
+    check_crop_fits(x.shape, cfg.crop)
+    crops = TF.ten_crop(x, [cfg.crop, cfg.crop])
+    n = len(images)
+    logits = model(_prep(torch.cat(crops), mean)).float()
+    return logits.softmax(1).view(10, n, -1).mean(0)
+
+
+def multiscale_probs(model, images: torch.Tensor, cfg: AugConfig, mean: torch.Tensor,
+                     flip: bool = True) -> torch.Tensor:
+    """Mean soft-max over shorter sides ``cfg.test_scales`` (and flips) of the spatially averaged
+    fully-convolutional score map of each whole, uncropped image (Section 3.4, Table 4)."""
+    total = 0.0
+    views = 0
+    for side in cfg.test_scales:
+        x = _prep(resize_short_side(images, side), mean)
+        for xv in ((x, x.flip(-1)) if flip else (x,)):
+            total = total + fcn_score_map(model, xv).float().mean((2, 3)).softmax(1)
+            views += 1
+    return total / views
+
+
+_PROBS = {"center": center_probs, "10crop": ten_crop_probs, "multiscale": multiscale_probs}
+
+
+def topk_errors(probs: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] = (1, 5)) -> dict[str, float]:
+    """Top-k error in % for each k (k larger than the number of classes is left out)."""
+    out = {}
+    for k in ks:
+        if k > probs.shape[1]:
+            continue
+        top = probs.topk(k, dim=1).indices
+        hit = (top == labels.to(top.device)[:, None]).any(1)
+        out[f"top{k}"] = 100.0 * (1 - hit.float().mean().item())
+    return out
+
+
+@torch.no_grad()
+def predict(model, images, mode: str, cfg: AugConfig, mean: torch.Tensor, *, batch_size: int = 100,
+            device: str | torch.device = "auto", amp: str | bool = "auto", progress: bool = True) -> torch.Tensor:
+    """Soft-max scores (N, classes) of ``model`` in one test ``mode`` (``"center"``, ``"10crop"``,
+    ``"multiscale"``). ``images``: a uint8 (N, 3, H, W) tensor, or a sequence of (3, H, W) tensors of any
+    sizes (then taken one at a time)."""
+    from tqdm.auto import tqdm
+    if mode not in _PROBS:
+        raise ValueError(f"unknown test mode {mode!r}; use one of {', '.join(MODES)}")
+    dev = pick_device(device)
+    model.eval().to(dev)
+    step = batch_size if isinstance(images, torch.Tensor) else 1
+    out = []
+    with autocast(dev, use_bf16(dev, amp)):
+        for i in tqdm(range(0, len(images), step), desc=f"test {mode}", disable=not progress, leave=False):
+            chunk = images[i:i + step] if step > 1 else images[i][None]
+            out.append(_PROBS[mode](model, chunk.to(dev), cfg, mean).cpu())
+    return torch.cat(out)
+
+
+def evaluate_modes(model, images, labels: torch.Tensor, cfg: AugConfig, mean: torch.Tensor,
+                   modes: Sequence[str] = MODES, **kw) -> dict[str, dict[str, float]]:
+    """``{mode: {"top1": %, "top5": %}}`` for each test mode."""
+    return {m: topk_errors(predict(model, images, m, cfg, mean, **kw), labels) for m in modes}

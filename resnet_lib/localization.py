@@ -1,0 +1,406 @@
+"""ImageNet localization, as in the paper's appendix ("ImageNet Localization", Tables 13 and 14), scaled
+down to Tiny ImageNet.
+
+The paper's recipe, and what this module does with it:
+
+- A classification network, pretrained (Sec. 3.4), predicts the image's classes
+  (``pretrain_classifier``, with ``resnet_lib.train.fit``).
+- A second network, initialised from it, ends in a *per-class* RPN: "two sibling 1x1 convolutional layers
+  for binary classification (cls) and box regression (reg)", where cls has one binary logistic output per
+  class and reg one box (4 numbers) per class, "with reference to multiple translation-invariant anchor
+  boxes at each position" (``PerClassRPNHead``, ``RPNLocalizer``).
+- Fine-tuning samples "8 anchors ... for each image, where the sampled positive and negative anchors have a
+  ratio of 1:1", on random crops (``LocConfig``, ``fine_tune``). Anchors are labelled as in the RPN
+  (Ren et al.): positive at IoU >= 0.7 or the best anchor of the box, negative below 0.3; torchvision's
+  ``Matcher`` and ``BalancedPositiveNegativeSampler`` do both.
+- Testing applies the network fully convolutionally ("dense") or on a centre crop ("1-crop"), takes for
+  each candidate class the anchor with the highest score of that class and its class's regressed box.
+- The error (``loc_error``): an image counts as wrong unless, among the (up to 5) guessed classes, one is
+  the true class and its box has IoU >= 0.5 with the true box. With the true class as the only guess it
+  is Table 13's "GT-CLS" (oracle) error.
+
+Departures for 64x64 images on a CPU: ResNet-18 instead of ResNet-101; the RPN sits on conv5_x's 2x2 map
+(stride 32), where the paper's 224x224 crops give 7x7; anchor sizes are scaled to the image; one box per
+image (Tiny ImageNet has one), where ILSVRC may have several of the same class.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.models.detection._utils import BalancedPositiveNegativeSampler, Matcher
+from tqdm.auto import tqdm
+
+from . import boxes as B
+from .device import autocast, pick_device, use_bf16
+
+
+@dataclass(frozen=True)
+class LocConfig:
+    """Fine-tuning for localization; the appendix's values where it gives them, scaled to 64x64 images."""
+    anchor_sizes: tuple[int, ...] = (24, 40, 64)  # pixels; RPN's 128/256/512 at ~600 px, scaled to 64 px images
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)  # height/width, RPN's three ratios
+    anchors_per_image: int = 8          # appendix: "8 anchors are randomly sampled for each image"
+    positive_fraction: float = 0.5      # appendix: positives and negatives "have a ratio of 1:1"
+    fg_iou: float = 0.7                 # RPN's positive threshold (Ren et al.)
+    bg_iou: float = 0.3                 # RPN's negative threshold
+    crop: int = 56                      # random crops of 56 of 64 px, as 224 of 256 (Sec. 3.4)
+    flip: bool = True                   # horizontal flips (Sec. 3.4)
+    epochs: int = 10
+    batch_size: int = 64                # images per iteration; the appendix uses 256
+    lr: float = 0.01                    # fine-tuning lr; step down 10x at 75% of the run
+    momentum: float = 0.9
+    weight_decay: float = 1e-4          # Sec. 3.4
+    reg_weight: float = 1.0             # lambda balancing cls and reg, RPN's Eq. (1)
+    seed: int = 0
+    amp: str = "auto"                   # bf16 autocast where fast ("auto"), "bf16" or "off"
+
+    def __post_init__(self):
+        if not self.anchor_sizes or min(self.anchor_sizes) <= 0:
+            raise ValueError(f"anchor_sizes must be positive pixel sizes, got {self.anchor_sizes}")
+        if not 0 < self.positive_fraction <= 1:
+            raise ValueError(f"positive_fraction must be in (0, 1], got {self.positive_fraction}")
+        if not 0 <= self.bg_iou <= self.fg_iou <= 1:
+            raise ValueError(f"need 0 <= bg_iou <= fg_iou <= 1, got bg_iou={self.bg_iou}, fg_iou={self.fg_iou}")
+        if self.epochs < 0 or self.batch_size < 1 or self.anchors_per_image < 1:
+            raise ValueError("epochs must be >= 0, batch_size and anchors_per_image >= 1")
+
+    @property
+    def num_anchors(self) -> int:
+        return len(self.anchor_sizes) * len(self.aspect_ratios)
+
+
+# ----------------------------------------------------------------------------- anchors and the head
+
+def make_anchors(feat_h: int, feat_w: int, image_h: int, image_w: int, sizes, ratios) -> Tensor:
+    """Anchors (feat_h * feat_w * A, 4), ordered by row, column, then anchor: ``A = len(sizes) * len(ratios)``
+    boxes of area size^2 and height/width ratio r, centred on each feature cell (the RPN's
+    translation-invariant anchors, Ren et al. Sec. 3.1.1)."""
+    sy, sx = image_h / feat_h, image_w / feat_w
+    base = []
+    for s in sizes:
+        for r in ratios:
+            w, h = s / r ** 0.5, s * r ** 0.5
+            base.append([-w / 2, -h / 2, w / 2, h / 2])
+    base = torch.tensor(base)  # (A, 4)
+    cy = (torch.arange(feat_h) + 0.5) * sy
+    cx = (torch.arange(feat_w) + 0.5) * sx
+    cy, cx = torch.meshgrid(cy, cx, indexing="ij")
+    centres = torch.stack([cx, cy, cx, cy], -1).reshape(-1, 1, 4)  # (H*W, 1, 4)
+    return (centres + base).reshape(-1, 4)
+
+
+class PerClassRPNHead(nn.Module):
+    """The appendix's per-class RPN: two sibling 1x1 convs. For each of A anchors at each position,
+    ``cls_logits`` gives C binary logits (object of class c or not) and ``bbox_pred`` 4C box deltas."""
+
+    def __init__(self, in_channels: int, num_classes: int, num_anchors: int):
+        super().__init__()
+        self.num_classes, self.num_anchors = num_classes, num_anchors
+        self.cls_logits = nn.Conv2d(in_channels, num_anchors * num_classes, kernel_size=1)
+        self.bbox_pred = nn.Conv2d(in_channels, num_anchors * num_classes * 4, kernel_size=1)
+        for conv in (self.cls_logits, self.bbox_pred):  # RPN's initialisation: N(0, 0.01), zero bias
+            nn.init.normal_(conv.weight, std=0.01)
+            nn.init.zeros_(conv.bias)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        cls = self.cls_logits(x)
+        reg = self.bbox_pred(x)
+        return cls, reg
+
+
+class RPNLocalizer(nn.Module):
+    """A ResNet's conv1..conv5_x (``forward_features``) followed by ``PerClassRPNHead``.
+
+    ``forward(x)`` returns ``cls`` (N, K, C) logits, ``reg`` (N, K, C, 4) deltas and ``anchors`` (K, 4),
+    where K = H * W * A anchors over the feature map."""
+
+    def __init__(self, backbone: nn.Module, num_classes: int, cfg: LocConfig = LocConfig()):
+        super().__init__()
+        self.backbone = backbone
+        self.cfg = cfg
+        self.head = PerClassRPNHead(backbone.num_features, num_classes, cfg.num_anchors)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        feats = self.backbone.forward_features(x)
+        cls, reg = self.head(feats)
+        n, _, fh, fw = feats.shape
+        a, c = self.head.num_anchors, self.head.num_classes
+        cls = cls.view(n, a, c, fh, fw).permute(0, 3, 4, 1, 2).reshape(n, fh * fw * a, c)
+        reg = reg.view(n, a, c, 4, fh, fw).permute(0, 4, 5, 1, 2, 3).reshape(n, fh * fw * a, c, 4)
+        anchors = make_anchors(fh, fw, x.shape[-2], x.shape[-1], self.cfg.anchor_sizes, self.cfg.aspect_ratios)
+        return {"cls": cls, "reg": reg, "anchors": anchors.to(x.device)}
+
+
+def localizer_from_classifier(classifier: nn.Module, num_classes: int, cfg: LocConfig = LocConfig()) -> RPNLocalizer:
+    """The localization net starts from a copy of the pretrained classifier (appendix: fine-tuned from
+    the classification model); the classifier itself stays as it is, to predict the classes."""
+    backbone = copy.deepcopy(classifier).float().to(memory_format=torch.contiguous_format)
+    return RPNLocalizer(backbone, num_classes, cfg)
+
+
+# ----------------------------------------------------------------------------- labels, sampling and loss
+
+def sample_anchors(anchors: Tensor, gt_boxes: Tensor, cfg: LocConfig) -> tuple[Tensor, Tensor]:
+    """For each image's one box: boolean masks (N, K) of the sampled positive and negative anchors."""
+    matcher = Matcher(cfg.fg_iou, cfg.bg_iou, allow_low_quality_matches=True)
+    sampler = BalancedPositiveNegativeSampler(cfg.anchors_per_image, cfg.positive_fraction)
+    labels = []
+    for box in gt_boxes:
+        matched = matcher(B.box_iou(box[None], anchors))  # >= 0 positive, -1 negative, -2 in between
+        lab = torch.full_like(matched, -1, dtype=torch.float32)
+        lab[matched >= 0] = 1.0
+        lab[matched == Matcher.BELOW_LOW_THRESHOLD] = 0.0
+        labels.append(lab)
+    pos, neg = sampler(labels)
+    return torch.stack(pos).bool(), torch.stack(neg).bool()
+
+
+def loc_loss(out: dict[str, Tensor], gt_boxes: Tensor, gt_labels: Tensor, cfg: LocConfig) -> dict[str, Tensor]:
+    """RPN's loss (Ren et al., Eq. 1) in per-class form: binary cross-entropy on all C logits of each
+    sampled anchor (a positive's target is its class, a negative's is no class) and smooth-L1 on the
+    true class's 4 deltas of the positives; both averaged over the sampled anchors."""
+    cls, reg, anchors = out["cls"].float(), out["reg"].float(), out["anchors"]
+    pos, neg = sample_anchors(anchors, gt_boxes, cfg)
+    n_img, n_cls = cls.shape[0], cls.shape[-1]
+    img_pos, anc_pos = pos.nonzero(as_tuple=True)
+    sampled = pos | neg
+    targets = torch.zeros_like(cls)
+    targets[img_pos, anc_pos, gt_labels[img_pos]] = 1.0
+    n_sampled = sampled.sum().clamp(min=1)
+    cls_loss = F.binary_cross_entropy_with_logits(cls[sampled], targets[sampled], reduction="sum") / n_sampled
+    deltas = reg[img_pos, anc_pos, gt_labels[img_pos]]
+    target_deltas = B.encode(gt_boxes[img_pos], anchors[anc_pos])
+    reg_loss = F.smooth_l1_loss(deltas, target_deltas, beta=1 / 9, reduction="sum") / n_sampled
+    return {"loss": cls_loss + cfg.reg_weight * reg_loss, "cls": cls_loss, "reg": reg_loss}
+
+
+# ----------------------------------------------------------------------------- augmentation
+
+def normalize(images: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    return (images.float().div(255.0) - mean) / std
+
+
+def crop_boxes(boxes: Tensor, x0: Tensor, y0: Tensor, size: int) -> Tensor:
+    """Boxes in a crop's coordinates: shifted by the crop's corner, clipped to the crop."""
+    shift = torch.stack([x0, y0, x0, y0], 1).to(boxes)
+    return B.clip_boxes(boxes - shift, (size, size))
+
+
+def random_crops(images: Tensor, boxes: Tensor, crop: int, flip: bool, g: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Random ``crop`` x ``crop`` windows (and mirror images) of a batch, with their boxes moved along
+    (Sec. 3.4's crops and flips). A box that the crop cuts keeps the part inside the crop."""
+    n, _, h, w = images.shape
+    B.check_boxes(boxes, h, w, "random_crops")
+    x0 = torch.randint(0, w - crop + 1, (n,), generator=g)
+    y0 = torch.randint(0, h - crop + 1, (n,), generator=g)
+    out = torch.stack([images[i, :, y0[i]:y0[i] + crop, x0[i]:x0[i] + crop] for i in range(n)])
+    new_boxes = crop_boxes(boxes, x0, y0, crop)
+    if flip:
+        mirror = torch.rand(n, generator=g) < 0.5
+        out = torch.where(mirror[:, None, None, None], out.flip(-1), out)
+        flipped = torch.stack([crop - new_boxes[:, 2], new_boxes[:, 1], crop - new_boxes[:, 0], new_boxes[:, 3]], 1)
+        new_boxes = torch.where(mirror[:, None], flipped, new_boxes)
+    return out, new_boxes
+
+
+def center_crop(images: Tensor, crop: int) -> tuple[Tensor, int, int]:
+    h, w = images.shape[-2:]
+    y0, x0 = (h - crop) // 2, (w - crop) // 2
+    return images[..., y0:y0 + crop, x0:x0 + crop], x0, y0
+
+
+# ----------------------------------------------------------------------------- fine-tuning
+
+def channel_stats(images: Tensor) -> tuple[Tensor, Tensor]:
+    """Per-channel mean and std of uint8 images, shaped (1, 3, 1, 1), for ``normalize``."""
+    x = images.float().div(255.0)
+    return x.mean((0, 2, 3), keepdim=True), x.std((0, 2, 3), keepdim=True)
+
+
+def fine_tune(model: RPNLocalizer, train: B.BoxSet, cfg: LocConfig | None = None, *, mean: Tensor, std: Tensor,
+              device="auto", progress: bool = True) -> dict:
+    """Fine-tune ``model`` for localization on ``train`` by SGD; returns the per-epoch mean losses."""
+    cfg = cfg or model.cfg
+    dev = pick_device(device)
+    bf16 = use_bf16(dev, cfg.amp)
+    if cfg.crop > train.images.shape[-1]:
+        raise ValueError(f"crop {cfg.crop} is larger than the {train.images.shape[-1]}-pixel images; lower LocConfig.crop")
+    model.to(dev, memory_format=torch.channels_last if bf16 else torch.contiguous_format).train()
+    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    steps = max(1, len(train) // cfg.batch_size)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [round(0.75 * cfg.epochs * steps)], gamma=0.1)
+    g = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # the anchor sampler draws from the global generator
+    hist = {"epoch": [], "loss": [], "cls": [], "reg": []}
+    mean, std = mean.to(dev), std.to(dev)
+    bar = tqdm(total=cfg.epochs * steps, desc="fine-tune (loc)", disable=not progress, dynamic_ncols=True)
+    for epoch in range(cfg.epochs):
+        order = torch.randperm(len(train), generator=g)
+        sums = dict.fromkeys(("loss", "cls", "reg"), 0.0)
+        for b in range(steps):
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+            x, boxes = random_crops(train.images[idx], train.boxes[idx], cfg.crop, cfg.flip, g)
+            x = normalize(x.to(dev), mean, std)
+            if bf16:
+                x = x.contiguous(memory_format=torch.channels_last)
+            with autocast(dev, bf16):
+                out = model(x)
+            losses = loc_loss(out, boxes.to(dev), train.labels[idx].to(dev), cfg)
+            opt.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            opt.step()
+            sched.step()
+            for k in sums:
+                sums[k] += losses[k].item() / steps
+            bar.update(1)
+            bar.set_postfix(loss=f"{losses['loss'].item():.3f}")
+        hist["epoch"].append(epoch + 1)
+        for k in sums:
+            hist[k].append(sums[k])
+    bar.close()
+    return hist
+
+
+# ----------------------------------------------------------------------------- testing
+
+@torch.no_grad()
+def predict_boxes(model: RPNLocalizer, images: Tensor, classes: Tensor, *, mean: Tensor, std: Tensor,
+                  mode: str = "dense", crop: int | None = None, device="auto", batch_size: int = 256) -> Tensor:
+    """For each image and each of its K candidate ``classes`` (N, K): the box (N, K, 4) of the anchor with
+    the highest score for that class, decoded with that class's deltas, in the image's coordinates.
+
+    ``mode="dense"`` runs on the whole image (fully convolutional, as the appendix's dense testing);
+    ``"1-crop"`` on the centre ``crop`` (default ``model.cfg.crop``), boxes shifted back afterwards."""
+    if mode not in ("dense", "1-crop"):
+        raise ValueError(f"unknown test mode {mode!r}; use 'dense' or '1-crop' (Table 13's two settings)")
+    dev = pick_device(device)
+    bf16 = use_bf16(dev, model.cfg.amp)
+    model.to(dev).eval()
+    h, w = images.shape[-2:]
+    out_boxes = []
+    for start in range(0, len(images), batch_size):
+        x = images[start:start + batch_size]
+        x0 = y0 = 0
+        if mode == "1-crop":
+            x, x0, y0 = center_crop(x, crop or model.cfg.crop)
+        with autocast(dev, bf16):
+            out = model(normalize(x.to(dev), mean.to(dev), std.to(dev)))
+        cand = classes[start:start + batch_size].to(dev)  # (n, K)
+        cls, reg, anchors = out["cls"].float(), out["reg"].float(), out["anchors"]
+        n, k = cand.shape
+        scores = cls.gather(2, cand[:, None, :].expand(-1, cls.shape[1], -1))  # (n, anchors, K)
+        best = scores.argmax(1)  # (n, K)
+        rows = torch.arange(n, device=dev)[:, None].expand(n, k)
+        deltas = reg[rows, best, cand]  # (n, K, 4)
+        boxes = B.decode(deltas.reshape(-1, 4), anchors[best.reshape(-1)]).reshape(n, k, 4)
+        boxes = boxes + torch.tensor([x0, y0, x0, y0], device=dev, dtype=boxes.dtype)
+        out_boxes.append(B.clip_boxes(boxes, (h, w)).cpu())
+    return torch.cat(out_boxes)
+
+
+def loc_error(pred_labels: Tensor, pred_boxes: Tensor, gt_labels: Tensor, gt_boxes: Tensor,
+              iou_threshold: float = 0.5) -> float:
+    """ILSVRC's localization error: the fraction of images where no guess (of K, e.g. top-5) has both
+    the true class and a box with IoU >= ``iou_threshold`` with the true box.
+
+    ``pred_labels`` (N, K), ``pred_boxes`` (N, K, 4), ``gt_labels`` (N,), ``gt_boxes`` (N, 4)."""
+    if pred_labels.ndim == 1:
+        pred_labels, pred_boxes = pred_labels[:, None], pred_boxes[:, None]
+    n, k = pred_labels.shape
+    if pred_boxes.shape != (n, k, 4) or gt_labels.shape != (n,) or gt_boxes.shape != (n, 4):
+        raise ValueError(f"shapes do not fit: pred_labels {tuple(pred_labels.shape)}, pred_boxes "
+                         f"{tuple(pred_boxes.shape)}, gt_labels {tuple(gt_labels.shape)}, gt_boxes "
+                         f"{tuple(gt_boxes.shape)}; expected (N, K), (N, K, 4), (N,), (N, 4)")
+    if n == 0:
+        raise ValueError("loc_error of no images is undefined; pass at least one image")
+    iou = B.paired_iou(pred_boxes.reshape(-1, 4).float(), gt_boxes[:, None].expand(n, k, 4).reshape(-1, 4).float())
+    hit = (pred_labels == gt_labels[:, None]) & (iou.view(n, k) >= iou_threshold)
+    return 1.0 - hit.any(1).float().mean().item()
+
+
+def whole_image_boxes(n: int, height: int, width: int) -> Tensor:
+    """The trivial localizer: the whole image as the box, (n, 4)."""
+    return torch.tensor([[0.0, 0.0, float(width), float(height)]]).expand(n, 4).clone()
+
+
+@torch.no_grad()
+def class_scores(classifier: nn.Module, images: Tensor, *, mean: Tensor, std: Tensor, device="auto",
+                 amp: str = "auto", batch_size: int = 256) -> Tensor:
+    dev = pick_device(device)
+    bf16 = use_bf16(dev, amp)
+    classifier.to(dev).eval()
+    outs = []
+    for start in range(0, len(images), batch_size):
+        x = normalize(images[start:start + batch_size].to(dev), mean.to(dev), std.to(dev))
+        with autocast(dev, bf16):
+            outs.append(classifier(x).float().cpu())
+    return torch.cat(outs)
+
+
+def evaluate_localization(classifier: nn.Module, localizer: RPNLocalizer, val: B.BoxSet, *, mean: Tensor,
+                          std: Tensor, device="auto", top_k: int = 5) -> dict:
+    """Table 13/14-style errors (fractions) on ``val``, plus the whole-image baseline and the predictions.
+
+    ``gt_cls_*``: the oracle setting (true class given); ``top5_dense``: classes from the classifier's
+    top 5, each with its box; ``baseline_gt_cls``: the whole image as the box for the true class."""
+    h, w = val.images.shape[-2:]
+    k = min(top_k, len(val.classes))
+    scores = class_scores(classifier, val.images, mean=mean, std=std, device=device)
+    top = scores.topk(k, 1).indices
+    gt = val.labels[:, None]
+    res = {"cls_top1_err": (top[:, 0] != val.labels).float().mean().item(),
+           f"cls_top{k}_err": 1.0 - (top == gt).any(1).float().mean().item()}
+    boxes = {}
+    for mode in ("1-crop", "dense"):
+        boxes[mode] = predict_boxes(localizer, val.images, gt, mean=mean, std=std, mode=mode, device=device)[:, 0]
+        res[f"gt_cls_{mode}"] = loc_error(val.labels, boxes[mode], val.labels, val.boxes)
+    top_boxes = predict_boxes(localizer, val.images, top, mean=mean, std=std, mode="dense", device=device)
+    res[f"top{k}_dense"] = loc_error(top, top_boxes, val.labels, val.boxes)
+    whole = whole_image_boxes(len(val), h, w)
+    res["baseline_gt_cls"] = loc_error(val.labels, whole, val.labels, val.boxes)
+    res["mean_iou_dense"] = B.paired_iou(boxes["dense"], val.boxes).mean().item()
+    res["mean_iou_baseline"] = B.paired_iou(whole, val.boxes).mean().item()
+    return {"errors": res, "boxes_dense": boxes["dense"], "top": top, "top_boxes": top_boxes}
+
+
+# ----------------------------------------------------------------------------- classification pretraining
+
+@dataclass(frozen=True)
+class PretrainConfig:
+    """Classification pretraining before fine-tuning (Sec. 3.4's recipe, shortened for minutes on a CPU)."""
+    depth: int = 18
+    residual: bool = True
+    epochs: int = 10
+    batch_size: int = 64                # Sec. 3.4 uses 256
+    lr: float = 0.1                     # Sec. 3.4: "starts from 0.1 and is divided by 10" (here at 50% and 75%)
+    pad: int = 8                        # random crops: pad by 8 and crop 64 back, with flips (Sec. 3.4)
+    seed: int = 0
+    amp: str = "auto"
+
+
+def pretrain_classifier(train: B.BoxSet, val: B.BoxSet, cfg: PretrainConfig = PretrainConfig(), *,
+                        mean: Tensor, std: Tensor, device="auto", progress: bool = True) -> tuple[nn.Module, dict]:
+    """A Table 1 network (``imagenet_models``) trained to classify ``train``'s images with
+    ``resnet_lib.train.fit``. Returns (model, fit's result)."""
+    from .cifar_data import TensorLoader
+    from .imagenet_models import imagenet_resnet
+    from .train import TrainConfig, fit
+
+    dev = pick_device(device)
+    torch.manual_seed(cfg.seed)
+    model = imagenet_resnet(cfg.depth, residual=cfg.residual, num_classes=len(train.classes))
+    common = dict(mean=mean, std=std, device=dev, channels_last=use_bf16(dev, cfg.amp))
+    src = TensorLoader(train.images, train.labels, cfg.batch_size, augment=True, shuffle=True, drop_last=True,
+                       seed=cfg.seed, pad=cfg.pad, **common)
+    ev = TensorLoader(val.images, val.labels, 256, **common)
+    iters = max(1, cfg.epochs * len(src))
+    tc = TrainConfig(batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, amp=cfg.amp).with_iters(iters)
+    tc = dataclasses.replace(tc, eval_every=len(src), checkpoint_every=0)  # evaluate once per epoch
+    name = f"{'resnet' if cfg.residual else 'plain'}-{cfg.depth}"
+    res = fit(model, src, ev, tc, device=dev, progress=progress, desc=f"pretrain {name}")
+    return model.eval(), res

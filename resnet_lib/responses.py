@@ -1,0 +1,110 @@
+"""Layer responses (Sec. 4.2, "Analysis of Layer Responses", Fig. 7).
+
+The paper plots "the standard deviations (std) of the layer responses. The responses are the outputs of
+each 3x3 layer, after BN and before other nonlinearity (ReLU/addition)." Here a forward hook on the BN
+that follows each 3x3 conv reads exactly that tensor: in a basic block, ``bn1``'s output (before the ReLU)
+and ``bn2``'s output (before the addition); the stem conv's ``bn1`` comes first.
+
+The std is taken over every element of the response (images, channels, positions) across the whole
+evaluation set, accumulated in float64 (sums of x and x^2). The paper does not say which axes it pools;
+``per_channel=True`` gives the mean over channels of each channel's std instead.
+
+The hooks find their layers by the order of registration, so they work for any network written in
+torchvision's order (conv before its BN): the CIFAR nets of ``cifar_models`` and the ImageNet ones alike.
+"""
+from __future__ import annotations
+
+
+import numpy as np
+import torch
+from torch import nn
+
+from .device import autocast, pick_device, use_bf16
+
+
+def conv3x3_bn_pairs(model: nn.Module) -> list[tuple[str, nn.BatchNorm2d]]:
+    """``(name of the 3x3 conv, the BN that normalises it)`` for every 3x3 conv, in layer order."""
+    pairs, pending = [], None
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Conv2d):
+            pending = name if m.kernel_size == (3, 3) else None
+        elif isinstance(m, nn.BatchNorm2d) and pending is not None:
+            if m.num_features != model.get_submodule(pending).out_channels:
+                raise ValueError(f"{name} does not normalise {pending}'s output; the network does not register "
+                                 "each BN right after its conv (torchvision's order)")
+            pairs.append((pending, m))
+            pending = None
+    if not pairs:
+        raise ValueError("no 3x3 conv followed by a BatchNorm2d found: layer responses (Fig. 7) are defined for "
+                         "nets with BN after each 3x3 conv")
+    return pairs
+
+
+class ResponseRecorder:
+    """Accumulates each hooked layer's sum, sum of squares and count (per channel), over many batches."""
+
+    def __init__(self, model: nn.Module):
+        self.names = [name for name, _ in conv3x3_bn_pairs(model)]
+        self._bns = [bn for _, bn in conv3x3_bn_pairs(model)]
+        self._stats = [None] * len(self._bns)
+        self._handles = []
+
+    def _hook(self, i):
+        def hook(module, inputs, out):
+            x = out.detach().double().transpose(0, 1).reshape(out.shape[1], -1)
+            s = torch.stack([x.sum(1), (x * x).sum(1)])
+            n = x.shape[1]
+            if self._stats[i] is None:
+                self._stats[i] = [s, n]
+            else:
+                self._stats[i][0] += s
+                self._stats[i][1] += n
+        return hook
+
+    def __enter__(self):
+        self._handles = [bn.register_forward_hook(self._hook(i)) for i, bn in enumerate(self._bns)]
+        return self
+
+    def __exit__(self, *exc):
+        for h in self._handles:
+            h.remove()
+        self._handles = []
+
+    def stds(self, per_channel: bool = False) -> np.ndarray:
+        """One std per hooked layer, in layer order (see the module docstring for the two definitions)."""
+        if any(s is None for s in self._stats):
+            raise RuntimeError("no batch has gone through the network yet; run forward passes inside `with recorder:`")
+        out = []
+        for (s, n) in self._stats:
+            if per_channel:
+                mean = s[0] / n
+                var = (s[1] / n - mean ** 2).clamp_min(0)
+                out.append(var.sqrt().mean().item())
+            else:
+                total = n * s.shape[1]
+                mean = s[0].sum() / total
+                out.append(float((s[1].sum() / total - mean ** 2).clamp_min(0).sqrt()))
+        return np.array(out)
+
+
+@torch.no_grad()
+def layer_responses(model: nn.Module, source, device="auto", amp="auto", per_channel: bool = False,
+                    max_batches: int | None = None) -> np.ndarray:
+    """Fig. 7's std of each 3x3 layer's response, for ``model`` in eval mode over a batch source (an object
+    with ``batches(epoch)``, e.g. ``cifar_data.TensorLoader``) or an iterable of ``(X, y)`` / ``X`` tensors."""
+    dev = pick_device(device)
+    model = model.to(dev).eval()
+    batches = source.batches(0) if hasattr(source, "batches") else source
+    rec = ResponseRecorder(model)
+    with rec, autocast(dev, use_bf16(dev, amp)):
+        for i, batch in enumerate(batches):
+            if max_batches is not None and i >= max_batches:
+                break
+            x = batch[0] if isinstance(batch, (tuple, list)) else batch
+            model(x.to(dev))
+    return rec.stds(per_channel)
+
+
+def sorted_by_magnitude(stds: np.ndarray) -> np.ndarray:
+    """Fig. 7 (bottom): the same stds in descending order."""
+    return np.sort(np.asarray(stds))[::-1]
