@@ -32,10 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Sequence
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, DistributedSampler
-from torchvision.io import ImageReadMode, decode_image
+from PIL import Image, UnidentifiedImageError
 from torchvision.ops import roi_align
 from torchvision.transforms.v2 import functional as TF
 
@@ -127,9 +128,11 @@ def check_same_classes(a: Sequence[str], b: Sequence[str], name_a: str = "train"
 
 
 def read_image(path: str | Path) -> torch.Tensor:
-    """uint8 RGB tensor (3, H, W); grayscale and CMYK images are converted to RGB."""
-    data = torch.frombuffer(bytearray(Path(path).read_bytes()), dtype=torch.uint8)
-    return decode_image(data, mode=ImageReadMode.RGB)
+    """uint8 RGB tensor (3, H, W); grayscale and CMYK images are converted to RGB. (Pillow, not
+    torchvision.io, whose decoders are deprecated since torchvision 0.29.)"""
+    with Image.open(path) as im:
+        arr = np.asarray(im.convert("RGB"))
+    return torch.from_numpy(arr.copy()).permute(2, 0, 1).contiguous()
 
 
 def _bad_image_error(path, err) -> ValueError:
@@ -151,7 +154,7 @@ def load_images(paths: Sequence[Path], size: int | None = None, on_bad_image: st
     for i, p in enumerate(tqdm(paths, desc="decode", disable=not progress, leave=False)):
         try:
             img = read_image(p)
-        except (RuntimeError, OSError, ValueError) as err:
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
             if on_bad_image == "raise":
                 raise _bad_image_error(p, err) from None
             skipped.append(str(p))
@@ -553,7 +556,7 @@ def pixel_mean_of_files(paths: Sequence[Path], size: int, max_images: int = 10_0
     for p in tqdm(list(paths)[::step], desc="pixel mean", disable=not progress, leave=False):
         try:
             img = read_image(p)
-        except (RuntimeError, OSError, ValueError):
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
             continue  # an undecodable file does not belong in the mean; the loaders report it
         total += TF.center_crop(resize_short_side(img, size), [size, size]).double()
         n += 1
@@ -581,7 +584,7 @@ class FolderDataset(Dataset):
         path, label = self.samples[i]
         try:
             img = read_image(path)
-        except (RuntimeError, OSError, ValueError) as err:
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
             if self.on_bad_image == "raise":
                 raise _bad_image_error(path, err) from None
             return None

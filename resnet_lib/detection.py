@@ -1,0 +1,435 @@
+"""Object detection with Faster R-CNN on a ResNet (or plain) backbone: the paper's Sec. 4.3 / appendix A
+("Object Detection Baselines", Tables 7, 8 and 12), scaled down to minutes on a CPU.
+
+What follows the paper:
+
+- Faster R-CNN (torchvision's ``FasterRCNN``: RPN, RoI pooling, box head) on a network pretrained here
+  for classification and then fine-tuned.
+- The ResNet split of the appendix: "we compute the full-image shared conv feature maps using those
+  layers whose strides on the image are no greater than 16 pixels (i.e., conv1, conv2_x, conv3_x, and
+  conv4_x)"; RoI pooling on conv4_x; "conv5_x and up are adopted for each region", ending in the
+  classifier and box regressor (``ResNetC4``, ``ResNetC5Head``).
+- "BN layers are fixed during fine-tuning": every BatchNorm becomes torchvision's ``FrozenBatchNorm2d``
+  with the statistics from pretraining.
+- The comparison of Table 7/8, a residual against a non-residual backbone on the same data, here
+  ResNet-18 against plain-18 (the paper: ResNet-101 against VGG-16).
+- mAP at IoU 0.5 and mAP over IoU [0.5:0.05:0.95] from pycocotools' ``COCOeval`` (COCO's official code).
+
+Departures: scenes composed from Tiny ImageNet's boxed objects stand in for VOC/COCO when no detection set
+is at hand (``compose_scenes``); VOC itself is read through torchvision's ``VOCDetection``
+(``voc_detection``). RoIs are pooled to ``roi_size`` (default 6, so conv5_x gives 3x3; the paper's
+implementation pools 14x14 and conv5_x gives 7x7) and fewer RoIs and anchors are sampled per image.
+"""
+from __future__ import annotations
+
+import contextlib
+import io as _io
+import os
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torchvision.models.detection import FasterRCNN
+from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
+from torchvision.models.detection.rpn import AnchorGenerator
+from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
+from tqdm.auto import tqdm
+
+from . import boxes as B
+from .device import autocast, pick_device, use_bf16
+
+
+# ----------------------------------------------------------------------------- composed scenes
+
+@dataclass(frozen=True)
+class SceneConfig:
+    """Scenes made of real objects: crops of Tiny ImageNet's boxes pasted onto a blurred photo."""
+    size: int = 128                     # pixels, square
+    min_objects: int = 2
+    max_objects: int = 4
+    min_side: int = 28                  # pixels: an object's longer side after scaling, at least ...
+    max_side: int = 60                  # ... and at most
+    min_box: int = 12                   # pixels: skip source boxes with a shorter side than this
+    background_blur: int = 8            # the background is another photo shrunk to this many pixels and grown back
+
+    def __post_init__(self):
+        if not 1 <= self.min_objects <= self.max_objects:
+            raise ValueError(f"need 1 <= min_objects <= max_objects, got {self.min_objects}, {self.max_objects}")
+        if not 1 <= self.min_side <= self.max_side <= self.size:
+            raise ValueError(f"need 1 <= min_side <= max_side <= size, got {self.min_side}, {self.max_side}, {self.size}")
+
+
+@dataclass
+class SceneSet:
+    """Detection data: ``images`` uint8 (N, 3, S, S) and per image a dict of ``boxes`` (k, 4) xyxy and
+    ``labels`` (k,) in 1..C (0 is torchvision's background); ``classes`` names label c at index c - 1."""
+    images: Tensor
+    targets: list[dict[str, Tensor]]
+    classes: list[str]
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def __repr__(self) -> str:
+        n_obj = sum(len(t["labels"]) for t in self.targets)
+        return f"SceneSet({len(self)} images {tuple(self.images.shape[-2:])}, {n_obj} objects, {len(self.classes)} classes)"
+
+
+def object_crops(source: B.BoxSet, min_box: int = 12) -> tuple[list[Tensor], Tensor]:
+    """The boxed object of each image of ``source`` as a uint8 crop, and its label; tiny boxes are skipped."""
+    crops, labels = [], []
+    for img, box, lab in zip(source.images, source.boxes, source.labels):
+        x0, y0, x1, y1 = box.round().int().tolist()
+        if min(x1 - x0, y1 - y0) >= min_box:
+            crops.append(img[:, y0:y1, x0:x1])
+            labels.append(int(lab))
+    if not crops:
+        raise ValueError(f"no box of the source images has both sides >= {min_box} px; lower SceneConfig.min_box")
+    return crops, torch.tensor(labels)
+
+
+def paste(canvas: Tensor, obj: Tensor, x0: int, y0: int) -> Tensor:
+    """Put ``obj`` (3, h, w) into ``canvas`` (3, S, S) with its top-left corner at (x0, y0); returns its box."""
+    h, w = obj.shape[-2:]
+    canvas[:, y0:y0 + h, x0:x0 + w] = obj
+    return torch.tensor([x0, y0, x0 + w, y0 + h], dtype=torch.float32)
+
+
+def resize_uint8(img: Tensor, h: int, w: int) -> Tensor:
+    out = F.interpolate(img[None].float(), size=(h, w), mode="bilinear", antialias=True, align_corners=False)
+    return out[0].round().clamp(0, 255).to(torch.uint8)
+
+
+def compose_scene(crops: list[Tensor], labels: Tensor, backgrounds: Tensor, cfg: SceneConfig,
+                  g: torch.Generator) -> tuple[Tensor, dict[str, Tensor]]:
+    """One scene: a blurred background photo and 2-4 object crops, rescaled and placed without overlap,
+    so that each true box holds exactly its object."""
+    s = cfg.size
+    bg = backgrounds[torch.randint(len(backgrounds), (1,), generator=g).item()]
+    canvas = resize_uint8(resize_uint8(bg, cfg.background_blur, cfg.background_blur), s, s)
+    want = int(torch.randint(cfg.min_objects, cfg.max_objects + 1, (1,), generator=g))
+    placed, labs = [], []
+    for _ in range(want * 10):  # a few tries per object to find a free place
+        if len(placed) == want:
+            break
+        i = int(torch.randint(len(crops), (1,), generator=g))
+        obj = crops[i]
+        side = int(torch.randint(cfg.min_side, cfg.max_side + 1, (1,), generator=g))
+        scale = side / max(obj.shape[-2:])
+        h, w = max(1, round(obj.shape[-2] * scale)), max(1, round(obj.shape[-1] * scale))
+        x0 = int(torch.randint(0, s - w + 1, (1,), generator=g))
+        y0 = int(torch.randint(0, s - h + 1, (1,), generator=g))
+        box = torch.tensor([[x0, y0, x0 + w, y0 + h]], dtype=torch.float32)
+        if placed and (B.box_iou(box, torch.stack(placed)) > 0).any():
+            continue
+        placed.append(paste(canvas, resize_uint8(obj, h, w), x0, y0))
+        labs.append(int(labels[i]) + 1)  # torchvision's detectors keep 0 for the background
+    return canvas, {"boxes": torch.stack(placed), "labels": torch.tensor(labs, dtype=torch.int64)}
+
+
+def compose_scenes(source: B.BoxSet, n: int, cfg: SceneConfig = SceneConfig(), seed: int = 0) -> SceneSet:
+    """``n`` scenes built from the boxed objects of ``source`` (use the training images for training
+    scenes and the validation images for test scenes, so that no object is seen in both)."""
+    if n < 1:
+        raise ValueError(f"the number of scenes must be positive, got {n}")
+    crops, labels = object_crops(source, cfg.min_box)
+    g = torch.Generator().manual_seed(seed)
+    images, targets = [], []
+    for _ in range(n):
+        img, tgt = compose_scene(crops, labels, source.images, cfg, g)
+        images.append(img)
+        targets.append(tgt)
+    return SceneSet(torch.stack(images), targets, list(source.classes))
+
+
+# ----------------------------------------------------------------------------- VOC through torchvision
+
+VOC_CLASSES = ("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
+               "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa",
+               "train", "tvmonitor")
+
+
+def voc_target(annotation: dict, where: str, classes=VOC_CLASSES, keep_difficult: bool = False) -> dict[str, Tensor]:
+    """A ``VOCDetection`` annotation (parsed XML) -> {boxes, labels}, with errors naming ``where`` and
+    the object. VOC's 1-based inclusive pixels become continuous xyxy (x0 - 1, y0 - 1, x1, y1)."""
+    ann = annotation["annotation"]
+    size = ann.get("size", {})
+    width, height = int(size.get("width", 0)), int(size.get("height", 0))
+    objects = ann.get("object", [])
+    objects = objects if isinstance(objects, list) else [objects]
+    boxes, labels = [], []
+    for k, obj in enumerate(objects, start=1):
+        name = obj["name"].strip()
+        if name not in classes:
+            raise ValueError(f"{where}, object {k}: class {name!r} is not in the class list ({len(classes)} classes: "
+                             f"{', '.join(classes[:4])}, ...); pass classes= with it, or fix the name")
+        if obj.get("difficult", "0") == "1" and not keep_difficult:
+            continue
+        bb = obj["bndbox"]
+        x0, y0, x1, y1 = (float(bb[c]) for c in ("xmin", "ymin", "xmax", "ymax"))
+        if x1 < x0 or y1 < y0:
+            raise ValueError(f"{where}, object {k}: box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) has xmax < xmin or ymax < ymin; "
+                             "swap them in the annotation")
+        if x0 < 1 or y0 < 1 or (width and x1 > width) or (height and y1 > height):
+            raise ValueError(f"{where}, object {k}: box ({x0:g}, {y0:g}, {x1:g}, {y1:g}) lies outside the "
+                             f"{width}x{height} image (VOC pixels run from 1 to the size); clip it")
+        boxes.append([x0 - 1, y0 - 1, x1, y1])
+        labels.append(classes.index(name) + 1)
+    return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+            "labels": torch.tensor(labels, dtype=torch.int64)}
+
+
+class VOCAdapter(torch.utils.data.Dataset):
+    """torchvision's ``VOCDetection`` (the standard VOCdevkit layout) giving (uint8 image (3, H, W),
+    {boxes, labels}) like ``SceneSet``; a missing image or a bad annotation is an error naming its file."""
+
+    def __init__(self, root: str | os.PathLike, year: str = "2007", image_set: str = "trainval",
+                 classes=VOC_CLASSES, keep_difficult: bool = False):
+        from torchvision.datasets import VOCDetection
+        root = Path(root)
+        devkit = root / "VOCdevkit" / f"VOC{year}"
+        if not devkit.is_dir():
+            raise FileNotFoundError(f"{devkit} is missing: put the PASCAL VOC {year} devkit under {root} "
+                                    f"(root/VOCdevkit/VOC{year}/JPEGImages, Annotations, ImageSets/Main)")
+        self.voc = VOCDetection(str(root), year=year, image_set=image_set, download=False)
+        self.classes, self.keep_difficult = list(classes), keep_difficult
+
+    def __len__(self) -> int:
+        return len(self.voc)
+
+    def __getitem__(self, i: int) -> tuple[Tensor, dict[str, Tensor]]:
+        import numpy as np
+        image_path, ann_path = Path(self.voc.images[i]), Path(self.voc.annotations[i])
+        if not image_path.is_file():
+            raise FileNotFoundError(f"{ann_path}: names image {image_path.name}, which is not at {image_path}; "
+                                    "restore it or drop the id from the ImageSets list")
+        image, ann = self.voc[i]
+        target = voc_target(ann, str(ann_path), self.classes, self.keep_difficult)
+        img = torch.from_numpy(np.asarray(image.convert("RGB"))).permute(2, 0, 1).contiguous()
+        B.check_boxes(target["boxes"], img.shape[1], img.shape[2], str(ann_path))
+        return img, target
+
+
+def voc_detection(root: str | os.PathLike, year: str = "2007", image_set: str = "trainval", limit: int | None = None,
+                  classes=VOC_CLASSES) -> tuple[list[Tensor], list[dict[str, Tensor]], list[str]]:
+    """Images, targets and class names of a VOC split (the first ``limit`` images), ready for
+    ``train_detector``/``detect`` (which take lists as well as a ``SceneSet``'s tensors)."""
+    ds = VOCAdapter(root, year, image_set, classes)
+    n = len(ds) if limit is None else min(limit, len(ds))
+    items = [ds[i] for i in range(n)]
+    return [im for im, _ in items], [t for _, t in items], list(classes)
+
+
+# ----------------------------------------------------------------------------- the detector
+
+def freeze_batchnorm(module: nn.Module) -> nn.Module:
+    """Every BatchNorm2d -> FrozenBatchNorm2d with the same statistics (appendix: "the BN layers are
+    fixed during fine-tuning for object detection")."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            for k in ("weight", "bias", "running_mean", "running_var"):
+                getattr(frozen, k).copy_(getattr(child, k).detach())
+            setattr(module, name, frozen)
+        else:
+            freeze_batchnorm(child)
+    return module
+
+
+class ResNetC4(nn.Module):
+    """conv1 .. conv4_x of an ``imagenet_models`` network: the shared feature map, stride 16 (appendix)."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.conv1, self.bn1, self.relu, self.maxpool = net.conv1, net.bn1, net.relu, net.maxpool
+        self.layer1, self.layer2, self.layer3 = net.layer1, net.layer2, net.layer3
+        self.out_channels = net.num_features // 2  # conv4_x has half of conv5_x's channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.conv1(x)
+        x = self.bn1(x)
+        x = self.relu(x)
+        x = self.maxpool(x)
+        x = self.layer1(x)
+        x = self.layer2(x)
+        x = self.layer3(x)
+        return x
+
+
+class ResNetC5Head(nn.Module):
+    """conv5_x and global average pooling, applied to each pooled RoI (appendix: "conv5_x and up are
+    adopted for each region"); the classifier and box regressor follow in torchvision's predictor."""
+
+    def __init__(self, net: nn.Module):
+        super().__init__()
+        self.layer4, self.avgpool = net.layer4, net.avgpool
+        self.out_channels = net.num_features
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.layer4(x)
+        x = self.avgpool(x)
+        x = torch.flatten(x, 1)
+        return x
+
+
+@dataclass(frozen=True)
+class DetConfig:
+    """Faster R-CNN settings, Ren et al.'s where they fit, shrunk for 128x128 scenes on a CPU."""
+    anchor_sizes: tuple[int, ...] = (24, 40, 64)  # pixels; Faster R-CNN's 128/256/512 on ~600 px images
+    aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
+    roi_size: int = 6                   # RoIAlign output; conv5_x halves it (the paper's implementation: 14 -> 7)
+    rpn_batch_size: int = 128           # anchors sampled per image for the RPN (Faster R-CNN: 256)
+    rois_per_image: int = 32            # RoIs sampled per image for the head (Faster R-CNN: 128)
+    proposals_train: int = 200          # RPN proposals kept after NMS (Faster R-CNN: 2000 train / 300 test)
+    proposals_test: int = 50
+    epochs: int = 8
+    batch_size: int = 8                 # images per iteration (Faster R-CNN: 2)
+    lr: float = 0.02                    # step down 10x at 75% of the run
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    freeze_bn: bool = True              # appendix: BN fixed during fine-tuning
+    seed: int = 0
+    amp: str = "auto"
+
+
+def build_faster_rcnn(classifier: nn.Module, num_classes: int, image_size: int, mean: Tensor, std: Tensor,
+                      cfg: DetConfig = DetConfig()) -> FasterRCNN:
+    """Faster R-CNN on a pretrained ``imagenet_models`` classifier (its fc is dropped): conv1..conv4_x
+    shared, conv5_x per RoI. ``num_classes`` object classes (the background is added); images are not
+    resized (min_size = max_size = ``image_size``) and are normalised with the pretraining's ``mean``/``std``."""
+    import copy
+    net = copy.deepcopy(classifier).float().to(memory_format=torch.contiguous_format)
+    if cfg.freeze_bn:
+        freeze_batchnorm(net)
+    backbone, head = ResNetC4(net), ResNetC5Head(net)
+    anchors = AnchorGenerator(sizes=(tuple(cfg.anchor_sizes),), aspect_ratios=(tuple(cfg.aspect_ratios),))
+    return FasterRCNN(
+        backbone, num_classes=None, min_size=image_size, max_size=image_size,
+        image_mean=mean.flatten().tolist(), image_std=std.flatten().tolist(),
+        rpn_anchor_generator=anchors,
+        rpn_pre_nms_top_n_train=1000, rpn_post_nms_top_n_train=cfg.proposals_train,
+        rpn_pre_nms_top_n_test=500, rpn_post_nms_top_n_test=cfg.proposals_test,
+        rpn_batch_size_per_image=cfg.rpn_batch_size,
+        box_roi_pool=MultiScaleRoIAlign(["0"], output_size=cfg.roi_size, sampling_ratio=2),
+        box_head=head, box_predictor=FastRCNNPredictor(head.out_channels, num_classes + 1),
+        box_batch_size_per_image=cfg.rois_per_image)
+
+
+def _as_float(img: Tensor) -> Tensor:
+    return img.float().div(255.0) if img.dtype == torch.uint8 else img
+
+
+def train_detector(model: FasterRCNN, images, targets: list[dict[str, Tensor]], cfg: DetConfig = DetConfig(), *,
+                   device="auto", progress: bool = True, desc: str = "fine-tune (det)") -> dict:
+    """Fine-tune ``model`` end to end (RPN and Fast R-CNN losses summed, as in Faster R-CNN's approximate
+    joint training) by SGD; returns per-epoch mean losses."""
+    dev = pick_device(device)
+    bf16 = use_bf16(dev, cfg.amp)
+    for i, t in enumerate(targets):
+        h, w = images[i].shape[-2:]
+        B.check_boxes(t["boxes"], h, w, f"targets[{i}]")
+    model.to(dev).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+    steps = max(1, len(targets) // cfg.batch_size)
+    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [round(0.75 * cfg.epochs * steps)], gamma=0.1)
+    g = torch.Generator().manual_seed(cfg.seed)
+    torch.manual_seed(cfg.seed)  # torchvision's samplers draw from the global generator
+    hist: dict[str, list] = {"epoch": [], "loss": []}
+    bar = tqdm(total=cfg.epochs * steps, desc=desc, disable=not progress, dynamic_ncols=True)
+    for epoch in range(cfg.epochs):
+        order = torch.randperm(len(targets), generator=g)
+        sums: dict[str, float] = {}
+        for b in range(steps):
+            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size].tolist()
+            x = [_as_float(images[i]).to(dev) for i in idx]
+            y = [{k: v.to(dev) for k, v in targets[i].items()} for i in idx]
+            with autocast(dev, bf16):
+                losses = model(x, y)
+            loss = sum(v.float() for v in losses.values())
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            for k, v in (("loss", loss), *losses.items()):
+                sums[k] = sums.get(k, 0.0) + v.item() / steps
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        hist["epoch"].append(epoch + 1)
+        for k, v in sums.items():
+            hist.setdefault(k, []).append(v)
+    bar.close()
+    return hist
+
+
+@torch.no_grad()
+def detect(model: FasterRCNN, images, *, device="auto", amp: str = "auto", batch_size: int = 16) -> list[dict[str, Tensor]]:
+    """Detections per image: {boxes, labels, scores} on the CPU."""
+    dev = pick_device(device)
+    bf16 = use_bf16(dev, amp)
+    model.to(dev).eval()
+    out = []
+    for start in range(0, len(images), batch_size):
+        x = [_as_float(im).to(dev) for im in images[start:start + batch_size]]
+        with autocast(dev, bf16):
+            dets = model(x)
+        out += [{k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in d.items()} for d in dets]
+    return out
+
+
+# ----------------------------------------------------------------------------- mAP (pycocotools)
+
+def _coco_gt(targets: list[dict[str, Tensor]], num_classes: int, sizes: list[tuple[int, int]]):
+    from pycocotools.coco import COCO
+    images, anns = [], []
+    for i, (t, (h, w)) in enumerate(zip(targets, sizes)):
+        images.append({"id": i, "height": h, "width": w})
+        for box, lab in zip(t["boxes"].tolist(), t["labels"].tolist()):
+            x0, y0, x1, y1 = box
+            anns.append({"id": len(anns) + 1, "image_id": i, "category_id": lab, "bbox": [x0, y0, x1 - x0, y1 - y0],
+                         "area": (x1 - x0) * (y1 - y0), "iscrowd": 0})
+    gt = COCO()
+    gt.dataset = {"images": images, "annotations": anns,
+                  "categories": [{"id": c} for c in range(1, num_classes + 1)]}
+    with contextlib.redirect_stdout(_io.StringIO()):
+        gt.createIndex()
+    return gt
+
+
+def coco_map(detections: list[dict[str, Tensor]], targets: list[dict[str, Tensor]], num_classes: int,
+             sizes: list[tuple[int, int]]) -> dict:
+    """COCO's mAP (pycocotools' ``COCOeval``): ``map_50`` (IoU 0.5; VOC's and Table 7's measure, with COCO's
+    101-point interpolation rather than VOC07's 11 points), ``map`` (IoU 0.5:0.05:0.95, Table 8's
+    "mAP@[.5, .95]") and ``per_class_ap50`` (label -> AP at IoU 0.5, NaN for a class absent from the targets)."""
+    from pycocotools.cocoeval import COCOeval
+    if len(detections) != len(targets):
+        raise ValueError(f"{len(detections)} detection lists for {len(targets)} images; give one per image")
+    gt = _coco_gt(targets, num_classes, sizes)
+    dets = [{"image_id": i, "category_id": int(lab), "bbox": [x0, y0, x1 - x0, y1 - y0], "score": float(s)}
+            for i, d in enumerate(detections)
+            for (x0, y0, x1, y1), lab, s in zip(d["boxes"].tolist(), d["labels"].tolist(), d["scores"].tolist())]
+    if not dets:
+        return {"map": 0.0, "map_50": 0.0, "per_class_ap50": {c: 0.0 for c in range(1, num_classes + 1)}}
+    with contextlib.redirect_stdout(_io.StringIO()):
+        dt = gt.loadRes(dets)
+        ev = COCOeval(gt, dt, "bbox")
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    prec = ev.eval["precision"][0, :, :, 0, -1]  # IoU 0.5, all recalls, classes, all areas, 100 dets
+    per_class = {}
+    for k, c in enumerate(ev.params.catIds):
+        p = prec[:, k]
+        per_class[c] = float(p[p > -1].mean()) if (p > -1).any() else float("nan")
+    return {"map": float(ev.stats[0]), "map_50": float(ev.stats[1]), "per_class_ap50": per_class}
+
+
+def evaluate_detector(model: FasterRCNN, images, targets: list[dict[str, Tensor]], num_classes: int, *,
+                      device="auto", amp: str = "auto") -> tuple[dict, list[dict[str, Tensor]]]:
+    """(mAPs, detections) of ``model`` on ``images``."""
+    dets = detect(model, images, device=device, amp=amp)
+    sizes = [tuple(im.shape[-2:]) for im in images]
+    return coco_map(dets, targets, num_classes, sizes), dets

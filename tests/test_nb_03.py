@@ -1,0 +1,42 @@
+"""Notebook 03 end to end with tiny parameters, and its bad-parameter paths."""
+import pytest
+
+from resnet_lib import notebooks
+
+NB = "03_cifar10_plain_vs_residual"
+
+
+@pytest.mark.notebook
+def test_notebook_03_tiny_run_saves_its_table(run_tiny, nb_out):
+    res = run_tiny(NB)
+    names = [t["net"] for t in res["table"]]
+    assert names == ["plain-8", "ResNet-8", "plain-14", "ResNet-14"]
+    for t in res["table"]:
+        assert 0 <= t["train_err_pct"] <= 100 and 0 <= t["test_err_pct"] <= 100
+        assert t["iters"] == 8 and t["train_images"] == 500
+    assert res["table"][1]["params"] == 75290  # 6n+2 with n=1, option A
+    assert "text" in res["degradation"]
+    qs = [r["quantity"] for r in res["rows"]]
+    assert "ResNet-14 test error" in qs and "ResNet-14 parameters" in qs
+    assert (nb_out / NB / "fig6_curves.png").stat().st_size > 10_000
+    # stored runs are reused: a second run of the notebook trains nothing and gives the same table
+    again = run_tiny(NB)
+    assert again["table"] == res["table"]
+
+
+@pytest.mark.notebook
+def test_unknown_parameter_value_stops_the_notebook_early(tmp_path):
+    import papermill as pm
+    nb = notebooks.find_notebook(NB)
+    with pytest.raises(pm.PapermillExecutionError, match="shortcut option 'D'"):
+        notebooks.run_notebook(nb, tmp_path, params={"SHORTCUT": "D"}, tiny=True, progress=False)
+    assert not (tmp_path / NB / "runs").exists()  # nothing trained
+
+
+def test_unknown_parameter_name_or_type_is_refused_before_starting(tmp_path):
+    nb = notebooks.find_notebook(NB)
+    with pytest.raises(ValueError, match="unknown parameter 'DEPTH'.*did you mean|unknown parameter 'DEPTH'"):
+        notebooks.run_notebook(nb, tmp_path, params={"DEPTH": 20})
+    with pytest.raises(ValueError, match="EPOCHS should be float"):
+        notebooks.run_notebook(nb, tmp_path, params={"EPOCHS": "many"})
+    assert not (tmp_path / "executed").exists()

@@ -1,0 +1,120 @@
+"""The training engine: it learns, it resumes exactly, it refuses bad input early."""
+import dataclasses
+import json
+
+import pytest
+import torch
+
+from resnet_lib import train as T
+from resnet_lib.cifar_data import load_cifar10
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_cifar10()
+
+
+def quick(iters=24, **kw):
+    cfg = dataclasses.replace(T.TrainConfig().with_iters(iters), eval_every=iters // 2, checkpoint_every=iters // 4)
+    return T.CifarRun(depth=kw.pop("depth", 8), train=cfg, subset=kw.pop("subset", 1024), test_subset=500, **kw)
+
+
+def test_schedule_keeps_the_papers_shape():
+    cfg = T.TrainConfig()
+    assert (cfg.iters, cfg.milestones, cfg.lr, cfg.batch_size, cfg.weight_decay, cfg.momentum) == \
+        (64000, (32000, 48000), 0.1, 128, 1e-4, 0.9)
+    small = cfg.scaled(0.01)
+    assert small.iters == 640 and small.milestones == (320, 480)
+    s = T.StepSchedule(small)
+    assert [s.lr_at(i) for i in (0, 319, 320, 479, 480, 639)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
+
+
+def test_resnet110_warmup_until_training_error_below_80_percent():
+    assert T.paper_recipe(110).warmup and not T.paper_recipe(56).warmup
+    s = T.StepSchedule(T.paper_recipe(110))
+    assert s.lr_at(0) == 0.01
+    s.observe(100, train_err=0.85)
+    assert s.lr_at(101) == 0.01
+    s.observe(400, train_err=0.79)
+    assert s.lr_at(401) == 0.1 and s.warmup_ended_at == 400
+
+
+def test_training_lowers_the_loss(data, tmp_path):
+    res = T.run_cifar(quick(40, subset=1024), tmp_path, progress=False, data=data)
+    h = res["history"]
+    assert len(h["train_loss"]) == 2
+    assert h["train_loss"][-1] < h["train_loss"][0] - 0.05
+    assert h["train_loss"][0] < 2.6  # started near ln(10) = 2.30
+    assert res["final"]["test_err"] < 0.85  # better than chance (90%) on held-out images
+    assert json.loads((tmp_path / quick(40).slug / "result.json").read_text())["provenance"]["torch"]
+
+
+def test_resume_equals_uninterrupted(data, tmp_path):
+    run = quick(24)
+    full = T.run_cifar(run, tmp_path / "a", progress=False, data=data)
+    part = T.run_cifar(run, tmp_path / "b", progress=False, data=data, stop_after=13)  # mid-epoch, off the grid
+    assert part["interrupted_at"] == 13
+    resumed = T.run_cifar(run, tmp_path / "b", progress=False, data=data)
+    assert resumed["history"] == full["history"]
+    a, b = T.load_model(tmp_path / "a" / run.slug), T.load_model(tmp_path / "b" / run.slug)
+    for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
+        assert torch.equal(va, vb), k
+
+
+def test_stored_run_is_not_retrained(data, tmp_path):
+    run = quick(8)
+    first = T.run_cifar(run, tmp_path, progress=False, data=data)
+    again = T.run_cifar(run, tmp_path, progress=False, data=None)  # no data needed: nothing trains
+    assert again["provenance"]["time_utc"] == first["provenance"]["time_utc"]
+    forced = T.run_cifar(run, tmp_path, progress=False, data=data, force=True)
+    assert forced["history"]["train_loss"] == first["history"]["train_loss"]  # same seed, same result
+
+
+def test_checkpoint_from_another_architecture_is_refused(data, tmp_path):
+    run = quick(8)
+    T.run_cifar(run, tmp_path, progress=False, data=data, stop_after=4)
+    model = T.build_model({"kind": "cifar", "depth": 14, "residual": True, "shortcut": "A"})
+    tr, te = __import__("resnet_lib.cifar_data", fromlist=["x"]).make_loaders(data, subset=1024)
+    with pytest.raises(ValueError, match="written for the architecture"):
+        T.fit(model, tr, te, run.train, run_dir=tmp_path / run.slug, progress=False,
+              spec={"kind": "cifar", "depth": 14, "residual": True, "shortcut": "A", "num_classes": 10})
+    assert (tmp_path / run.slug / "checkpoint.pt").exists()  # the old run is left as it was
+
+
+def test_divergence_stops_with_a_clear_message(data, tmp_path):
+    run = dataclasses.replace(quick(16), train=dataclasses.replace(quick(16).train, lr=1e4))
+    with pytest.raises(T.TrainingDiverged, match="diverged at iteration .*Lower the learning rate"):
+        T.run_cifar(run, tmp_path, progress=False, data=data)
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: T.TrainConfig(iters=0), "iters must be a positive"),
+    (lambda: T.TrainConfig(iters=-5), "iters must be a positive"),
+    (lambda: T.TrainConfig().with_iters(0), "positive integer"),
+    (lambda: T.epochs_to_iters(0, 50000), "epochs must be positive"),
+    (lambda: T.CifarRun(depth=21), "6n\\+2"),
+    (lambda: T.CifarRun(shortcut="D"), "shortcut option"),
+    (lambda: T.CifarRun(subset=60000), "subset 60000 is outside"),
+    (lambda: T.TrainConfig(amp="fp8"), "amp must be"),
+])
+def test_bad_input_fails_before_training(make, match):
+    with pytest.raises(ValueError, match=match):
+        make()
+
+
+def test_plan_rejects_bad_grids():
+    from resnet_lib.cifar_experiment import plan_runs
+    with pytest.raises(ValueError, match="unknown net kind"):
+        plan_runs([20], ["plane"])
+    with pytest.raises(ValueError, match="positive"):
+        plan_runs([20], epochs=-1)
+    runs = plan_runs([20, 56], epochs=2, subset=1280)
+    assert [r.name for r in runs] == ["plain-20", "ResNet-20", "plain-56", "ResNet-56"]
+    assert runs[0].train.iters == 20 and runs[0].train.milestones == (10, 15)
+
+
+def test_cli_trains_and_prints_json(tmp_path, capsys):
+    rc = T.cli(["--depth", "8", "--iters", "4", "--subset", "512", "--eval-every", "4", "--out", str(tmp_path)])
+    assert rc == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["name"] == "ResNet-8" and 0 <= out["test_err"] <= 1
