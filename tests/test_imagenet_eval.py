@@ -90,7 +90,9 @@ def test_multiscale_averages_whole_image_scores_over_scales():
     x8 = img.float() / 255
     x4 = torch.nn.functional.interpolate(x8, size=(4, 4), mode="bilinear", align_corners=False, antialias=True)
     expected = (net(x8).softmax(1) + net(x4).softmax(1)) / 2  # flips change no mean colour
-    torch.testing.assert_close(E.multiscale_probs(net, img, SMALL, torch.zeros(3, 4, 4)), expected)
+    # atol: the library resizes the uint8 image, which rounds to whole grey levels (1/255 per pixel)
+    torch.testing.assert_close(E.multiscale_probs(net, img, SMALL, torch.zeros(3, 4, 4)), expected,
+                               rtol=0, atol=1e-3)
     # the whole image is 3/4 green: multi-scale votes green, like the 10 crops, unlike the centre crop
     assert expected.argmax(1).item() == 1
 
@@ -99,7 +101,7 @@ def test_topk_errors():
     probs = torch.tensor([[0.1, 0.2, 0.7], [0.5, 0.3, 0.2], [0.2, 0.5, 0.3], [0.4, 0.35, 0.25]])
     labels = torch.tensor([2, 1, 0, 2])
     out = E.topk_errors(probs, labels, ks=(1, 2, 5))
-    assert out == pytest.approx({"top1": 75.0, "top2": 25.0})  # top5 left out: only 3 classes
+    assert out == pytest.approx({"top1": 75.0, "top2": 50.0})  # top5 left out: only 3 classes
 
 
 def test_predict_batches_and_single_images_agree():
