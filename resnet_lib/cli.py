@@ -34,7 +34,8 @@ def run_notebooks(argv: list[str]) -> int:
 def parameterize(argv: list[str]) -> int:
     """Write each notebook with its parameters injected (papermill's own injection, no execution),
     for ``pytest --nbval-lax`` to execute."""
-    import papermill as pm
+    from papermill.iorw import load_notebook_node, write_ipynb
+    from papermill.parameterize import parameterize_notebook
     ap = argparse.ArgumentParser(prog="python -m resnet_lib parameterize", description=parameterize.__doc__)
     ap.add_argument("dest")
     ap.add_argument("--tiny", action="store_true")
@@ -48,9 +49,6 @@ def parameterize(argv: list[str]) -> int:
         if "OUT_DIR" in notebooks.notebook_parameters(nb):
             params.setdefault("OUT_DIR", str(Path(a.out).resolve() if a.out else dest / "outputs"))
         notebooks.check_parameters(nb, params)
-        book = pm.inspect_notebook  # noqa: F841  (papermill imported for its parameterize helpers)
-        from papermill.iorw import load_notebook_node, write_ipynb
-        from papermill.parameterize import parameterize_notebook
         node = parameterize_notebook(load_notebook_node(str(nb)), params)
         write_ipynb(node, str(dest / nb.name))
     print(f"wrote {len(notebooks.list_notebooks())} notebooks to {dest}")
