@@ -26,9 +26,14 @@ test: $(STAMP)
 	$(BIN)/python -m resnet_lib parameterize --tiny build/nbval
 	$(BIN)/python -m pytest --nbval-lax -p no:cacheprovider build/nbval
 
-## JupyterLab on the notebooks, on localhost only, token-protected.
+## JupyterLab on the notebooks from this environment (ipywidgets and inline matplotlib work as
+## installed), listening on localhost only, behind a fresh random token printed here and in the
+## address JupyterLab prints. Root (as in containers) needs --allow-root, added only then.
 lab: $(STAMP)
-	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --notebook-dir=notebooks
+	@token=$$($(BIN)/python -c 'import secrets; print(secrets.token_hex(24))'); \
+	echo "JupyterLab: http://127.0.0.1:8888/lab?token=$$token (if 8888 is taken, the port it reports below)"; \
+	$(BIN)/jupyter lab --ServerApp.ip=127.0.0.1 --ServerApp.root_dir=notebooks \
+	  --IdentityProvider.token=$$token $$( [ "$$(id -u)" = 0 ] && echo --allow-root )
 
 ## Training speed of the library's loop against ../shared/bench/naive_reference.py, same run.
 bench: $(STAMP)

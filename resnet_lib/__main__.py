@@ -11,6 +11,8 @@ COMMANDS = {
     "train": ("resnet_lib.train:cli", "train a CIFAR-10 plain or residual net (paper Section 4.2)"),
     "run-notebooks": ("resnet_lib.cli:run_notebooks", "the main job: execute every notebook, then the summary"),
     "parameterize": ("resnet_lib.cli:parameterize", "write notebooks with (tiny) parameters injected, unexecuted"),
+    "sweep": ("resnet_lib.sweep:cli", "run a notebook over a grid of parameters and gather the results"),
+    "train-imagenet": ("resnet_lib.imagenet_train:cli", "train on an ImageFolder / Tiny ImageNet (torchrun-ready)"),
 }
 
 

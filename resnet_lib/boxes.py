@@ -246,3 +246,39 @@ def encode(boxes: Tensor, anchors: Tensor) -> Tensor:
 def decode(deltas: Tensor, anchors: Tensor) -> Tensor:
     """Boxes (N, 4) from ``deltas`` (N, 4) applied to ``anchors`` (N, 4); inverse of ``encode``."""
     return _coder.decode_single(deltas, anchors)
+
+
+# ----------------------------------------------------------------------------- pictures
+
+def draw_boxes(ax, image: Tensor, layers: list[tuple[Tensor, str, list[str] | None]], title: str | None = None,
+               fontsize: int = 7) -> None:
+    """Show uint8 ``image`` (3, H, W) on a matplotlib ``ax`` with boxes drawn over it: each layer is
+    ``(boxes (k, 4), colour, labels or None)``, e.g. the truth in green and a prediction in red."""
+    from matplotlib.patches import Rectangle
+    ax.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
+    for boxes, colour, labels in layers:
+        for k, (x0, y0, x1, y1) in enumerate(boxes.reshape(-1, 4).tolist()):
+            # imshow puts pixel i's centre at i: continuous edges sit half a pixel before
+            ax.add_patch(Rectangle((x0 - 0.5, y0 - 0.5), x1 - x0, y1 - y0, fill=False, edgecolor=colour, linewidth=1.6))
+            if labels:
+                ax.text(x0 - 0.5, y0 - 1, labels[k], color="white", fontsize=fontsize, va="bottom",
+                        bbox=dict(facecolor=colour, alpha=0.8, pad=0.5, linewidth=0))
+    if title:
+        ax.set_title(title, fontsize=fontsize + 1)
+    ax.set_axis_off()
+
+
+def box_grid(images: Tensor, layers: list[list[tuple[Tensor, str, list[str] | None]]], titles: list[str] | None = None,
+             ncols: int = 6, cell: float = 2.0):
+    """A grid of ``draw_boxes`` pictures, one per image; returns the figure."""
+    import matplotlib.pyplot as plt
+    n = len(images)
+    nrows = max(1, -(-n // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, cell * nrows + 0.3), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        if k < n:
+            draw_boxes(ax, images[k], layers[k], titles[k] if titles else None)
+        else:
+            ax.set_axis_off()
+    fig.tight_layout()
+    return fig

@@ -91,12 +91,12 @@ def table1(model: nn.Module, input_size: tuple[int, int, int] = (3, 224, 224)) -
         if attr == "conv1":
             c = net.conv1
             text = f"{c.kernel_size[0]}x{c.kernel_size[1]}, {c.out_channels}, stride {c.stride[0]}"
-            if isinstance(net.maxpool, nn.MaxPool2d):
-                text += "; 3x3 max pool, stride 2"
         elif attr == "fc":
             text = f"average pool, {net.fc.out_features}-d fc"
         else:
             text = _stage_text(mod)
+            if attr == "layer1" and isinstance(net.maxpool, nn.MaxPool2d):  # Table 1 lists the pool in conv2_x
+                text = "3x3 max pool, stride 2; " + text
         shape = sizes[attr]
         rows.append({"layer": paper_name, "output": "x".join(map(str, shape[1:])) if len(shape) == 3 else "1x1",
                      "blocks": text, "params": count_params(mod) + (count_params(net.bn1) if attr == "conv1" else 0),
@@ -143,3 +143,35 @@ def _summary_row(name: str, net: nn.Module, paper: float | None) -> dict:
     macs = count_macs(net)
     return {"name": name, "params": count_params(net), "macs": macs, "paper_macs": paper,
             "rel_diff": None if paper is None else macs / paper - 1}
+
+
+def table1_grid(depths=(18, 34, 50, 101, 152), input_size: tuple[int, int, int] = (3, 224, 224),
+                **kw) -> list[dict]:
+    """Table 1 itself, rebuilt: one row per stage (conv1 .. fc) with the output size and, per depth, the
+    blocks as read from the built network; then rows of parameters and FLOPs (x10^9 multiply-adds)."""
+    tables = {d: table1(build_on_meta(lambda: im.imagenet_resnet(d, **kw)), input_size) for d in depths}
+    first = tables[depths[0]]
+    rows = []
+    for i, r in enumerate(first[:-1]):
+        rows.append({"layer name": r["layer"], "output size": r["output"],
+                     **{f"{d}-layer": tables[d][i]["blocks"] for d in depths}})
+    rows.append({"layer name": "params", "output size": "",
+                 **{f"{d}-layer": f"{tables[d][-1]['params'] / 1e6:.1f}M" for d in depths}})
+    rows.append({"layer name": "FLOPs", "output size": "",
+                 **{f"{d}-layer": f"{tables[d][-1]['macs'] / 1e9:.2f} x10^9" for d in depths}})
+    return rows
+
+
+def cifar_params(depths=(20, 32, 44, 56, 110, 1202)) -> list[dict]:
+    """Parameters of the option-A CIFAR ResNets (Sec. 4.2) beside Table 6's printed counts and the exact
+    counts of the architecture as described."""
+    from .cifar_models import cifar_resnet
+    from .paper import cifar_params_exact
+    printed = targets()["cifar10_params_paper"]
+    exact = cifar_params_exact()
+    rows = []
+    for d in depths:
+        n = count_params(build_on_meta(lambda: cifar_resnet(d)))
+        rows.append({"depth": d, "params": n, "paper": printed.get(str(d)), "exact_expected": exact.get(d),
+                     "equal": exact.get(d) == n if d in exact else None})
+    return rows

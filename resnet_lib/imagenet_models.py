@@ -283,3 +283,21 @@ def load_torchvision_state_dict(model: nn.Module, state_dict: dict[str, Tensor])
                          "checkpoint's num_classes (torchvision's ImageNet weights: 1000).")
     model.load_state_dict(state_dict, strict=True)
     return model
+
+
+def torchvision_parity(depth: int, image_size: int = 112, seed: int = 0) -> dict:
+    """Load torchvision's ResNet-``depth`` (random weights, no download) into ours strictly, and compare
+    parameter counts and outputs (ours with ``stride_in="3x3"``, torchvision's placement)."""
+    import torchvision
+    if depth not in _STAGES:
+        raise ValueError(f"depth {depth!r} is not one of Table 1's ImageNet depths {sorted(_STAGES)}")
+    torch.manual_seed(seed)
+    theirs = getattr(torchvision.models, f"resnet{depth}")(weights=None).eval()
+    ours = load_torchvision_state_dict(imagenet_resnet(depth, stride_in="3x3"), theirs.state_dict()).eval()
+    x = torch.randn(2, 3, image_size, image_size)
+    with torch.no_grad():
+        diff = (ours(x) - theirs(x)).abs().max().item()
+    n_ours = sum(p.numel() for p in ours.parameters())
+    n_theirs = sum(p.numel() for p in theirs.parameters())
+    return {"depth": depth, "params_ours": n_ours, "params_torchvision": n_theirs, "params_equal": n_ours == n_theirs,
+            "strict_load": True, "max_abs_output_diff": diff}

@@ -234,9 +234,11 @@ def cli(argv: list[str] | None = None) -> int:
     aug = AugConfig().scaled(a.aug_scale if a.aug_scale else (0.25 if tiny else 1.0))
     bad = "skip" if a.skip_bad_images else "raise"
     if tiny:
+        from .device import pick_device, use_bf16
         data = tiny_imagenet_data(root, classes=a.classes, train_per_class=a.train_per_class,
                                   val_per_class=a.val_per_class, batch_size=a.batch_size, aug=aug, seed=a.seed,
-                                  on_bad_image=bad, progress=env.main)
+                                  channels_last=use_bf16(pick_device(device), a.amp), on_bad_image=bad,
+                                  progress=env.main)
         n_train = len(data.train.data)
     else:
         data = folder_data(root, batch_size=a.batch_size, aug=aug, seed=a.seed, workers=a.workers,

@@ -56,6 +56,7 @@ class LocConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4          # Sec. 3.4
     reg_weight: float = 1.0             # lambda balancing cls and reg, RPN's Eq. (1)
+    stage: int = 5                      # the head sits on conv5_x (5, stride 32) or conv4_x (4, stride 16, as RPN)
     seed: int = 0
     amp: str = "auto"                   # bf16 autocast where fast ("auto"), "bf16" or "off"
 
@@ -66,6 +67,8 @@ class LocConfig:
             raise ValueError(f"positive_fraction must be in (0, 1], got {self.positive_fraction}")
         if not 0 <= self.bg_iou <= self.fg_iou <= 1:
             raise ValueError(f"need 0 <= bg_iou <= fg_iou <= 1, got bg_iou={self.bg_iou}, fg_iou={self.fg_iou}")
+        if self.stage not in (4, 5):
+            raise ValueError(f"stage must be 4 (conv4_x) or 5 (conv5_x), got {self.stage}")
         if self.epochs < 0 or self.batch_size < 1 or self.anchors_per_image < 1:
             raise ValueError("epochs must be >= 0, batch_size and anchors_per_image >= 1")
 
@@ -123,10 +126,18 @@ class RPNLocalizer(nn.Module):
         super().__init__()
         self.backbone = backbone
         self.cfg = cfg
-        self.head = PerClassRPNHead(backbone.num_features, num_classes, cfg.num_anchors)
+        channels = backbone.num_features if cfg.stage == 5 else backbone.num_features // 2
+        self.head = PerClassRPNHead(channels, num_classes, cfg.num_anchors)
+
+    def features(self, x: Tensor) -> Tensor:
+        if self.cfg.stage == 5:
+            return self.backbone.forward_features(x)
+        net = self.backbone  # conv1 .. conv4_x, as Faster R-CNN's RPN on ResNet (appendix)
+        x = net.maxpool(net.relu(net.bn1(net.conv1(x))))
+        return net.layer3(net.layer2(net.layer1(x)))
 
     def forward(self, x: Tensor) -> dict[str, Tensor]:
-        feats = self.backbone.forward_features(x)
+        feats = self.features(x)
         cls, reg = self.head(feats)
         n, _, fh, fw = feats.shape
         a, c = self.head.num_anchors, self.head.num_classes
@@ -162,8 +173,8 @@ def sample_anchors(anchors: Tensor, gt_boxes: Tensor, cfg: LocConfig) -> tuple[T
 
 def loc_loss(out: dict[str, Tensor], gt_boxes: Tensor, gt_labels: Tensor, cfg: LocConfig) -> dict[str, Tensor]:
     """RPN's loss (Ren et al., Eq. 1) in per-class form: binary cross-entropy on all C logits of each
-    sampled anchor (a positive's target is its class, a negative's is no class) and smooth-L1 on the
-    true class's 4 deltas of the positives; both averaged over the sampled anchors."""
+    sampled anchor (a positive's target is its class, a negative's is no class), averaged over anchors and
+    classes, and smooth-L1 on the true class's 4 deltas of the positives, averaged over the sampled anchors."""
     cls, reg, anchors = out["cls"].float(), out["reg"].float(), out["anchors"]
     pos, neg = sample_anchors(anchors, gt_boxes, cfg)
     n_img, n_cls = cls.shape[0], cls.shape[-1]
@@ -172,7 +183,8 @@ def loc_loss(out: dict[str, Tensor], gt_boxes: Tensor, gt_labels: Tensor, cfg: L
     targets = torch.zeros_like(cls)
     targets[img_pos, anc_pos, gt_labels[img_pos]] = 1.0
     n_sampled = sampled.sum().clamp(min=1)
-    cls_loss = F.binary_cross_entropy_with_logits(cls[sampled], targets[sampled], reduction="sum") / n_sampled
+    # mean over the C classes: each class's logistic weighs 1/C, so the cls term starts near log 2 for any C
+    cls_loss = F.binary_cross_entropy_with_logits(cls[sampled], targets[sampled], reduction="sum") / (n_sampled * n_cls)
     deltas = reg[img_pos, anc_pos, gt_labels[img_pos]]
     target_deltas = B.encode(gt_boxes[img_pos], anchors[anc_pos])
     reg_loss = F.smooth_l1_loss(deltas, target_deltas, beta=1 / 9, reduction="sum") / n_sampled
@@ -376,8 +388,8 @@ class PretrainConfig:
     depth: int = 18
     residual: bool = True
     epochs: int = 10
-    batch_size: int = 64                # Sec. 3.4 uses 256
-    lr: float = 0.1                     # Sec. 3.4: "starts from 0.1 and is divided by 10" (here at 50% and 75%)
+    batch_size: int = 32                # Sec. 3.4 uses 256
+    lr: float = 0.0125                  # Sec. 3.4's 0.1 per 256 images, scaled to the batch; /10 at 50% and 75%
     pad: int = 8                        # random crops: pad by 8 and crop 64 back, with flips (Sec. 3.4)
     seed: int = 0
     amp: str = "auto"

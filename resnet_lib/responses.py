@@ -108,3 +108,64 @@ def layer_responses(model: nn.Module, source, device="auto", amp="auto", per_cha
 def sorted_by_magnitude(stds: np.ndarray) -> np.ndarray:
     """Fig. 7 (bottom): the same stds in descending order."""
     return np.sort(np.asarray(stds))[::-1]
+
+
+# ----------------------------------------------------------------------------- trained nets for Fig. 7
+
+def stored_runs(root) -> dict[tuple[int, bool], dict]:
+    """The longest-trained finished CIFAR run of each (depth, residual) under ``root`` (e.g. notebook 03's
+    ``<OUT_DIR>/03_cifar10_plain_vs_residual/runs``); option-A shortcuts only, as in Fig. 7."""
+    from pathlib import Path
+
+    from .train import list_runs
+    best = {}
+    if not Path(root).is_dir():
+        return best
+    for r in list_runs(root):
+        spec = r.get("spec") or {}
+        if spec.get("kind", "cifar") != "cifar" or spec.get("shortcut", "A") != "A":
+            continue
+        key = (int(spec["depth"]), bool(spec.get("residual", True)))
+        if key not in best or r["config"]["iters"] > best[key]["config"]["iters"]:
+            best[key] = r
+    return best
+
+
+def train_brief(depth: int, residual: bool, root, iters: int = 30, batch_size: int = 64, subset: int = 5000,
+                device="auto", progress: bool = True, data=None) -> dict:
+    """A short run of the paper's recipe (Sec. 4.2, with the warm-up for 110 layers) on a stratified subset,
+    stored under ``root`` like notebook 03's runs; an existing one is reused. Evaluates on 500 test images
+    only, since this run exists for its layer responses, not its error."""
+    import dataclasses
+    from pathlib import Path
+
+    from .cifar_data import TensorLoader, load_cifar10, make_loaders, stratified_indices
+    from .cifar_models import cifar_resnet
+    from .train import fit, paper_recipe
+    cfg = dataclasses.replace(paper_recipe(depth).with_iters(iters), batch_size=batch_size, eval_every=iters,
+                              checkpoint_every=0)
+    name = f"{'resnet' if residual else 'plain'}{depth}_brief_it{iters}_b{batch_size}_n{subset}"
+    run_dir = Path(root) / name
+    dev = pick_device(device)
+    if not (run_dir / "result.json").exists():
+        data = data or load_cifar10()
+        train_src, test_src = make_loaders(data, batch_size=batch_size, subset=subset, device=dev)
+        keep = stratified_indices(test_src.y.cpu(), 500, seed=0).to(test_src.device)
+        small = TensorLoader(test_src.x[keep], test_src.y[keep], 500, mean=test_src.mean, device=dev)
+        torch.manual_seed(cfg.seed)
+        spec = {"kind": "cifar", "depth": depth, "residual": residual, "shortcut": "A", "num_classes": 10}
+        fit(cifar_resnet(depth, residual=residual), train_src, small, cfg, run_dir=run_dir, device=dev,
+            progress=progress, spec=spec, desc=name)
+    import json
+    res = json.loads((run_dir / "result.json").read_text())
+    res["run_dir"] = str(run_dir)
+    return res
+
+
+def response_source(n: int = 500, batch_size: int = 250, device="cpu", data=None):
+    """A batch source over ``n`` stratified CIFAR-10 test images, normalised as in training (per-pixel mean)."""
+    from .cifar_data import TensorLoader, load_cifar10, stratified_indices
+    data = data or load_cifar10()
+    mean = data.x_train.float().div_(255).mean(0, keepdim=True)
+    keep = stratified_indices(data.y_test, n, seed=0)
+    return TensorLoader(data.x_test[keep], data.y_test[keep], batch_size, mean=mean, device=device)

@@ -137,11 +137,27 @@ def plan(notebook: Path, grid: dict[str, list], fixed: dict | None = None, tiny:
     points = [{**base, **fit_to_defaults(defaults, p)} for p in expand(grid)]
     for p in points:
         notebooks.check_parameters(notebook, p)
+        _check_items(notebook, defaults, p)
     names = [point_name({k: p[k] for k in grid}) for p in points]
     if len(set(names)) != len(names):
         raise ValueError("two grid points get the same name; use values that differ after "
                          "replacing characters other than letters, digits, '.', '+', '-'")
     return points
+
+
+def _check_items(notebook: Path, defaults: dict, params: dict) -> None:
+    """check_parameters looks at a list as a whole; a sweep value like ``DEPTHS=abc`` becomes
+    ``["abc"]``, so also check each item against the default's items (``[20, 56]``: ints)."""
+    for name, value in params.items():
+        default = defaults.get(name)
+        if not (isinstance(default, list) and default and isinstance(value, list)):
+            continue
+        if len({type(d) for d in default}) != 1:
+            continue
+        bad = [v for v in value if not notebooks._type_ok(default[0], v)]
+        if bad:
+            raise ValueError(f"{notebook.name}: parameter {name} holds {type(default[0]).__name__} values like its default "
+                             f"{default!r}; got {bad!r}. Give them as e.g. -g {name}={','.join(map(str, default))}")
 
 
 def _point_dir(out: Path, name: str) -> Path:
@@ -371,8 +387,9 @@ def plot_sweep(records: list[dict], grid: dict, over: list[str], path: Path, ste
     for ax in axes[len(numeric):]:
         ax.set_visible(False)
     n_seeds = math.prod(len(grid[k]) for k in over) if over else 1
-    fig.suptitle(f"{stem}: mean ± std over {n_seeds} run(s) per setting ({', '.join(over) or 'no seed axis'}); "
-                 "open markers: paper", fontsize=10)
+    spread = f"mean ± std over {', '.join(over)} (up to {n_seeds} runs a setting; dots: single runs)" if over \
+        else "one run a setting"
+    fig.suptitle(f"{stem}: {spread}; open markers: the paper", fontsize=10)
     fig.savefig(path, dpi=110)
     return path
 

@@ -54,8 +54,7 @@ def start_lab(root: Path, state: Path, timeout: float = 90) -> Lab:
     env = {**os.environ,
            "JUPYTERLAB_SETTINGS_DIR": str(state / "settings"),
            "JUPYTERLAB_WORKSPACES_DIR": str(state / "workspaces"),
-           "JUPYTER_RUNTIME_DIR": str(state / "runtime"),
-           "MPLBACKEND": "module://matplotlib_inline.backend_inline"}
+           "JUPYTER_RUNTIME_DIR": str(state / "runtime")}
     log = state / "jupyterlab.log"
     cmd = [sys.executable, "-m", "jupyterlab", "--no-browser",
            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",

@@ -1,0 +1,117 @@
+"""Pictures of the blocks (Fig. 2, Fig. 5) and of whole networks (Fig. 3), drawn with matplotlib from
+the built modules, so a picture always shows the code's network, not a hand-drawn one."""
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
+from torch import nn
+
+STAGE_COLORS = ["#9ecae1", "#a1d99b", "#fdae6b", "#bcbddc", "#fc9272", "#d9d9d9"]
+
+
+def _box(ax, x, y, text, color="#deebf7", w=1.9, h=0.42):
+    ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02", fc=color, ec="k", lw=1))
+    ax.text(x, y, text, ha="center", va="center", fontsize=9)
+
+
+def _arrow(ax, xy0, xy1, style="-|>", rad=0.0, ls="-", color="k"):
+    ax.add_patch(FancyArrowPatch(xy0, xy1, arrowstyle=style, mutation_scale=10, lw=1.2, ls=ls, color=color,
+                                 connectionstyle=f"arc3,rad={rad}"))
+
+
+def draw_block(kind: str = "basic", residual: bool = True, shortcut: str = "identity", width: int = 64, ax=None):
+    """One block, top to bottom: the basic block of Fig. 2/5 (left) or the bottleneck of Fig. 5 (right).
+    ``shortcut``: "identity", "projection" (1x1 conv, options B/C) or "zero-pad" (option A)."""
+    if kind not in ("basic", "bottleneck"):
+        raise ValueError(f"unknown block kind {kind!r}; use 'basic' or 'bottleneck'")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(3.2, 4.2))
+    if kind == "basic":
+        layers = [f"3x3 conv, {width}", "BN, ReLU", f"3x3 conv, {width}", "BN"]
+    else:
+        layers = [f"1x1 conv, {width}", "BN, ReLU", f"3x3 conv, {width}", "BN, ReLU", f"1x1 conv, {4 * width}", "BN"]
+    ys = [len(layers) - i for i in range(len(layers))]
+    top, bottom = ys[0] + 0.8, ys[-1] - 0.9
+    ax.text(0, top + 0.15, "x", ha="center", fontsize=11)
+    _arrow(ax, (0, top), (0, ys[0] + 0.21))
+    for i, (y, text) in enumerate(zip(ys, layers)):
+        _box(ax, 0, y, text, "#c6dbef" if "conv" in text else "#f0f0f0")
+        if i + 1 < len(layers):
+            _arrow(ax, (0, y - 0.21), (0, ys[i + 1] + 0.21))
+    if residual:
+        ax.add_patch(plt.Circle((0, bottom), 0.17, fc="w", ec="k"))
+        ax.text(0, bottom, "+", ha="center", va="center", fontsize=12)
+        _arrow(ax, (0, ys[-1] - 0.21), (0, bottom + 0.17))
+        ls = "-" if shortcut == "identity" else "--"
+        _arrow(ax, (0.15, top - 0.05), (0.17, bottom), rad=-0.45, ls=ls)
+        ax.text(1.25, (top + bottom) / 2, shortcut, rotation=90, va="center", fontsize=9)
+        _arrow(ax, (0, bottom - 0.17), (0, bottom - 0.6))
+    else:
+        _arrow(ax, (0, ys[-1] - 0.21), (0, bottom - 0.6))
+    ax.text(0, bottom - 0.85, "ReLU", ha="center", fontsize=9)
+    title = ("residual " if residual else "plain ") + ("basic block" if kind == "basic" else "bottleneck block")
+    ax.set_title(title, fontsize=10)
+    ax.set_xlim(-1.3, 1.6)
+    ax.set_ylim(bottom - 1.1, top + 0.5)
+    ax.set_aspect("equal")
+    ax.axis("off")
+    return ax
+
+
+def shortcut_kind(block: nn.Module) -> str | None:
+    """What a block's shortcut is: None (plain), "identity", "zero-pad" (option A) or "projection"."""
+    sc = getattr(block, "downsample", None) if hasattr(block, "downsample") else getattr(block, "shortcut", None)
+    if getattr(block, "residual", True) is False or (sc is None and not hasattr(block, "downsample")):
+        return None
+    if sc is None or isinstance(sc, nn.Identity):
+        return "identity"
+    if "ZeroPad" in type(sc).__name__:
+        return "zero-pad"
+    return "projection"
+
+
+def _stages(model: nn.Module) -> list[tuple[str, list[nn.Module]]]:
+    names = [n for n in ("layer1", "layer2", "layer3", "layer4") if hasattr(model, n)]
+    if not names:
+        raise ValueError("draw_network expects a network with layer1, layer2, ... (ImageNet or CIFAR nets)")
+    return [(n, list(getattr(model, n))) for n in names]
+
+
+def draw_network(model: nn.Module, title: str = "", ax=None):
+    """Fig. 3 style, left to right: one bar per weight layer (height ~ its width in channels, colour by stage),
+    an arc over each block for its shortcut (solid: identity; dashed: zero-pad or projection, where the
+    dimensions change, as Fig. 3 draws them)."""
+    stages = _stages(model)
+    convs_per_block = 3 if hasattr(stages[0][1][0], "conv3") else 2
+    n_layers = 1 + sum(len(b) for _, b in stages) * convs_per_block + 1
+    if ax is None:
+        _, ax = plt.subplots(figsize=(min(18, 2 + 0.12 * n_layers), 2.6))
+    x = 0
+    stem = model.conv1
+    ax.bar(x, stem.out_channels ** 0.5, color="#636363", width=0.8)
+    x += 1
+    widths = [stem.out_channels]
+    for s, (name, blocks) in enumerate(stages):
+        for block in blocks:
+            convs = [block.conv1, block.conv2] + ([block.conv3] if convs_per_block == 3 else [])
+            x0 = x
+            for c in convs:
+                ax.bar(x, c.out_channels ** 0.5, color=STAGE_COLORS[s], width=0.8)
+                widths.append(c.out_channels)
+                x += 1
+            kind = shortcut_kind(block)
+            if kind is not None:
+                h = max(widths) ** 0.5 + 1.5
+                ax.add_patch(FancyArrowPatch((x0 - 0.6, h * 0.75), (x - 0.4, h * 0.75), arrowstyle="-|>",
+                                             mutation_scale=6, lw=0.8, ls="-" if kind == "identity" else "--",
+                                             connectionstyle="arc3,rad=-0.5", color="k"))
+        ax.text(x - len(blocks) * convs_per_block / 2 - 0.5, -2.8, name, ha="center", fontsize=8)
+    ax.bar(x, model.fc.in_features ** 0.5 * 0.5, color="#252525", width=0.8)
+    ax.set_xlim(-1, x + 1)
+    ax.set_ylim(-3.6, max(widths) ** 0.5 * 1.6 + 3)
+    ax.set_yticks([])
+    ax.set_xlabel("weight layer (bar height ~ sqrt(channels); last bar: fc)")
+    ax.set_title(title or f"{n_layers}-layer network", fontsize=10)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    return ax

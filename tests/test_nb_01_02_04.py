@@ -1,0 +1,72 @@
+"""Notebooks 01, 02 and 04 end to end with their tiny parameters, asserting on what they saved."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from resnet_lib import notebooks
+from resnet_lib import responses as rs
+
+
+def _rows(res: dict) -> dict:
+    return {r["quantity"]: r for r in res["rows"]}
+
+
+@pytest.mark.notebook
+def test_notebook_01_tiny(run_tiny, nb_out):
+    res = run_tiny("01_residual_learning")
+    rows = _rows(res)
+    assert rows["max |block(x) - x| with zero branch"]["ours"] == 0.0
+    assert [(r["block"], r["depth"]) for r in res["degradation"]] == [("plain", 4), ("residual", 4),
+                                                                       ("plain", 10), ("residual", 10)]
+    assert all(len(r["curve"]) == 2 for r in res["degradation"])
+    assert {r["depth"] for r in res["flow"]} == {8, 14}
+    assert len(res["flow"][0]["grad_norm"]) == 7  # 6n+2 = 8 layers: 7 3x3 convs
+    assert [h["gate_bias"] for h in res["highway"]] == [-3.0, 3.0]
+    assert res["highway"][0]["gate_init"] < 0.1 and res["highway"][1]["gate_init"] > 0.9
+    assert 0.45 < rows["highway gate parameters / residual block parameters"]["ours"] < 0.55
+    assert res["multigrid"]["two_grid"][-1] < 1e-8 < res["multigrid"]["jacobi"][-1]
+    for fig in ("degradation", "identity", "flow_at_init", "highway", "multigrid"):
+        assert (nb_out / "01_residual_learning" / f"{fig}.png").stat().st_size > 5_000
+
+
+@pytest.mark.notebook
+def test_notebook_02_tiny(run_tiny, nb_out):
+    res = run_tiny("02_architectures")
+    rows = _rows(res)
+    for name, paper in (("ResNet-18", 1.8), ("ResNet-50", 3.8), ("VGG-19", 19.6)):
+        r = rows[f"FLOPs {name}"]
+        assert r["paper"] == pytest.approx(paper)
+        assert abs(r["ours"] / paper - 1) < 0.02
+    assert rows["FLOPs plain-18"]["ours"] == pytest.approx(1.795, abs=1e-3)
+    assert rows["ResNets with torchvision's parameter count and strict state_dict load"]["ours"] == "1/1"
+    assert res["parity"][0]["max_abs_output_diff"] < 1e-4
+    assert rows["params CIFAR ResNet-56"]["ours"] == 853_018 and rows["params CIFAR ResNet-56"]["paper"] == "0.85M"
+    assert res["stride_placement"][0]["stride on 3x3 (x10^9)"] > res["stride_placement"][0]["stride on 1x1 (x10^9)"]
+    for fig in ("blocks", "networks_34"):
+        assert (nb_out / "02_architectures" / f"{fig}.png").stat().st_size > 5_000
+
+
+@pytest.mark.notebook
+def test_notebook_04_tiny_trains_briefly(run_tiny, nb_out):
+    res = run_tiny("04_layer_responses")
+    assert set(res["stds"]) == {"plain-8", "ResNet-8", "plain-14", "ResNet-14"}
+    assert len(res["stds"]["ResNet-8"]) == 7 and len(res["stds"]["plain-14"]) == 13
+    assert all(n["origin"] == "trained here" and n["iters"] == 3 for n in res["nets"].values())
+    rows = _rows(res)
+    assert rows["deeper ResNet has smaller responses"]["ours"] in ("yes", "no")
+    assert rows["ResNet responses smaller than plain, depths"]["paper"] == "2/2"
+    assert (nb_out / "04_layer_responses" / "fig7_responses.png").stat().st_size > 5_000
+
+
+@pytest.mark.notebook
+def test_notebook_04_reuses_notebook_03_runs(tmp_path):
+    runs = tmp_path / "03_cifar10_plain_vs_residual" / "runs"
+    for residual in (False, True):
+        rs.train_brief(8, residual, runs, iters=4, batch_size=16, subset=100, device="cpu", progress=False)
+    nb = notebooks.find_notebook("04_layer_responses")
+    notebooks.run_notebook(nb, tmp_path, params={"USE_STORED": True, "DEPTHS": [8]}, tiny=True, progress=False)
+    res = json.loads((tmp_path / "04_layer_responses" / "results.json").read_text())
+    assert all(n["origin"] == "notebook 03" and n["iters"] == 4 for n in res["nets"].values())
+    assert not (tmp_path / "04_layer_responses" / "runs").exists()  # nothing trained here
