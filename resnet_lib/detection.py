@@ -17,7 +17,7 @@ What follows the paper:
 
 Departures: scenes composed from Tiny ImageNet's boxed objects stand in for VOC/COCO when no detection set
 is at hand (``compose_scenes``); VOC itself is read through torchvision's ``VOCDetection``
-(``voc_detection``). RoIs are pooled to ``roi_size`` (default 6, so conv5_x gives 3x3; the paper's
+(``voc_detection``). RoIs are pooled to ``roi_size`` (default 4, so conv5_x gives 2x2; the paper's
 implementation pools 14x14 and conv5_x gives 7x7) and fewer RoIs and anchors are sampled per image.
 """
 from __future__ import annotations
@@ -280,7 +280,7 @@ class DetConfig:
     """Faster R-CNN settings, Ren et al.'s where they fit, shrunk for 128x128 scenes on a CPU."""
     anchor_sizes: tuple[int, ...] = (24, 40, 64)  # pixels; Faster R-CNN's 128/256/512 on ~600 px images
     aspect_ratios: tuple[float, ...] = (0.5, 1.0, 2.0)
-    roi_size: int = 6                   # RoIAlign output; conv5_x halves it (the paper's implementation: 14 -> 7)
+    roi_size: int = 4                   # RoIAlign output; conv5_x halves it (the paper's implementation: 14 -> 7)
     rpn_batch_size: int = 128           # anchors sampled per image for the RPN (Faster R-CNN: 256)
     rois_per_image: int = 32            # RoIs sampled per image for the head (Faster R-CNN: 128)
     proposals_train: int = 200          # RPN proposals kept after NMS (Faster R-CNN: 2000 train / 300 test)

@@ -77,10 +77,10 @@ _PROBS = {"center": center_probs, "10crop": ten_crop_probs, "multiscale": multis
 
 
 def topk_errors(probs: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] = (1, 5)) -> dict[str, float]:
-    """Top-k error in % for each k (k larger than the number of classes is left out)."""
+    """Top-k error in % for each k below the number of classes (larger k are trivially 0 and left out)."""
     out = {}
     for k in ks:
-        if k > probs.shape[1]:
+        if k >= probs.shape[1]:  # k = all classes is always right
             continue
         top = probs.topk(k, dim=1).indices
         hit = (top == labels.to(top.device)[:, None]).any(1)

@@ -76,7 +76,7 @@ class BasicBlock(nn.Module):
 
     def __init__(self, in_planes: int, planes: int, stride: int = 1, shortcut: str = "B",
                  residual: bool = True, stride_in: str = "1x1"):
-        super().__init__()
+        super().__init__()  # stride_in is accepted for a uniform signature; the first 3x3 conv always strides
         self.conv1 = conv3x3(in_planes, planes, stride)
         self.bn1 = nn.BatchNorm2d(planes)
         self.relu = nn.ReLU(inplace=True)

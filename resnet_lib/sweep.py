@@ -164,6 +164,16 @@ def _point_dir(out: Path, name: str) -> Path:
     return out / "points" / name
 
 
+def _run_params(defaults: dict, params: dict, pdir: Path, force: bool) -> dict:
+    """What the notebook gets: the point's parameters, its own OUT_DIR, and with ``--force``
+    ``FORCE=True`` for notebooks that keep finished training runs (so they train again). FORCE
+    is not part of the point's identity: a forced point counts as done for the next plain run."""
+    extra = {"OUT_DIR": str(pdir)} if "OUT_DIR" in defaults else {}
+    if force and "FORCE" in defaults and "FORCE" not in params:
+        extra["FORCE"] = True
+    return {**params, **extra}
+
+
 def _is_done(pdir: Path, stem: str, params: dict) -> bool:
     marker = pdir / "point.json"
     if not (marker.exists() and (pdir / stem / "results.json").exists()):
@@ -182,17 +192,19 @@ def run_sweep(notebook: str | Path, grid: dict[str, list], out: str | Path | Non
     out = output_dir(out or output_dir() / "sweeps" / nb.stem).resolve()
     seed_axes(grid, over)  # a bad --over fails before the first run, like a bad parameter
     points = plan(nb, grid, fixed, tiny)
+    defaults = notebooks.notebook_parameters(nb)
     ran, skipped, failed = [], [], {}
     bar = tqdm(points, desc=f"sweep {nb.stem}", unit="point", disable=not progress)
     for params in bar:
         name = point_name({k: params[k] for k in grid})
         bar.set_postfix_str(name)
         pdir = _point_dir(out, name)
-        run_params = {**params, "OUT_DIR": str(pdir)} if "OUT_DIR" in notebooks.notebook_parameters(nb) else params
         if not force and _is_done(pdir, nb.stem, params):
             skipped.append(name)
             continue
+        run_params = _run_params(defaults, params, pdir, force)
         (pdir / "point.json").unlink(missing_ok=True)
+        (pdir / nb.stem / "results.json").unlink(missing_ok=True)  # a failed run must not look finished
         try:
             notebooks.run_notebook(nb, pdir, params=run_params, progress=False,
                                    executed=out / "executed" / f"{nb.stem}__{name}.ipynb")
@@ -205,7 +217,10 @@ def run_sweep(notebook: str | Path, grid: dict[str, list], out: str | Path | Non
         atomic_write_json(pdir / "point.json", {"notebook": nb.stem, "grid": {k: params[k] for k in grid},
                                                 "params": params})
         ran.append(name)
-    table, figure = gather(out, nb.stem, grid, over=over, plot=plot)
+    try:
+        table, figure = gather(out, nb.stem, grid, over=over, plot=plot)
+    except FileNotFoundError:  # every point failed: the caller reports the failures
+        table, figure = None, None
     return {"ran": ran, "skipped": skipped, "failed": failed, "table": table, "figure": figure}
 
 
@@ -487,8 +502,9 @@ def cli(argv: list[str]) -> int:
     print(f"ran {len(result['ran'])}, already done {len(result['skipped'])}, failed {len(result['failed'])}")
     for name, err in result["failed"].items():
         print(f"  FAILED {name}: {err}", file=sys.stderr)
-    print(Path(result["table"]).read_text())
-    print(f"table: {result['table']}\nfigure: {result['figure']}")
+    if result["table"]:
+        print(Path(result["table"]).read_text())
+        print(f"table: {result['table']}\nfigure: {result['figure']}")
     return 1 if result["failed"] else 0
 
 

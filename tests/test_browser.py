@@ -15,6 +15,8 @@ Quick local runs can leave it out: ``pytest -m "not browser"``.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 
 import pytest
@@ -67,7 +69,10 @@ def visit(lab, browser):
     def _visit(name: str) -> person.Seen:
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         pages.append(page)
-        return person.use_notebook(page, lab.url(name), SHOTS, Path(name).stem)
+        seen = person.use_notebook(page, lab.url(name), SHOTS, Path(name).stem)
+        # what each notebook showed, for a person reading CI's log or build/browser/
+        (SHOTS / f"{Path(name).stem}.json").write_text(json.dumps(dataclasses.asdict(seen), indent=1))
+        return seen
 
     yield _visit
     for page in pages:

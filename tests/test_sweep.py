@@ -157,3 +157,40 @@ def test_tiny_sweep_of_03_from_one_command(tmp_path, capsys):
     one = {"DEPTHS": [8], "NETS": ["plain"], "SEED": [0]}
     result = sweep.run_sweep(NB03, one, tmp_path, tiny=True, force=True, progress=False)
     assert result["ran"] == ["DEPTHS=8_NETS=plain_SEED=0"] and not result["failed"]
+
+
+def _small_notebook(folder: Path) -> Path:
+    """A two-second notebook that fails when SEED == 1 (no torch: it writes results.json itself)."""
+    import nbformat
+    nb = nbformat.v4.new_notebook()
+    nb.metadata = {"kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}}
+    params = nbformat.v4.new_code_cell('SEED = 0  # seed\nFORCE = False  # retrain\nOUT_DIR = "../outputs"  # out')
+    params.metadata["tags"] = ["parameters"]
+    nb.cells = [params, nbformat.v4.new_code_cell(
+        "import json, pathlib\n"
+        "assert SEED != 1, 'planted failure at SEED=1'\n"
+        "p = pathlib.Path(OUT_DIR, '99_small'); p.mkdir(parents=True, exist_ok=True)\n"
+        "rows = [{'quantity': 'err', 'ours': 10.0 + SEED, 'paper': 9.0, 'unit': '%', 'note': ''},\n"
+        "        {'quantity': 'forced', 'ours': int(FORCE), 'paper': None, 'unit': '', 'note': ''}]\n"
+        "(p / 'results.json').write_text(json.dumps({'name': '99_small', 'rows': rows}))")]
+    path = folder / "99_small.ipynb"
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.mark.notebook
+def test_failed_point_is_reported_and_others_kept(tmp_path, capsys):
+    nb = _small_notebook(tmp_path)
+    out = tmp_path / "sweep"
+    assert sweep.cli([str(nb), "-g", "SEED=0,1", "--out", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "FAILED SEED=1" in captured.err and "planted failure" in captured.err
+    assert "ran 1, already done 0, failed 1" in captured.out
+    rows = list(csv.DictReader(open(out / "sweep.csv")))
+    assert [(r["quantity"], r["mean"], r["n"]) for r in rows if r["quantity"] == "err"] == [("err", "10.0", "1")]
+    # --force runs a finished point again and passes FORCE=True; without it, a done point is skipped
+    result = sweep.run_sweep(nb, {"SEED": [0]}, out, force=True, progress=False)
+    assert result["ran"] == ["SEED=0"]
+    forced = json.loads((out / "points" / "SEED=0" / "99_small" / "results.json").read_text())
+    assert forced["rows"][1]["ours"] == 1
+    assert sweep.run_sweep(nb, {"SEED": [0]}, out, progress=False)["skipped"] == ["SEED=0"]

@@ -22,6 +22,7 @@ WIDGET_PLACEHOLDERS = ("Loading widget...", "Error displaying widget")
 # Controls a person can move; progress bars and buttons are not "what is shown" controls.
 CONTROLS = {"slider": ".jp-OutputArea-output .widget-slider .noUi-handle",
             "dropdown": ".jp-OutputArea-output .widget-dropdown select",
+            "selection list": ".jp-OutputArea-output :is(.widget-select-multiple, .widget-select) select",
             "toggle buttons": ".jp-OutputArea-output .widget-toggle-buttons button",
             "radio": ".jp-OutputArea-output .widget-radio-box input"}
 
@@ -145,7 +146,8 @@ _LOOK = """(placeholders) => {
   outputs.forEach(o => { if (placeholders.some(t => o.innerText.trim().startsWith(t)))
                            broken.push(o.innerText.trim().slice(0, 200)); });
   const imgs = [...document.querySelectorAll('.jp-NotebookPanel:not(.lm-mod-hidden) .jp-OutputArea-output img')];
-  return {codeCells: cells.length, notRun, stderr, widgets: views.length, broken: [...new Set(broken)],
+  const loading = broken.filter(t => t.startsWith(placeholders[0])).length;
+  return {codeCells: cells.length, notRun, stderr, widgets: views.length, broken: [...new Set(broken)], loading,
           images: imgs.length, brokenImages: imgs.filter(i => !(i.complete && i.naturalWidth > 0)).length};
 }"""
 
@@ -164,9 +166,9 @@ def look(page, settle_s: float = 20) -> Seen:
     for img in page.locator(f"{PANEL} .jp-OutputArea-output img").all():
         img.scroll_into_view_if_needed()
     deadline = time.monotonic() + settle_s
-    while True:
+    while True:  # "Loading widget..." and undecoded images are transient; error widgets are not
         r = page.evaluate(_LOOK, list(WIDGET_PLACEHOLDERS))
-        if (not r["broken"] and not r["brokenImages"]) or time.monotonic() > deadline:
+        if (not r["loading"] and not r["brokenImages"]) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
     seen = Seen(code_cells=r["codeCells"], not_run=r["notRun"], widgets=r["widgets"],
@@ -194,8 +196,9 @@ def shown(page) -> str:
     return hashlib.sha256(page.evaluate(_SHOWN).encode()).hexdigest()
 
 
-def move_first_control(page, timeout_s: float = 20) -> tuple[str | None, bool | None]:
-    """Move the first slider or selector by one step; report whether what is shown changed."""
+def move_first_control(page, timeout_s: float = 15) -> tuple[str | None, bool | None]:
+    """Move the first slider or selector by one step, as a person would (keyboard on a slider,
+    a pick in a list); report whether what is shown changed within ``timeout_s``."""
     for kind, selector in CONTROLS.items():
         controls = page.locator(f"{PANEL} {selector}")
         if controls.count():
@@ -206,22 +209,33 @@ def move_first_control(page, timeout_s: float = 20) -> tuple[str | None, bool | 
     control = controls.first
     control.scroll_into_view_if_needed()
     if kind == "slider":
-        control.focus()
-        page.keyboard.press("ArrowRight")
-        if not _changes(page, before, 3):  # already at the right end: go the other way
-            page.keyboard.press("ArrowLeft")
-            page.keyboard.press("ArrowLeft")
-    elif kind == "dropdown":
+        _step_slider(page, control)
+    elif kind in ("dropdown", "selection list"):
         options = control.locator("option").all_inner_texts()
-        current = control.evaluate("s => s.options[s.selectedIndex] ? s.options[s.selectedIndex].text : ''")
-        others = [o for o in options if o != current]
-        if not others:
-            return kind, None
-        control.select_option(label=others[0])
+        chosen = control.evaluate("s => [...s.selectedOptions].map(o => o.text)")
+        if kind == "dropdown" or len(chosen) != 1:
+            pick = [o for o in options if o not in chosen][:1] if kind == "dropdown" else chosen[:1] or options[:1]
+        else:  # one of several picked: pick another one as well
+            pick = chosen + [o for o in options if o not in chosen][:1]
+        if not pick or pick == chosen:
+            return kind, None  # a single option: nothing to change
+        control.select_option(label=pick)
     else:
         group = page.locator(f"{PANEL} {selector}")
         group.nth(1 if group.count() > 1 else 0).click()
     return kind, _changes(page, before, timeout_s)
+
+
+def _step_slider(page, handle) -> None:
+    """One step right, or left where the slider already sits at its right end."""
+    readout = handle.locator("xpath=ancestor::div[contains(@class, 'widget-slider')]//div[contains(@class, "
+                             "'widget-readout')]")
+    value = readout.first.inner_text() if readout.count() else None
+    handle.focus()
+    page.keyboard.press("ArrowRight")
+    time.sleep(0.3)
+    if value is not None and readout.first.inner_text() == value:
+        page.keyboard.press("ArrowLeft")
 
 
 def _changes(page, before: str, timeout_s: float) -> bool:
@@ -252,6 +266,9 @@ def screenshot(page, path: Path) -> Path:
 def use_notebook(page, url: str, shots: Path, stem: str, run_timeout_s: float = 300) -> Seen:
     """The whole visit: open, Run All, look, move a control, screenshot. Returns what was seen."""
     t0 = time.monotonic()
+    # the news toast may also come late; Playwright answers it whenever it would block a click
+    page.add_locator_handler(page.locator(".Toastify__toast", has_text="Jupyter news"),
+                             lambda toast: toast.get_by_role("button", name="No", exact=True).click())
     try:
         open_notebook(page, url)
         run_all(page, run_timeout_s)

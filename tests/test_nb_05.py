@@ -1,0 +1,37 @@
+"""Notebook 05 (the ImageNet recipe) runs with its tiny parameters and records what it claims."""
+from __future__ import annotations
+
+import pytest
+
+from resnet_lib.paper import targets
+
+
+@pytest.mark.notebook
+def test_notebook_05_records_three_test_modes_beside_the_paper(run_tiny, nb_out):
+    res = run_tiny("05")
+    p = res["parameters"]
+    assert (p["CLASSES"], p["VAL_PER_CLASS"], p["ITERS"], p["EVAL_EVERY"]) == (2, 4, 4, 2)
+
+    # every mode tested on the 8 validation images: errors are multiples of 1/8
+    assert set(res["tests"]) == {"center", "10crop", "multiscale"}
+    for mode, errs in res["tests"].items():
+        assert set(errs) == {"top1"}  # 2 classes: no top-5
+        assert 0.0 <= errs["top1"] <= 100.0
+        assert errs["top1"] / 12.5 == pytest.approx(round(errs["top1"] / 12.5), abs=1e-4), mode
+
+    # the training curve has one point per check (iterations 2 and 4) and lr drops within the run
+    assert res["history"]["iteration"] == [2, 4]
+    assert all(0 < d <= 4 for d in res["lr_drops"])
+
+    rows = {r["quantity"]: r for r in res["rows"]}
+    assert rows["top-1 error, 10-crop"]["ours"] == pytest.approx(res["tests"]["10crop"]["top1"], abs=0.01)
+    assert rows["top-1 error, 10-crop"]["paper"] == targets()["imagenet_table2_top1_10crop"]["ResNet-18"]
+    gap = rows["10-crop minus multi-scale top-1"]
+    assert gap["paper"] == pytest.approx(24.52 - 21.84)  # ResNet-34 B, Table 3 minus Table 4
+    assert gap["ours"] == pytest.approx(res["tests"]["10crop"]["top1"] - res["tests"]["multiscale"]["top1"], abs=0.02)
+    for r in res["rows"]:
+        assert set(r) == {"quantity", "ours", "paper", "unit", "note"}
+
+    figs = {f.name for f in (nb_out / "05_imagenet_recipe").glob("*.png")}
+    assert {"scale_augmentation.png", "train_inputs.png", "pca_lighting.png", "ten_crops.png",
+            "tiny_batch.png", "training_curve.png"} <= figs
