@@ -120,6 +120,31 @@ def check_parameters(path: str | os.PathLike, params: dict) -> None:
                          f". Its parameters are: {', '.join(f'{k}={v!r}' for k, v in known.items())}")
 
 
+def _poll_kernel_replies_in_slices() -> None:
+    """Work around a missed wake-up in jupyter_client's async ZMQ channel (nbclient issue #312): under
+    load, papermill can wait forever for a reply the kernel already sent (seen here on widget cells).
+    Polling in 0.5 s slices up to the caller's timeout turns a permanent hang into a half-second one."""
+    from queue import Empty
+
+    from jupyter_client.channels import AsyncZMQSocketChannel
+    if getattr(AsyncZMQSocketChannel.get_msg, "_sliced", False):
+        return
+    original = AsyncZMQSocketChannel.get_msg
+
+    async def get_msg(self, timeout=None):
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            step = 0.5 if deadline is None else max(0.0, min(0.5, deadline - time.monotonic()))
+            try:
+                return await original(self, timeout=step)
+            except Empty:
+                if deadline is not None and time.monotonic() >= deadline:
+                    raise
+
+    get_msg._sliced = True
+    AsyncZMQSocketChannel.get_msg = get_msg
+
+
 def run_notebook(path: str | os.PathLike, out_dir: str | os.PathLike | None = None, params: dict | None = None,
                  tiny: bool = False, executed: str | os.PathLike | None = None, progress: bool = True) -> Path:
     """Execute one notebook with papermill; returns the executed copy's path
@@ -134,6 +159,7 @@ def run_notebook(path: str | os.PathLike, out_dir: str | os.PathLike | None = No
     check_parameters(path, p)
     executed = Path(executed) if executed else out / "executed" / path.name
     executed.parent.mkdir(parents=True, exist_ok=True)
+    _poll_kernel_replies_in_slices()
     pm.execute_notebook(str(path), str(executed), parameters=p, cwd=str(path.parent), kernel_name="python3",
                         progress_bar=progress, report_mode=False)
     return executed
