@@ -406,7 +406,8 @@ def evaluate_localization(classifier: nn.Module, localizer: RPNLocalizer, val: B
 
     ``gt_cls_*``: the oracle setting (true class given), in the 1-crop and dense settings, with the
     score-weighted box (``vote``) and with the top anchor's box (``top_anchor``); ``top5_dense``: the
-    classifier's top 5 classes, each with its box; ``baseline_gt_cls``: the whole image as the box."""
+    classifier's top 5 classes, each with its box (``top_k`` guesses where there are fewer than 5 classes);
+    ``baseline_gt_cls``: the whole image as the box."""
     h, w = val.images.shape[-2:]
     k = min(top_k, len(val.classes))
     scores = class_scores(classifier, val.images, mean=mean, std=std, device=device)
@@ -420,10 +421,10 @@ def evaluate_localization(classifier: nn.Module, localizer: RPNLocalizer, val: B
     whole = whole_image_boxes(len(val), h, w)
     err = lambda b: loc_error(val.labels, b, val.labels, val.boxes)
     res = {"cls_top1_err": (top[:, 0] != val.labels).float().mean().item(),
-           f"cls_top{k}_err": 1.0 - (top == gt).any(1).float().mean().item(),
+           "cls_top5_err": 1.0 - (top == gt).any(1).float().mean().item(), "top_k": k,
            "gt_cls_1crop": err(boxes["1-crop"]), "gt_cls_dense": err(boxes["dense"]),
            "gt_cls_dense_top_anchor": err(boxes["dense top anchor"]),
-           f"top{k}_dense": loc_error(top, top_boxes, val.labels, val.boxes),
+           "top5_dense": loc_error(top, top_boxes, val.labels, val.boxes),
            "baseline_gt_cls": err(whole),
            "mean_iou_dense": B.paired_iou(boxes["dense"], val.boxes).mean().item(),
            "mean_iou_baseline": B.paired_iou(whole, val.boxes).mean().item()}
@@ -466,3 +467,29 @@ def pretrain_classifier(train: B.BoxSet, val: B.BoxSet, cfg: PretrainConfig = Pr
     name = f"{'resnet' if cfg.residual else 'plain'}-{cfg.depth}"
     res = fit(model, src, ev, tc, device=dev, progress=progress, desc=f"pretrain {name}")
     return model.eval(), res
+
+
+# ----------------------------------------------------------------------------- beside the paper
+
+def paper_rows(errors: dict, depth: int = 18, note: str = "") -> list[dict]:
+    """Our errors (fractions, from ``evaluate_localization``) as results rows in %, beside Table 13/14's."""
+    from .paper import targets
+    t13, t4 = targets()["loc_table13_val_err"], targets()["imagenet_table4_single_model_val_top1_top5"]
+    ours = f"ResNet-{depth}, {note}" if note else f"ResNet-{depth}"
+    pct = lambda v: round(100 * v, 2)
+    return [
+        {"quantity": "LOC error, true class given, dense (Table 13)", "ours": pct(errors["gt_cls_dense"]),
+         "paper": t13["RPN R101 dense GT-CLS"], "unit": "%", "note": f"{ours}; paper: ResNet-101 RPN, ImageNet val"},
+        {"quantity": "LOC error, true class given, 1-crop (Table 13)", "ours": pct(errors["gt_cls_1crop"]),
+         "paper": t13["RPN R101 1-crop GT-CLS"], "unit": "%", "note": ours},
+        {"quantity": "LOC error, true class given, dense, top anchor's box", "ours": pct(errors["gt_cls_dense_top_anchor"]),
+         "paper": None, "unit": "%", "note": "the RPN's own ranking instead of our score-weighted box"},
+        {"quantity": "LOC error, true class given, whole-image box (baseline)", "ours": pct(errors["baseline_gt_cls"]),
+         "paper": None, "unit": "%", "note": "the same validation images; no network"},
+        {"quantity": f"LOC error, top-{errors.get('top_k', 5)} predicted classes, dense (Tables 13/14)",
+         "ours": pct(errors["top5_dense"]), "paper": t13["RPN R101 dense pred-CLS top5"], "unit": "%",
+         "note": f"{ours}; paper: ResNet-101 RPN (Table 14's 8.9 adds RCNN and an ensemble)"},
+        {"quantity": f"classification top-{errors.get('top_k', 5)} error of the pretrained net (Table 4)",
+         "ours": pct(errors["cls_top5_err"]),
+         "paper": t4["ResNet-101"][1], "unit": "%", "note": f"{ours}; paper: ResNet-101, 1000 classes"},
+    ]

@@ -40,7 +40,7 @@ def test_localizer_outputs_line_up_with_anchors():
 
 
 def test_sampling_takes_eight_anchors_half_positive():
-    cfg = L.LocConfig()
+    cfg = L.LocConfig(anchors_per_image=8)  # the appendix's 8 per image
     anchors = L.make_anchors(4, 4, 64, 64, cfg.anchor_sizes, cfg.aspect_ratios)
     gt = torch.tensor([[10.0, 10, 40, 40], [0, 0, 64, 64]])
     pos, neg = L.sample_anchors(anchors, gt, cfg)
@@ -76,15 +76,20 @@ def test_whole_image_baseline():
 
 def test_random_crops_move_boxes_along():
     g = torch.Generator().manual_seed(0)
-    images = torch.zeros(8, 3, 64, 64, dtype=torch.uint8)
-    boxes = torch.tensor([[20.0, 10, 40, 30]]).repeat(8, 1)
-    for i in range(8):
-        images[i, :, 10:30, 20:40] = 255  # a white square exactly where the box is
-    crops, new_boxes = L.random_crops(images, boxes, 56, True, g)
-    assert crops.shape == (8, 3, 56, 56)
+    images = torch.zeros(16, 3, 64, 64, dtype=torch.uint8)
+    boxes = torch.tensor([[20.0, 10, 40, 30]]).repeat(16, 1)
+    images[:, :, 10:30, 20:40] = 255  # a white square exactly where the box is
+    crops, new_boxes = L.random_crops(images, boxes, 40, True, g)
+    assert crops.shape == (16, 3, 64, 64)
     for img, box in zip(crops, new_boxes):
-        x0, y0, x1, y1 = box.round().int().tolist()
-        assert (img[:, y0:y1, x0:x1] == 255).all() and img.sum() == 255 * 3 * (x1 - x0) * (y1 - y0)
+        bright = (img[0] > 127).nonzero()  # the square after cropping, resizing and flipping
+        seen = torch.tensor([bright[:, 1].min(), bright[:, 0].min(), bright[:, 1].max() + 1, bright[:, 0].max() + 1])
+        assert torch.allclose(box, seen.float(), atol=1.5), (box, seen)
+
+
+def test_crop_boxes_clip_to_the_window():
+    windows = torch.tensor([[16.0, 16, 48, 48]])  # a 32 px window, resized to 64: scale 2
+    assert L.crop_boxes(torch.tensor([[0.0, 20, 32, 40]]), windows, 64).tolist() == [[0.0, 8.0, 32.0, 48.0]]
 
 
 def _toy_set(n=32, seed=0):
