@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import io as _io
 import os
-from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -291,6 +290,7 @@ class DetConfig:
     momentum: float = 0.9
     weight_decay: float = 1e-4
     freeze_bn: bool = True              # appendix: BN fixed during fine-tuning
+    freeze_stem: bool = True            # conv1 and conv2_x fixed, as Faster R-CNN fine-tunes "conv3_1 and up"
     seed: int = 0
     amp: str = "auto"
 
@@ -304,6 +304,9 @@ def build_faster_rcnn(classifier: nn.Module, num_classes: int, image_size: int, 
     net = copy.deepcopy(classifier).float().to(memory_format=torch.contiguous_format)
     if cfg.freeze_bn:
         freeze_batchnorm(net)
+    if cfg.freeze_stem:  # the first layers are generic edges and blobs; fixing them saves a third of the backward
+        for module in (net.conv1, net.bn1, net.layer1):
+            module.requires_grad_(False)
     backbone, head = ResNetC4(net), ResNetC5Head(net)
     anchors = AnchorGenerator(sizes=(tuple(cfg.anchor_sizes),), aspect_ratios=(tuple(cfg.aspect_ratios),))
     return FasterRCNN(
@@ -404,7 +407,7 @@ def coco_map(detections: list[dict[str, Tensor]], targets: list[dict[str, Tensor
              sizes: list[tuple[int, int]]) -> dict:
     """COCO's mAP (pycocotools' ``COCOeval``): ``map_50`` (IoU 0.5; VOC's and Table 7's measure, with COCO's
     101-point interpolation rather than VOC07's 11 points), ``map`` (IoU 0.5:0.05:0.95, Table 8's
-    "mAP@[.5, .95]") and ``per_class_ap50`` (label -> AP at IoU 0.5, NaN for a class absent from the targets)."""
+    "mAP@[.5, .95]") and ``per_class_ap50`` (label -> AP at IoU 0.5, None for a class absent from the targets)."""
     from pycocotools.cocoeval import COCOeval
     if len(detections) != len(targets):
         raise ValueError(f"{len(detections)} detection lists for {len(targets)} images; give one per image")
@@ -424,7 +427,7 @@ def coco_map(detections: list[dict[str, Tensor]], targets: list[dict[str, Tensor
     per_class = {}
     for k, c in enumerate(ev.params.catIds):
         p = prec[:, k]
-        per_class[c] = float(p[p > -1].mean()) if (p > -1).any() else float("nan")
+        per_class[int(c)] = float(p[p > -1].mean()) if (p > -1).any() else None
     return {"map": float(ev.stats[0]), "map_50": float(ev.stats[1]), "per_class_ap50": per_class}
 
 

@@ -137,7 +137,8 @@ def read_image(path: str | Path) -> torch.Tensor:
 
 def _bad_image_error(path, err) -> ValueError:
     return ValueError(f"cannot decode image {path}: {err}. Remove or replace the file, or pass "
-                      "on_bad_image='skip' to leave undecodable images out and count them")
+                      "on_bad_image='skip' (train-imagenet: --skip-bad-images) to leave undecodable images out and "
+                      "count them")
 
 
 def load_images(paths: Sequence[Path], size: int | None = None, on_bad_image: str = "raise",
@@ -340,8 +341,8 @@ def pixel_mean(images: torch.Tensor, size: int) -> torch.Tensor:
     """The per-pixel mean (3, size, size) in [0, 1] of uint8 images: each resized so its shorter side is
     ``size`` and centre-cropped, i.e. the average crop. Section 3.4 subtracts it from every input."""
     total = torch.zeros(3, size, size, dtype=torch.float64)
-    for img in images:
-        total += TF.center_crop(resize_short_side(img, size), [size, size]).double()
+    for chunk in images.split(1000):  # images share one size, so resize them a thousand at a time
+        total += TF.center_crop(resize_short_side(chunk, size), [size, size]).double().sum(0)
     return (total / (255 * len(images))).float()
 
 
@@ -365,7 +366,7 @@ def train_transform(img: torch.Tensor, cfg: AugConfig, mean: torch.Tensor, eigva
     return x - mean_for(mean, x.shape)
 
 
-def test_transform(img: torch.Tensor, cfg: AugConfig, mean: torch.Tensor) -> torch.Tensor:
+def eval_transform(img: torch.Tensor, cfg: AugConfig, mean: torch.Tensor) -> torch.Tensor:
     """The single centre view: shorter side to ``test_short_side``, centre ``crop``, minus the mean."""
     x = resize_short_side(img, cfg.test_short_side)
     check_crop_fits(x.shape, cfg.crop)
@@ -442,7 +443,7 @@ def augment_batch(images: torch.Tensor, cfg: AugConfig, mean: torch.Tensor, eigv
 
 
 def center_batch(images: torch.Tensor, cfg: AugConfig, mean: torch.Tensor) -> torch.Tensor:
-    """The single centre view of a uint8 batch (see :func:`test_transform`)."""
+    """The single centre view of a uint8 batch (see :func:`eval_transform`)."""
     x = resize_short_side(images, cfg.test_short_side)
     check_crop_fits(x.shape, cfg.crop)
     x = TF.center_crop(x, [cfg.crop, cfg.crop]).float() / 255
@@ -565,6 +566,19 @@ def pixel_mean_of_files(paths: Sequence[Path], size: int, max_images: int = 10_0
     return (total / (255 * n)).float()
 
 
+class LazyImages:
+    """A sequence of uint8 images read from ``paths`` on access (for testing on full ImageNet)."""
+
+    def __init__(self, paths: Sequence[Path]):
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        return read_image(self.paths[i])
+
+
 class FolderDataset(Dataset):
     """``(path, label)`` samples read and transformed on demand. Set ``epoch`` before each epoch: the
     random choices for image i come from a generator seeded by (seed, epoch, i), the same in every worker
@@ -592,7 +606,7 @@ class FolderDataset(Dataset):
             g = torch.Generator().manual_seed(_seed(self.seed, self.epoch, i))
             x = train_transform(img, self.cfg, self.mean, self.eigval, self.eigvec, g)
         else:
-            x = test_transform(img, self.cfg, self.mean)
+            x = eval_transform(img, self.cfg, self.mean)
         return x, label
 
 
@@ -632,3 +646,14 @@ class FolderSource:
             if x is None:
                 continue
             yield (x.contiguous(memory_format=torch.channels_last) if self.channels_last else x), y
+
+
+def png_bytes(img: torch.Tensor) -> bytes:
+    """A float image in [0, 1] (3, H, W) (values outside are clipped) or a uint8 one, as PNG file bytes,
+    e.g. for an ``ipywidgets.Image``."""
+    import io
+    if img.dtype != torch.uint8:
+        img = (img.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(img.cpu().permute(1, 2, 0).numpy()).save(buf, format="PNG")
+    return buf.getvalue()

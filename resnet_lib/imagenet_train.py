@@ -18,14 +18,13 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from .imagenet_data import (IMAGENET_EIGVAL, IMAGENET_EIGVEC, TINY_AUG, AugConfig, FolderDataset, FolderSource,
-                            ImageSet, TensorSource, image_folders, load_tiny_imagenet, pixel_mean,
+                            LazyImages, TensorSource, image_folders, load_tiny_imagenet, pixel_mean,
                             pixel_mean_of_files)
 from .train import TrainConfig
 
@@ -119,7 +118,8 @@ class RunData:
     names: list[str]
     mean: torch.Tensor
     aug: AugConfig
-    val_set: ImageSet | None = None  # in-memory validation images (Tiny ImageNet), for the test modes
+    val_images: object = None        # uint8 tensor (Tiny ImageNet) or a sequence of images, for the test modes
+    val_labels: torch.Tensor | None = None
     skipped: int = 0
 
 
@@ -136,7 +136,7 @@ def tiny_imagenet_data(root=None, *, classes: int | None = None, train_per_class
     cl = channels_last
     return RunData(TensorSource(train, batch_size, aug, mean, train=True, seed=seed, device=device, channels_last=cl),
                    TensorSource(val, max(batch_size, 100), aug, mean, train=False, device=device, channels_last=cl),
-                   train.classes, train.names, mean, aug, val, len(train.skipped) + len(val.skipped))
+                   train.classes, train.names, mean, aug, val.images, val.labels, len(train.skipped) + len(val.skipped))
 
 
 def folder_data(root, *, batch_size: int = 256, aug: AugConfig = AugConfig(), seed: int = 0, workers: int = 8,
@@ -150,7 +150,8 @@ def folder_data(root, *, batch_size: int = 256, aug: AugConfig = AugConfig(), se
     kw = dict(eigval=IMAGENET_EIGVAL, eigvec=IMAGENET_EIGVEC, on_bad_image=on_bad_image)
     train = FolderSource(FolderDataset(train_s, aug, mean, train=True, seed=seed, **kw), batch_size, workers=workers)
     val = FolderSource(FolderDataset(val_s, aug, mean, train=False, seed=seed, **kw), batch_size, workers=workers)
-    return RunData(train, val, classes, classes, mean, aug)
+    return RunData(train, val, classes, classes, mean, aug, LazyImages([p for p, _ in val_s]),
+                   torch.tensor([y for _, y in val_s]))
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -254,8 +255,8 @@ def cli(argv: list[str] | None = None) -> int:
     model, result = train_imagenet(data, spec, recipe, run_dir=run_dir, device=device, progress=env.main)
     summary = {"run_dir": str(run_dir), **result.get("final", {}), "lr_drops": result["lr_drops"],
                "world_size": env.world, "skipped_images": data.skipped + getattr(data.train, "skipped", 0)}
-    if env.main and not a.no_test and data.val_set is not None:
-        tests = evaluate_modes(model, data.val_set.images, data.val_set.labels, aug, data.mean, device=device,
+    if env.main and not a.no_test:
+        tests = evaluate_modes(model, data.val_images, data.val_labels, aug, data.mean, device=device,
                                amp=a.amp, progress=True)
         atomic_write_json(run_dir / "tests.json", tests)
         summary["tests"] = tests

@@ -182,7 +182,7 @@ def loc_loss(out: dict[str, Tensor], gt_boxes: Tensor, gt_labels: Tensor, cfg: L
     classes, and smooth-L1 on the true class's 4 deltas of the positives, averaged over the sampled anchors."""
     cls, reg, anchors = out["cls"].float(), out["reg"].float(), out["anchors"]
     pos, neg = sample_anchors(anchors, gt_boxes, cfg)
-    n_img, n_cls = cls.shape[0], cls.shape[-1]
+    n_cls = cls.shape[-1]
     img_pos, anc_pos = pos.nonzero(as_tuple=True)
     sampled = pos | neg
     targets = torch.zeros_like(cls)

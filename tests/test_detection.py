@@ -1,7 +1,6 @@
 """Faster R-CNN on resnet_lib backbones: composed scenes, the VOC adapter, the C4/C5 split, mAP."""
 from __future__ import annotations
 
-import math
 
 import pytest
 import torch

@@ -148,7 +148,7 @@ def test_crop_larger_than_the_resized_image_is_an_error():
     cfg = D.AugConfig(short_side=(256, 480), crop=224)
     small = torch.zeros(3, 300, 400, dtype=torch.uint8)
     assert D.train_transform(small, cfg, torch.zeros(3, 224, 224)).shape == (3, 224, 224)
-    assert D.test_transform(small, cfg, torch.zeros(3, 224, 224)).shape == (3, 224, 224)
+    assert D.eval_transform(small, cfg, torch.zeros(3, 224, 224)).shape == (3, 224, 224)
 
 
 # ------------------------------------------------------------------------------------------ readers
@@ -272,3 +272,17 @@ def test_folder_source_splits_like_the_tensor_source(tmp_path):
     for k, (x, y) in enumerate(one):
         torch.testing.assert_close(x[0::2], halves[0][k][0], rtol=0, atol=0)
         torch.testing.assert_close(x[1::2], halves[1][k][0], rtol=0, atol=0)
+
+
+def test_png_bytes_round_trip():
+    import io
+    img = torch.randint(0, 256, (3, 5, 7), dtype=torch.uint8)
+    path = io.BytesIO(D.png_bytes(img))
+    assert torch.equal(D.read_image(path), img)
+    assert D.png_bytes(img.float() / 255) == D.png_bytes(img)  # floats in [0, 1] give the same PNG
+
+
+def test_grayscale_images_are_read_as_rgb(tmp_path):
+    Image.fromarray(torch.arange(48, dtype=torch.uint8).view(6, 8).numpy(), mode="L").save(tmp_path / "g.png")
+    img = D.read_image(tmp_path / "g.png")
+    assert img.shape == (3, 6, 8) and torch.equal(img[0], img[2]) and img[1, 1, 2] == 10

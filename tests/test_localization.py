@@ -31,12 +31,20 @@ def test_head_gives_c_and_4c_outputs_per_anchor_and_location(num_anchors):
 def test_localizer_outputs_line_up_with_anchors():
     cfg = L.LocConfig(anchor_sizes=(24, 48), aspect_ratios=(1.0,))
     model = L.RPNLocalizer(resnet18(num_classes=5), 5, cfg).eval()
-    out = model(torch.randn(2, 3, 64, 64))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        out = model(x)
+        raw_cls, raw_reg = model.head(model.features(x))
     k = 2 * 2 * 2  # a 2x2 conv5_x map at 64x64, two anchors per cell
     assert out["cls"].shape == (2, k, 5) and out["reg"].shape == (2, k, 5, 4) and out["anchors"].shape == (k, 4)
-    # the k-th row of the flattened outputs belongs to the k-th anchor: check against the raw conv output
-    raw_cls, _ = model.head(model.backbone.forward_features(torch.randn(1, 3, 64, 64)))
-    assert raw_cls.shape == (1, 2 * 5, 2, 2)
+    # row (h * W + w) * A + a of the flattened outputs is anchor a at cell (h, w): channel a * C + c of cls,
+    # channels (a * C + c) * 4 + j of reg, and the anchor centred on that cell
+    for h, w, a, c in [(0, 0, 0, 0), (0, 1, 1, 3), (1, 0, 0, 4), (1, 1, 1, 2)]:
+        row = (h * 2 + w) * 2 + a
+        assert torch.allclose(out["cls"][1, row, c], raw_cls[1, a * 5 + c, h, w])
+        assert torch.allclose(out["reg"][1, row, c], raw_reg[1, (a * 5 + c) * 4:(a * 5 + c) * 4 + 4, h, w])
+        centre = (out["anchors"][row, :2] + out["anchors"][row, 2:]) / 2
+        assert centre.tolist() == [16.0 + 32 * w, 16.0 + 32 * h]
 
 
 def test_sampling_takes_eight_anchors_half_positive():
