@@ -27,32 +27,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+# The bias-free 3x3/1x1 convs (BN follows every conv, Sec. 3.4) and option A's zero-padded identity are
+# the same as the CIFAR nets': one definition serves both.
+from .cifar_models import ZeroPadShortcut, conv1x1, conv3x3
+
 # Table 1: blocks per stage (conv2_x .. conv5_x) for each depth, and which block builds it.
 _STAGES = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
 _SHORTCUTS = ("A", "B", "C")
 _STRIDE_IN = ("1x1", "3x3")
-
-
-def conv3x3(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
-    # No bias: BN follows every conv (Sec. 3.4) and its beta plays the bias's part.
-    return nn.Conv2d(in_planes, out_planes, kernel_size=3, stride=stride, padding=1, bias=False)
-
-
-def conv1x1(in_planes: int, out_planes: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
-
-
-class ZeroPadShortcut(nn.Module):
-    """Option A (Sec. 3.3): identity with extra zero channels, subsampled by ``stride``; no parameters."""
-
-    def __init__(self, in_planes: int, out_planes: int, stride: int):
-        super().__init__()
-        self.extra = out_planes - in_planes
-        self.stride = stride
-
-    def forward(self, x: Tensor) -> Tensor:
-        x = x[:, :, :: self.stride, :: self.stride]
-        return nn.functional.pad(x, (0, 0, 0, 0, 0, self.extra))
 
 
 def make_shortcut(shortcut: str, in_planes: int, out_planes: int, stride: int) -> nn.Module | None:
