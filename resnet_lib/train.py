@@ -227,6 +227,9 @@ def fit(model: nn.Module, train_source, eval_source, cfg: TrainConfig = TrainCon
     """
     dev = pick_device(device)
     env = DistEnv.from_env()
+    if env.world > 1 and dev.type == "cuda" and dev.index is None:  # one GPU per process under torchrun
+        dev = torch.device("cuda", env.local_rank)
+        torch.cuda.set_device(dev)
     bf16, cl = _resolve_formats(dev, cfg)
     if train_source.batch_size != cfg.batch_size:
         raise ValueError(f"the training source makes batches of {train_source.batch_size}, the config asks for "
