@@ -286,7 +286,7 @@ class DetConfig:
     proposals_test: int = 50
     epochs: int = 8
     batch_size: int = 4                 # images per iteration (Faster R-CNN: 2)
-    lr: float = 0.02                    # step down 10x at 75% of the run
+    lr: float = 0.04                    # step down 10x at 75% of the run (Faster R-CNN: 0.001 per 1-2 images)
     momentum: float = 0.9
     weight_decay: float = 1e-4
     freeze_bn: bool = True              # appendix: BN fixed during fine-tuning
