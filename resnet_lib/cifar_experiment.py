@@ -20,9 +20,12 @@ NETS = ("plain", "resnet")
 
 def plan_runs(depths, nets=NETS, *, subset: int = 0, epochs: float = 0, iters: int = 0, lr: float = 0.1,
               batch_size: int = 128, evals: int = 10, seed: int = 0, shortcut: str = "A",
-              val_split: bool = False, amp: str = "auto", test_subset: int = 0) -> list[CifarRun]:
+              val_split: bool = False, amp: str = "auto", test_subset: int = 0,
+              lr_drops=(0.5, 0.75), warmup: bool | None = None) -> list[CifarRun]:
     """Every run of the grid, checked up front: bad depths, net kinds, sizes or budgets fail here,
-    before minutes of training. ``iters`` wins over ``epochs``; 0 for both means the paper's 64k."""
+    before minutes of training. ``iters`` wins over ``epochs``; 0 for both means the paper's 64k.
+    ``lr_drops``: fractions of the run at which the lr is divided by 10 (the paper: 32k and 48k of 64k).
+    ``warmup``: lr 0.01 until training error < 80% (None: as the paper, for 110 layers and deeper)."""
     bad = [n for n in nets if n not in NETS]
     if bad:
         raise ValueError(f"unknown net kind(s) {bad}; use 'plain' and/or 'resnet'")
@@ -33,6 +36,10 @@ def plan_runs(depths, nets=NETS, *, subset: int = 0, epochs: float = 0, iters: i
                          "0 for both means the paper's 64k iterations")
     if evals < 1:
         raise ValueError(f"evals (evaluations per run) must be at least 1, got {evals}")
+    drops = [float(f) for f in lr_drops]
+    if any(not 0 < f < 1 for f in drops) or drops != sorted(set(drops)):
+        raise ValueError(f"lr_drops must be increasing fractions of the run between 0 and 1, got {list(lr_drops)}; "
+                         "the paper's are [0.5, 0.75]")
     limit = 45_000 if val_split else 50_000
     n_train = subset or limit
     runs = []
@@ -44,7 +51,10 @@ def plan_runs(depths, nets=NETS, *, subset: int = 0, epochs: float = 0, iters: i
             cfg = base.with_iters(epochs_to_iters(epochs, n_train, batch_size))
         else:
             cfg = base
-        cfg = dataclasses.replace(cfg, lr=lr, batch_size=batch_size, seed=seed, amp=amp,
+        milestones = tuple(sorted({max(1, round(f * cfg.iters)) for f in drops}))
+        if warmup is not None:
+            cfg = dataclasses.replace(cfg, warmup=bool(warmup))
+        cfg = dataclasses.replace(cfg, lr=lr, batch_size=batch_size, seed=seed, amp=amp, milestones=milestones,
                                   eval_every=max(1, cfg.iters // evals), checkpoint_every=max(1, cfg.iters // 4))
         for net in nets:
             runs.append(CifarRun(depth, net == "resnet", shortcut, cfg, subset, val_split, test_subset=test_subset))

@@ -108,9 +108,15 @@ def test_plan_rejects_bad_grids():
         plan_runs([20], ["plane"])
     with pytest.raises(ValueError, match="positive"):
         plan_runs([20], epochs=-1)
+    with pytest.raises(ValueError, match="lr_drops"):
+        plan_runs([20], lr_drops=[0.75, 0.5])
     runs = plan_runs([20, 56], epochs=2, subset=1280)
     assert [r.name for r in runs] == ["plain-20", "ResNet-20", "plain-56", "ResNet-56"]
     assert runs[0].train.iters == 20 and runs[0].train.milestones == (10, 15)
+    assert plan_runs([20], iters=100, lr_drops=[0.9])[0].train.milestones == (90,)
+    assert plan_runs([20], iters=100, lr_drops=[])[0].train.milestones == ()
+    assert plan_runs([20], iters=100, warmup=True)[0].train.warmup and not plan_runs([20], iters=100)[0].train.warmup
+    assert plan_runs([110], iters=100)[0].train.warmup  # the paper's rule by default
 
 
 def test_cli_trains_and_prints_json(tmp_path, capsys):
