@@ -171,12 +171,15 @@ def gather_summary(out_dir: str | os.PathLike | None = None) -> Path:
     recs = [json.loads(p.read_text()) for p in sorted(out.glob("*/results.json"))]
     lines = ["# Results beside the paper", "",
              "| notebook | quantity | ours | paper | note |", "|---|---|---|---|---|"]
-    fmt = lambda v: "" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+    def fmt(v) -> str:  # one table cell; a '|' inside it would split the Markdown row
+        text = "" if v is None else (f"{v:.4g}" if isinstance(v, float) else str(v))
+        return text.replace("|", "\\|")
     for rec in recs:
         for r in rec.get("rows", []):
             unit = r.get("unit", "")
-            lines.append(f"| {rec['name']} | {r['quantity']}{f' ({unit})' if unit else ''} | {fmt(r.get('ours'))} "
-                         f"| {fmt(r.get('paper'))} | {r.get('note', '')} |")
+            quantity = fmt(r["quantity"]) + (f" ({unit})" if unit else "")
+            lines.append(f"| {rec['name']} | {quantity} | {fmt(r.get('ours'))} | {fmt(r.get('paper'))} "
+                         f"| {fmt(r.get('note', ''))} |")
     (out / "summary.md").write_text("\n".join(lines) + "\n")
     atomic_write_json(out / "summary.json", recs)
     return out / "summary.md"

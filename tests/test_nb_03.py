@@ -40,3 +40,13 @@ def test_unknown_parameter_name_or_type_is_refused_before_starting(tmp_path):
     with pytest.raises(ValueError, match="EPOCHS should be float"):
         notebooks.run_notebook(nb, tmp_path, params={"EPOCHS": "many"})
     assert not (tmp_path / "executed").exists()
+
+
+def test_summary_table_escapes_pipes(tmp_path):
+    from resnet_lib.io import save_results
+    save_results(tmp_path, "demo", rows=[{"quantity": "max |f(x) - x|", "ours": 0.5, "paper": None, "unit": "%",
+                                          "note": "a|b"}])
+    lines = notebooks.gather_summary(tmp_path).read_text().splitlines()
+    row = [ln for ln in lines if ln.startswith("| demo")][0]
+    assert row.count("|") - row.count("\\|") == 6  # five cells, however many pipes they hold
+    assert "0.5" in row and "max \\|f(x) - x\\| (%)" in row
