@@ -40,6 +40,8 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.ops import roi_align
 from torchvision.transforms.v2 import functional as TF
 
+from .boxes import read_wnids, read_words
+
 # AlexNet's colour augmentation [21, Section 4.1] uses the PCA of ImageNet's RGB pixel values. These are
 # the eigenvalues/eigenvectors (pixels in [0, 1]) that fb.resnet.torch, the authors' public Torch
 # reimplementation of this paper's recipe, ships; rows of _IMAGENET_EIGVEC are R, G, B, columns the
@@ -194,7 +196,7 @@ def _tiny_classes(root: Path, classes: int | Sequence[str] | None) -> list[str]:
     if not wnids_file.is_file():
         raise FileNotFoundError(f"{wnids_file} is missing: {root} is not Tiny ImageNet's standard layout "
                                 "(unzip the official tiny-imagenet-200.zip and pass its folder)")
-    wnids = wnids_file.read_text().split()
+    wnids = read_wnids(root)
     if classes is None:
         return wnids
     if isinstance(classes, int):
@@ -208,11 +210,7 @@ def _tiny_classes(root: Path, classes: int | Sequence[str] | None) -> list[str]:
 
 
 def _class_names(root: Path, wnids: Sequence[str]) -> list[str]:
-    words = {}
-    if (root / "words.txt").is_file():
-        for line in (root / "words.txt").read_text().splitlines():
-            wnid, _, text = line.partition("\t")
-            words[wnid] = text.split(",")[0].strip()
+    words = read_words(root) if (root / "words.txt").is_file() else {}
     return [words.get(w, w) for w in wnids]
 
 
