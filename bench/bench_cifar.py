@@ -23,32 +23,43 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def ours(depth: int, iters: int, warmup: int, device: str) -> dict:
+def ours(depth: int, iters: int, warmup: int, device: str, cuda_graph: str = "auto") -> dict:
     import torch
 
     from resnet_lib.cifar_data import load_cifar10, make_loaders
     from resnet_lib.cifar_models import cifar_resnet
     from resnet_lib.device import pick_device
-    from resnet_lib.train import TrainConfig, _resolve_formats, make_optimizer, train_step
+    from resnet_lib.train import CudaGraphStep, TrainConfig, _resolve_formats, make_optimizer, train_step, use_cuda_graph
 
     dev = pick_device(device)
-    cfg = TrainConfig()
+    cfg = TrainConfig(cuda_graph=cuda_graph)
     bf16, cl = _resolve_formats(dev, cfg)
     train, _ = make_loaders(load_cifar10(), batch_size=128, device=dev, channels_last=cl)
     torch.manual_seed(0)
     net = cifar_resnet(depth).to(dev, memory_format=torch.channels_last if cl else torch.contiguous_format)
     opt = make_optimizer(net, cfg)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    batches = train.batches(0)  # augmentation and normalisation are inside the timed loop, as in fit
+    graphed = use_cuda_graph(dev, cfg, 1)
+    # as fit steps: on a GPU the whole step replayed from a CUDA graph, nothing read back per step
+    step = CudaGraphStep(net, opt, dev, bf16) if graphed else (lambda x, y: train_step(net, opt, x, y, dev, bf16))
+
+    def batches():  # augmentation and normalisation are inside the timed loop, as in fit
+        epoch = 0
+        while True:
+            yield from train.batches(epoch)
+            epoch += 1
+
+    it = batches()
     for _ in range(warmup):
-        train_step(net, opt, *next(batches), dev, bf16)
+        step(*next(it))
     sync()
     t0 = time.perf_counter()
     for _ in range(iters):
-        train_step(net, opt, *next(batches), dev, bf16)
+        step(*next(it))
     sync()
     dt = (time.perf_counter() - t0) / iters
     return {"impl": "resnet_lib", "depth": depth, "device": str(dev), "precision": "bf16" if bf16 else "fp32",
+            "cuda_graph": graphed,
             "channels_last": cl, "threads": torch.get_num_threads(), "img_per_s": round(128 / dt, 1),
             "ms_per_iter": round(1000 * dt, 2)}
 
@@ -69,6 +80,8 @@ def main() -> int:
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--repeats", type=int, default=2, help="measurements of each, interleaved; the best counts")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--cuda-graph", default="auto", choices=["auto", "on", "off"],
+                    help="on a GPU: replay the whole step from a CUDA graph (auto) or launch it eagerly (off)")
     ap.add_argument("--reference", default=str(ROOT.parent / "shared" / "bench" / "naive_reference.py"))
     a = ap.parse_args()
     ref = Path(a.reference)
@@ -97,6 +110,6 @@ def main() -> int:
 if __name__ == "__main__":
     if len(sys.argv) == 3 and sys.argv[1] == "--_ours":
         o = json.loads(sys.argv[2])
-        print(json.dumps(ours(o["depth"], o["iters"], o["warmup"], o["device"])))
+        print(json.dumps(ours(o["depth"], o["iters"], o["warmup"], o["device"], o["cuda_graph"])))
     else:
         sys.exit(main())

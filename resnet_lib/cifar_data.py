@@ -284,20 +284,21 @@ class TensorLoader:
 
     def batches(self, epoch: int = 0, start: int = 0, rank: int = 0, world: int = 1):
         """This rank's share of each global batch of ``epoch``, from batch ``start`` on."""
-        order, shifts, flips = self._epoch_plan(epoch)
+        # drawn on the CPU (the same numbers on every device), then moved once per epoch, so that
+        # building a batch copies nothing from the host: on a GPU no batch waits for the last step
+        order, shifts, flips = (t if t is None else t.to(self.device) for t in self._epoch_plan(epoch))
         for b in range(start, len(self)):
             idx = order[b * self.batch_size:(b + 1) * self.batch_size][rank::world]
             yield self._make_batch(idx, shifts, flips)
 
     def _make_batch(self, idx, shifts, flips):
-        dev_idx = idx.to(self.device)
-        x = self.x[dev_idx].float().div_(255.0)
+        x = self.x[idx].float().div_(255.0)
         x = (x - self.mean) / self.std
         if self.augment:
-            x = random_crop_flip(x, shifts[idx].to(self.device), flips[idx].to(self.device), self.pad)
+            x = random_crop_flip(x, shifts[idx], flips[idx], self.pad)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return x, self.y[dev_idx]
+        return x, self.y[idx]
 
 
 def random_crop_flip(x: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor, pad: int = 4) -> torch.Tensor:

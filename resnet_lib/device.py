@@ -47,7 +47,9 @@ def use_bf16(device: torch.device, amp: str | bool = "auto") -> bool:
     return device.type == "cpu" and cpu_has_fast_bf16()
 
 
-def autocast(device: torch.device, enabled: bool):
+def autocast(device: torch.device, enabled: bool, cache: bool = True):
+    """bf16 autocast on ``device`` when ``enabled``. ``cache=False`` while capturing a CUDA graph
+    (autocast's weight-cast cache must not outlive the capture)."""
     if not enabled:
         return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=cache)

@@ -54,6 +54,7 @@ class TrainConfig:
     amp: str = "auto"                  # "auto": bf16 autocast where the device has fast bf16; "bf16"; "off"
     channels_last: str = "auto"        # "auto": with bf16; "on"; "off"
     diverge_loss: float = 100.0        # a training loss above this (or NaN) stops the run
+    cuda_graph: str = "auto"           # "auto": capture the whole SGD step in a CUDA graph on one GPU; "on"; "off"
 
     def __post_init__(self):
         problems = []
@@ -69,6 +70,8 @@ class TrainConfig:
             problems.append(f"eval_every must be positive, got {self.eval_every}")
         if self.amp not in ("auto", "bf16", "off"):
             problems.append(f"amp must be 'auto', 'bf16' or 'off', got {self.amp!r}")
+        if self.cuda_graph not in ("auto", "on", "off"):
+            problems.append(f"cuda_graph must be 'auto', 'on' or 'off', got {self.cuda_graph!r}")
         if self.channels_last not in ("auto", "on", "off"):
             problems.append(f"channels_last must be 'auto', 'on' or 'off', got {self.channels_last!r}")
         if problems:
@@ -179,12 +182,16 @@ def _resolve_formats(dev: torch.device, cfg: TrainConfig) -> tuple[bool, bool]:
     return bf16, cl
 
 
+# settings that change how a run executes, not what it computes: a run may resume with others
+EXECUTION_ONLY = ("eval_every", "checkpoint_every", "cuda_graph")
+
+
 def _check_checkpoint(ckpt: dict, path: Path, spec: dict | None, cfg: TrainConfig) -> None:
     if spec is not None and ckpt.get("spec") not in (None, spec):
         raise ValueError(f"the checkpoint {path} was written for the architecture {ckpt['spec']}, but this run "
                          f"builds {spec}. Use another run folder for this architecture, or delete the old one.")
     old = ckpt.get("config", {})
-    same = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in ("eval_every", "checkpoint_every")}
+    same = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in EXECUTION_ONLY}
     diff = {k: (old.get(k), v) for k, v in same.items() if k in old and _norm(old[k]) != _norm(v)}
     if diff:
         raise ValueError(f"the checkpoint {path} was trained with a different recipe ({diff}: checkpoint vs now). "
@@ -195,16 +202,90 @@ def _norm(v):
     return list(v) if isinstance(v, tuple) else v
 
 
+def _sgd_step(net: nn.Module, opt: torch.optim.Optimizer, x, y, dev: torch.device, bf16: bool,
+              cache: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Forward, backward and SGD update on a batch whose gradients were cleared; returns the mean loss
+    and the misclassified count as tensors on the device (nothing waits for the GPU)."""
+    with autocast(dev, bf16, cache):
+        out = net(x)
+        loss = F.cross_entropy(out.float(), y)
+    loss.backward()
+    opt.step()
+    return loss.detach(), (out.argmax(1) != y).sum()
+
+
 def train_step(net: nn.Module, opt: torch.optim.Optimizer, x, y, dev: torch.device, bf16: bool) -> tuple[float, int]:
     """One SGD step on a batch; returns (mean loss, misclassified count)."""
     x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-    with autocast(dev, bf16):
-        out = net(x)
-        loss = F.cross_entropy(out.float(), y)
     opt.zero_grad(set_to_none=True)
-    loss.backward()
-    opt.step()
-    return loss.item(), (out.argmax(1) != y).sum().item()
+    loss, wrong = _sgd_step(net, opt, x, y, dev, bf16)
+    return loss.item(), wrong.item()
+
+
+class CudaGraphStep:
+    """The whole SGD step (forward, backward, update) captured once in a CUDA graph and replayed.
+
+    A CIFAR ResNet-20 step is hundreds of small kernels; launched one by one from Python, the GPU
+    mostly waits for the CPU. Replaying the captured graph launches them all at once. The numbers are
+    the eager step's: the same ``torch.optim.SGD`` runs inside the capture. The learning rate is a
+    Python number baked into the captured update, so the step is captured again whenever it changes
+    (three times in the paper's schedule). The first ``eager_steps`` iterations of each ``fit`` call
+    run eagerly on a side stream, as CUDA graph capture requires (they create the momentum buffers
+    and let cuDNN choose its kernels); they are ordinary training iterations.
+    """
+
+    def __init__(self, net: nn.Module, opt: torch.optim.Optimizer, dev: torch.device, bf16: bool,
+                 eager_steps: int = 3):
+        self.net, self.opt, self.dev, self.bf16 = net, opt, dev, bf16
+        self.eager_left = eager_steps
+        self.graph = self.lr = None
+        self.captures = 0
+
+    def _eager(self, x, y):
+        side = torch.cuda.Stream(self.dev)
+        side.wait_stream(torch.cuda.current_stream(self.dev))
+        with torch.cuda.stream(side):
+            self.opt.zero_grad(set_to_none=True)
+            out = _sgd_step(self.net, self.opt, x, y, self.dev, self.bf16)
+        torch.cuda.current_stream(self.dev).wait_stream(side)
+        return out
+
+    def _capture(self, x, y, lr):
+        self.graph = None
+        self.x, self.y = torch.empty_like(x), torch.empty_like(y)
+        self.opt.zero_grad(set_to_none=True)  # the gradients are then allocated, and overwritten, by the graph
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            self.loss, self.wrong = _sgd_step(self.net, self.opt, self.x, self.y, self.dev, self.bf16, cache=False)
+        self.graph, self.lr = graph, lr
+        self.captures += 1
+
+    def __call__(self, x, y):
+        if self.eager_left > 0:
+            self.eager_left -= 1
+            return self._eager(x, y)
+        if self.graph is not None and (x.shape != self.x.shape or y.shape != self.y.shape):
+            self.opt.zero_grad(set_to_none=True)  # an odd-sized batch: one eager step (the graph keeps its own buffers)
+            return _sgd_step(self.net, self.opt, x, y, self.dev, self.bf16)
+        lr = self.opt.param_groups[0]["lr"]
+        if self.graph is None or lr != self.lr:
+            self._capture(x, y, lr)
+        self.x.copy_(x)
+        self.y.copy_(y)
+        self.graph.replay()
+        return self.loss, self.wrong  # overwritten by the next replay: read (or copy) them before it
+
+
+def use_cuda_graph(dev: torch.device, cfg: TrainConfig, world: int) -> bool:
+    if cfg.cuda_graph == "off" or dev.type != "cuda":
+        if cfg.cuda_graph == "on" and dev.type != "cuda":
+            raise ValueError(f"cuda_graph='on' needs a CUDA device, but this run is on {dev}; use 'auto' or 'off'")
+        return False
+    if world > 1:  # DDP's gradient hooks need more care under capture; keep the eager step there
+        if cfg.cuda_graph == "on":
+            raise ValueError("cuda_graph='on' is not supported with several processes (DDP); use 'auto' or 'off'")
+        return False
+    return True
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
@@ -258,6 +339,33 @@ def fit(model: nn.Module, train_source, eval_source, cfg: TrainConfig = TrainCon
         if env.world > 1 else model
     # window: loss sum, wrong, seen, iterations since the last evaluation; warm: wrong, seen for the warm-up
     hist, win, warm_win = st["history"], st["window"], st["warm"]
+    graphed = use_cuda_graph(dev, cfg, env.world)
+    step = CudaGraphStep(net, opt, dev, bf16) if graphed else None
+    # (iteration, lr, batch, [loss, wrong]) of steps not yet read back: on a GPU they are read every
+    # `sync_every` iterations (and before every evaluation, warm-up check and checkpoint), so the CPU
+    # runs ahead of the GPU instead of waiting for each step
+    sync_every = cfg.warmup_window if dev.type == "cuda" else 1
+    pending: list = []
+
+    def drain():
+        if not pending:
+            return
+        values = torch.stack([p[3] for p in pending]).tolist()
+        for (it_, lr_, n, _), (loss_v, wrong) in zip(pending, values):
+            if not math.isfinite(loss_v) or loss_v > cfg.diverge_loss:
+                checkpoint_note = f" The last good checkpoint is {ckpt_path}." if ckpt_path and ckpt_path.exists() else ""
+                raise TrainingDiverged(
+                    f"training diverged at iteration {it_} (loss {loss_v:.4g}, lr {lr_:g}). Lower the learning rate, "
+                    f"or use the warm-up the paper uses for ResNet-110 (warmup=True: lr {cfg.warmup_lr} until "
+                    f"training error < {cfg.warmup_until_err:.0%}).{checkpoint_note}")
+            wrong = int(wrong)
+            win[0] += loss_v * n
+            win[1] += wrong
+            win[2] += n
+            win[3] += 1
+            warm_win[0] += wrong
+            warm_win[1] += n
+        pending.clear()
 
     def checkpoint():
         if ckpt_path and env.main:
@@ -275,26 +383,25 @@ def fit(model: nn.Module, train_source, eval_source, cfg: TrainConfig = TrainCon
             lr = schedule.lr_at(it)
             for g in opt.param_groups:
                 g["lr"] = lr
-            loss_v, wrong = train_step(net, opt, x, y, dev, bf16)
-            if not math.isfinite(loss_v) or loss_v > cfg.diverge_loss:
-                checkpoint_note = f" The last good checkpoint is {ckpt_path}." if ckpt_path and ckpt_path.exists() else ""
-                raise TrainingDiverged(
-                    f"training diverged at iteration {it} (loss {loss_v:.4g}, lr {lr:g}). Lower the learning rate, "
-                    f"or use the warm-up the paper uses for ResNet-110 (warmup=True: lr {cfg.warmup_lr} until "
-                    f"training error < {cfg.warmup_until_err:.0%}).{checkpoint_note}")
-            win[0] += loss_v * len(y)
-            win[1] += wrong
-            win[2] += len(y)
-            win[3] += 1
-            warm_win[0] += wrong
-            warm_win[1] += len(y)
+            if step is not None:
+                loss_t, wrong_t = step(x, y)
+            else:
+                x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+                opt.zero_grad(set_to_none=True)
+                loss_t, wrong_t = _sgd_step(net, opt, x, y, dev, bf16)
+            pending.append((it, lr, len(y), torch.stack((loss_t.float(), wrong_t.float()))))
             st["iteration"] = it = it + 1
             st["batch"] += 1
+            must_eval = it % cfg.eval_every == 0 or it == cfg.iters
+            must_save = it == cfg.iters or (cfg.checkpoint_every and it % cfg.checkpoint_every == 0)
+            at_stop = stop_after is not None and it >= stop_after
+            if it % sync_every == 0 or it % cfg.warmup_window == 0 or must_eval or must_save or at_stop:
+                drain()
             if warm_win[1] and it % cfg.warmup_window == 0:
                 schedule.observe(it, train_err=warm_win[0] / warm_win[1])
                 warm_win[:] = [0, 0]
             bar.update(1)
-            if it % cfg.eval_every == 0 or it == cfg.iters:
+            if must_eval:
                 ev = evaluate(model, eval_source, dev, bf16)
                 schedule.observe(it, test_err=ev["err"])
                 for k, v in (("iteration", it), ("lr", lr), ("train_loss", win[0] / win[2]),
@@ -303,9 +410,9 @@ def fit(model: nn.Module, train_source, eval_source, cfg: TrainConfig = TrainCon
                 win[:] = [0.0, 0, 0, 0]
                 bar.set_postfix(train_err=f"{hist['train_err'][-1]:.3f}", test_err=f"{ev['err']:.3f}", lr=f"{lr:g}")
             st["wall"] = time.perf_counter() - t_start
-            if it == cfg.iters or (cfg.checkpoint_every and it % cfg.checkpoint_every == 0):
+            if must_save:
                 checkpoint()
-            if it >= cfg.iters or (stop_after is not None and it >= stop_after):
+            if it >= cfg.iters or at_stop:
                 break
         else:
             st["epoch"] += 1
@@ -325,6 +432,7 @@ def fit(model: nn.Module, train_source, eval_source, cfg: TrainConfig = TrainCon
               "wall_s": round(st["wall"], 2), "img_per_s": round(images / max(st["wall"], 1e-9), 1),
               "warmup_ended_at": getattr(schedule, "warmup_ended_at", None),
               "precision": "bf16 autocast" if bf16 else "fp32", "channels_last": cl, "world_size": env.world,
+              "cuda_graph": graphed, "graph_captures": step.captures if step else 0,
               "provenance": provenance(dev)}
     if run_dir and env.main:
         atomic_write_json(run_dir / RESULT, result)

@@ -1,0 +1,103 @@
+"""The CUDA-graph training step: it must compute what the eager step computes.
+
+The GPU tests skip on a machine without CUDA (CI's); they ran on the lent GPU (see the README's GPU
+section). This file also runs as a plain script there, where pytest may be missing:
+    PYTHONPATH=. python tests/test_cuda_graph.py
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import sys
+
+import pytest
+import torch
+
+from resnet_lib.cifar_data import TensorLoader
+from resnet_lib.cifar_models import cifar_resnet
+from resnet_lib.train import CudaGraphStep, TrainConfig, _sgd_step, fit, make_optimizer, use_cuda_graph
+
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def _weights_close(a, b, tol):
+    worst = max((x.float() - y.float()).abs().max().item() for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+    assert worst < tol, f"weights differ by {worst}"
+    return worst
+
+
+def test_graph_setting_is_checked_before_training():
+    cpu = torch.device("cpu")
+    assert not use_cuda_graph(cpu, TrainConfig(), 1)          # auto: only on CUDA
+    with pytest.raises(ValueError, match="needs a CUDA device"):
+        use_cuda_graph(cpu, TrainConfig(cuda_graph="on"), 1)
+    with pytest.raises(ValueError, match="cuda_graph must be"):
+        TrainConfig(cuda_graph="yes")
+
+
+@needs_cuda
+def test_graph_step_equals_eager_step_across_lr_changes():
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    dev = torch.device("cuda")
+    torch.manual_seed(0)
+    a = cifar_resnet(20).to(dev)
+    b = copy.deepcopy(a)
+    cfg = TrainConfig()
+    oa, ob = make_optimizer(a, cfg), make_optimizer(b, cfg)
+    graph = CudaGraphStep(b, ob, dev, bf16=False)
+    g = torch.Generator(device=dev).manual_seed(1)
+    losses = []
+    for i in range(12):
+        lr = 0.1 if i < 6 else 0.01  # a drop: the step is captured again
+        for o in (oa, ob):
+            o.param_groups[0]["lr"] = lr
+        x = torch.randn(32, 3, 32, 32, device=dev, generator=g)
+        y = torch.randint(0, 10, (32,), device=dev, generator=g)
+        oa.zero_grad(set_to_none=True)
+        la, wa = _sgd_step(a, oa, x, y, dev, False)
+        lb, wb = graph(x, y)
+        losses.append((la.item(), lb.item()))
+        assert abs(wa.item() - wb.item()) <= 1  # an argmax at a near-tie may differ
+    assert graph.captures == 2, "one capture per learning rate"
+    for la, lb in losses:
+        assert abs(la - lb) < 1e-4 * max(1, abs(la)), losses
+    _weights_close(a, b, 1e-4)
+
+
+@needs_cuda
+def test_fit_with_graph_matches_fit_without(tmp_path):
+    dev = torch.device("cuda")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (640, 3, 32, 32), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 10, (640,), generator=g)
+    results, models = [], []
+    for mode in ("off", "on"):
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        train = TensorLoader(x, y, 64, augment=True, shuffle=True, drop_last=True, device=dev)
+        test = TensorLoader(x[:128], y[:128], 64, device=dev)
+        cfg = dataclasses.replace(TrainConfig(amp="off", cuda_graph=mode, warmup=True, warmup_window=10,
+                                              warmup_until_err=0.95).with_iters(60), eval_every=20)
+        torch.manual_seed(0)
+        m = cifar_resnet(20)
+        results.append(fit(m, train, test, cfg, run_dir=tmp_path / mode, device=dev, progress=False))
+        models.append(m)
+    eager, graphed = results
+    assert graphed["cuda_graph"] and not eager["cuda_graph"]
+    assert graphed["graph_captures"] >= 2  # warm-up lr, then the schedule's
+    for k in ("train_loss", "test_loss"):
+        for u, v in zip(eager["history"][k], graphed["history"][k]):
+            assert abs(u - v) < 1e-3 * max(1, abs(u)), (k, eager["history"][k], graphed["history"][k])
+    _weights_close(*models, 1e-3)
+
+
+if __name__ == "__main__":  # plain-script mode for the GPU machine
+    import tempfile
+    from pathlib import Path
+    test_graph_setting_is_checked_before_training()
+    if not torch.cuda.is_available():
+        sys.exit("no CUDA GPU here")
+    test_graph_step_equals_eager_step_across_lr_changes()
+    print("graph step == eager step: ok", flush=True)
+    with tempfile.TemporaryDirectory() as d:
+        test_fit_with_graph_matches_fit_without(Path(d))
+    print("fit with graph == fit without: ok", flush=True)
