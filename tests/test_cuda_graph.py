@@ -75,7 +75,7 @@ def test_fit_with_graph_matches_fit_without(tmp_path):
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
         train = TensorLoader(x, y, 64, augment=True, shuffle=True, drop_last=True, device=dev)
         test = TensorLoader(x[:128], y[:128], 64, device=dev)
-        cfg = dataclasses.replace(TrainConfig(amp="off", cuda_graph=mode, warmup=True, warmup_window=10,
+        cfg = dataclasses.replace(TrainConfig(batch_size=64, amp="off", cuda_graph=mode, warmup=True, warmup_window=10,
                                               warmup_until_err=0.95).with_iters(60), eval_every=20)
         torch.manual_seed(0)
         m = cifar_resnet(20)
