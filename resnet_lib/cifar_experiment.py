@@ -118,7 +118,12 @@ def degradation(results: list[dict]) -> dict:
     else:
         verdict = (f"This run does not show degradation yet (plain gap {plain_gap:.1f} points): the budget is "
                    f"too short or the depths too close. Raise EPOCHS or use deeper nets.")
+    same_depth = by[(False, hi)] - by[(True, hi)]
+    if same_depth > 1:
+        verdict += (f" At {hi} layers, where the two kinds differ only by the identity shortcuts, the ResNet's "
+                    f"training error is {same_depth:.1f} points below the plain net's.")
     return {"shallow": lo, "deep": hi, "plain_gap_pts": round(plain_gap, 2), "resnet_gap_pts": round(res_gap, 2),
+            "deep_plain_minus_resnet_pts": round(same_depth, 2),
             "train_err_pct": {f"{'ResNet' if k[0] else 'plain'}-{k[1]}": round(v, 2) for k, v in by.items()},
             "text": verdict}
 

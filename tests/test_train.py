@@ -124,3 +124,23 @@ def test_cli_trains_and_prints_json(tmp_path, capsys):
     assert rc == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["name"] == "ResNet-8" and 0 <= out["test_err"] <= 1
+
+
+def _fake(depth, residual, train_err):
+    return {"spec": {"depth": depth, "residual": residual}, "final": {"train_err": train_err}}
+
+
+@pytest.mark.parametrize("errs, says", [
+    ((0.60, 0.86, 0.52, 0.50), "the deeper ResNet trains at least as well"),
+    ((0.60, 0.86, 0.52, 0.63), "largely escape it: ResNet-56 is still 11.0 points behind"),
+    ((0.60, 0.86, 0.52, 0.75), "not yet clearly better off (23.0 points)"),
+    ((0.60, 0.60, 0.52, 0.55), "does not show degradation yet"),
+])
+def test_degradation_verdict_follows_the_numbers(errs, says):
+    from resnet_lib.cifar_experiment import degradation
+    p20, p56, r20, r56 = errs
+    story = degradation([_fake(20, False, p20), _fake(56, False, p56), _fake(20, True, r20), _fake(56, True, r56)])
+    assert says in story["text"], story["text"]
+    assert story["plain_gap_pts"] == pytest.approx((p56 - p20) * 100)
+    assert story["deep_plain_minus_resnet_pts"] == pytest.approx((p56 - r56) * 100)
+    assert ("points below the plain net's" in story["text"]) == ((p56 - r56) * 100 > 1)
