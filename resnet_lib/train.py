@@ -277,15 +277,13 @@ class CudaGraphStep:
 
 
 def use_cuda_graph(dev: torch.device, cfg: TrainConfig, world: int) -> bool:
-    if cfg.cuda_graph == "off" or dev.type != "cuda":
-        if cfg.cuda_graph == "on" and dev.type != "cuda":
-            raise ValueError(f"cuda_graph='on' needs a CUDA device, but this run is on {dev}; use 'auto' or 'off'")
-        return False
-    if world > 1:  # DDP's gradient hooks need more care under capture; keep the eager step there
-        if cfg.cuda_graph == "on":
-            raise ValueError("cuda_graph='on' is not supported with several processes (DDP); use 'auto' or 'off'")
-        return False
-    return True
+    """Whether ``fit`` replays its step from a CUDA graph: on one GPU unless ``cfg.cuda_graph`` is "off".
+    Under DDP the eager step stays (its gradient hooks would need more care under capture)."""
+    if cfg.cuda_graph == "on" and dev.type != "cuda":
+        raise ValueError(f"cuda_graph='on' needs a CUDA device, but this run is on {dev}; use 'auto' or 'off'")
+    if cfg.cuda_graph == "on" and world > 1:
+        raise ValueError("cuda_graph='on' is not supported with several processes (DDP); use 'auto' or 'off'")
+    return cfg.cuda_graph != "off" and dev.type == "cuda" and world == 1
 
 
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
@@ -342,8 +340,8 @@ def fit(model: nn.Module, train_source, eval_source, cfg: TrainConfig = TrainCon
     graphed = use_cuda_graph(dev, cfg, env.world)
     step = CudaGraphStep(net, opt, dev, bf16) if graphed else None
     # (iteration, lr, batch, [loss, wrong]) of steps not yet read back: on a GPU they are read every
-    # `sync_every` iterations (and before every evaluation, warm-up check and checkpoint), so the CPU
-    # runs ahead of the GPU instead of waiting for each step
+    # `sync_every` iterations (and before every evaluation and checkpoint), so the CPU runs ahead of the
+    # GPU instead of waiting for each step. It divides warmup_window: each warm-up check sees every step.
     sync_every = cfg.warmup_window if dev.type == "cuda" else 1
     pending: list = []
 
@@ -395,7 +393,7 @@ def fit(model: nn.Module, train_source, eval_source, cfg: TrainConfig = TrainCon
             must_eval = it % cfg.eval_every == 0 or it == cfg.iters
             must_save = it == cfg.iters or (cfg.checkpoint_every and it % cfg.checkpoint_every == 0)
             at_stop = stop_after is not None and it >= stop_after
-            if it % sync_every == 0 or it % cfg.warmup_window == 0 or must_eval or must_save or at_stop:
+            if it % sync_every == 0 or must_eval or must_save or at_stop:
                 drain()
             if warm_win[1] and it % cfg.warmup_window == 0:
                 schedule.observe(it, train_err=warm_win[0] / warm_win[1])
