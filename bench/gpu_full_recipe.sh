@@ -33,7 +33,7 @@ python tests/test_cuda_graph.py || echo "!! the CUDA-graph tests FAILED: read th
 
 echo "== speed of one training step (ResNet-20, batch 128, augmentation included)"
 python bench/bench_cifar.py --device cuda --iters 300 --warmup 20 --repeats 1 --reference "$REF" | tee "$OUT/bench_graph.jsonl"
-python -c "import json, sys; sys.argv=[''];
+python -c "import json
 from bench import bench_cifar as b
 print(json.dumps(b.ours(20, 300, 20, 'cuda', 'off')))" | tee "$OUT/bench_eager.jsonl"
 
