@@ -26,14 +26,16 @@ ROOT = Path(__file__).resolve().parents[1]
 def ours(depth: int, iters: int, warmup: int, device: str, cuda_graph: str = "auto") -> dict:
     import torch
 
-    from resnet_lib.cifar_data import load_cifar10, make_loaders
-    from resnet_lib.cifar_models import cifar_resnet
-    from resnet_lib.device import pick_device
-    from resnet_lib.train import CudaGraphStep, TrainConfig, _resolve_formats, make_optimizer, train_step, use_cuda_graph
+    from resnet_lib.base.device import pick_device
+    from resnet_lib.data.cifar import load_cifar10, make_loaders
+    from resnet_lib.engine.config import TrainConfig
+    from resnet_lib.engine.cuda_graph import CudaGraphStep, use_cuda_graph
+    from resnet_lib.engine.step import make_optimizer, resolve_formats, train_step
+    from resnet_lib.models.cifar import cifar_resnet
 
     dev = pick_device(device)
     cfg = TrainConfig(cuda_graph=cuda_graph)
-    bf16, cl = _resolve_formats(dev, cfg)
+    bf16, cl = resolve_formats(dev, cfg)
     train, _ = make_loaders(load_cifar10(), batch_size=128, device=dev, channels_last=cl)
     torch.manual_seed(0)
     net = cifar_resnet(depth).to(dev, memory_format=torch.channels_last if cl else torch.contiguous_format)
@@ -87,7 +89,7 @@ def main() -> int:
     ref = Path(a.reference)
     if not ref.exists():
         ap.error(f"the yardstick {ref} is missing; pass --reference PATH/TO/naive_reference.py")
-    from resnet_lib.cifar_data import fetch_cifar10
+    from resnet_lib.data.cifar import fetch_cifar10
     cache = fetch_cifar10()  # the cache npz holds x_train (N,32,32,3) uint8 and y_train: the reference reads it as is
     runs = {"naive_reference": [], "resnet_lib": []}
     for _ in range(a.repeats):

@@ -5,7 +5,7 @@ import json
 import sys
 from pathlib import Path
 
-from resnet_lib.cifar_experiment import plan_runs, train_runs
+from resnet_lib.experiments.cifar_grid import plan_runs, train_runs
 
 out, iters = Path(sys.argv[1]), int(sys.argv[2]) if len(sys.argv) > 2 else 16_000
 out.mkdir(parents=True, exist_ok=True)

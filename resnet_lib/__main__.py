@@ -1,18 +1,17 @@
 """Command line: ``python -m resnet_lib <command> [options]``; ``--help`` on each command."""
 from __future__ import annotations
 
-import argparse
 import importlib
 import sys
 
 # command -> "module:function"; each function takes the remaining argv and returns an exit code.
 COMMANDS = {
-    "fetch": ("resnet_lib.cifar_data:cli", "fetch and verify CIFAR-10 into the cache folder"),
-    "train": ("resnet_lib.train:cli", "train a CIFAR-10 plain or residual net (paper Section 4.2)"),
-    "run-notebooks": ("resnet_lib.cli:run_notebooks", "the main job: execute every notebook, then the summary"),
-    "parameterize": ("resnet_lib.cli:parameterize", "write notebooks with (tiny) parameters injected, unexecuted"),
-    "sweep": ("resnet_lib.sweep:cli", "run a notebook over a grid of parameters and gather the results"),
-    "train-imagenet": ("resnet_lib.imagenet_train:cli", "train on an ImageFolder / Tiny ImageNet (torchrun-ready)"),
+    "fetch": ("resnet_lib.data.cifar:cli", "fetch and verify CIFAR-10 into the cache folder"),
+    "train": ("resnet_lib.experiments.cifar_runs:cli", "train a CIFAR-10 plain or residual net (paper Section 4.2)"),
+    "run-notebooks": ("resnet_lib.runner.cli:run_notebooks", "the main job: execute every notebook, then the summary"),
+    "parameterize": ("resnet_lib.runner.cli:parameterize", "write notebooks with (tiny) parameters injected, unexecuted"),
+    "sweep": ("resnet_lib.runner.sweep:cli", "run a notebook over a grid of parameters and gather the results"),
+    "train-imagenet": ("resnet_lib.experiments.imagenet_train:cli", "train on an ImageFolder / Tiny ImageNet (torchrun-ready)"),
 }
 
 

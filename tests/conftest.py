@@ -7,8 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_lib import notebooks
-
+from resnet_lib.runner import notebooks
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from resnet_lib import boxes as B
+from resnet_lib.data import boxes as B
 
 
 def make_tiny(root, wnids=("n001", "n002"), per_class=2, train_lines=None, val_lines=None):

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from resnet_lib import cli, notebooks
-from resnet_lib.paths import project_root
+from resnet_lib.base.paths import project_root
+from resnet_lib.runner import cli, notebooks
 
 pytestmark = pytest.mark.browser
 

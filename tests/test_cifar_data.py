@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 import torch
 
-from resnet_lib import cifar_data as cd
+from resnet_lib.data import cifar as cd
 
 
 @pytest.fixture(scope="module")

@@ -6,8 +6,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from resnet_lib.cifar_models import (BasicBlock, ZeroPadShortcut, cifar_plain, cifar_resnet, count_parameters)
-from resnet_lib.paper import cifar_params_exact
+from resnet_lib.base.paper import cifar_params_exact
+from resnet_lib.models.cifar import BasicBlock, ZeroPadShortcut, cifar_plain, cifar_resnet, count_parameters
 
 
 @pytest.mark.parametrize("depth", [20, 32, 44, 56, 110, 1202])

@@ -5,8 +5,8 @@ import pytest
 import torch
 from torch import nn
 
-from resnet_lib import complexity as cx
-from resnet_lib import imagenet_models as im
+from resnet_lib.models import complexity as cx
+from resnet_lib.models import imagenet as im
 
 TOLERANCE = 0.02  # Table 1 prints one decimal (e.g. 3.6 for 3.66): the paper's own rounding is up to ~2%
 

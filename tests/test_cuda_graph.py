@@ -13,9 +13,12 @@ import sys
 import pytest
 import torch
 
-from resnet_lib.cifar_data import TensorLoader
-from resnet_lib.cifar_models import cifar_resnet
-from resnet_lib.train import CudaGraphStep, TrainConfig, _sgd_step, fit, make_optimizer, use_cuda_graph
+from resnet_lib.data.cifar import TensorLoader
+from resnet_lib.engine.config import TrainConfig
+from resnet_lib.engine.cuda_graph import CudaGraphStep, use_cuda_graph
+from resnet_lib.engine.loop import fit
+from resnet_lib.engine.step import make_optimizer, sgd_step
+from resnet_lib.models.cifar import cifar_resnet
 
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 
@@ -54,7 +57,7 @@ def test_graph_step_equals_eager_step_across_lr_changes():
         x = torch.randn(32, 3, 32, 32, device=dev, generator=g)
         y = torch.randint(0, 10, (32,), device=dev, generator=g)
         oa.zero_grad(set_to_none=True)
-        la, wa = _sgd_step(a, oa, x, y, dev, False)
+        la, wa = sgd_step(a, oa, x, y, dev, False)
         lb, wb = graph(x, y)
         losses.append((la.item(), lb.item()))
         assert abs(wa.item() - wb.item()) <= 1  # an argmax at a near-tie may differ

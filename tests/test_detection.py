@@ -1,14 +1,13 @@
 """Faster R-CNN on resnet_lib backbones: composed scenes, the VOC adapter, the C4/C5 split, mAP."""
 from __future__ import annotations
 
-
 import pytest
 import torch
 from PIL import Image
 
-from resnet_lib import boxes as B
-from resnet_lib import detection as D
-from resnet_lib.imagenet_models import plain18, resnet18
+from resnet_lib.data import boxes as B
+from resnet_lib.experiments import detection as D
+from resnet_lib.models.imagenet import plain18, resnet18
 
 
 def _solid_objects(n=6):

@@ -25,9 +25,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from resnet_lib.imagenet_data import TINY_AUG
-from resnet_lib.imagenet_train import cli, model_spec, tiny_imagenet_data
-from resnet_lib.train import build_model
+from resnet_lib.data.imagenet import TINY_AUG
+from resnet_lib.experiments.imagenet_train import cli, model_spec, tiny_imagenet_data
+from resnet_lib.models.registry import build_model
 
 ITERS, BATCH, LR, SEED = 3, 8, 0.02, 0
 ATOL, RTOL = 1e-5, 1e-4
@@ -89,7 +89,7 @@ def test_two_gloo_processes_match_one_process_on_the_same_global_batch(tmp_path)
     data = _fake_tiny_imagenet(tmp_path / "tiny")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
-           "-m", "resnet_lib.imagenet_train", *_args(data, tmp_path / "ddp")]
+           "-m", "resnet_lib.experiments.imagenet_train", *_args(data, tmp_path / "ddp")]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
 
@@ -116,7 +116,7 @@ def test_two_gloo_processes_match_one_process_on_the_same_global_batch(tmp_path)
 # ------------------------------------------------------------------------------ the ImageNet schedule
 
 def test_recipe_defaults_are_section_3_4():
-    from resnet_lib.imagenet_train import ImageNetRecipe
+    from resnet_lib.experiments.imagenet_train import ImageNetRecipe
     r = ImageNetRecipe()
     assert (r.train.batch_size, r.train.lr, r.train.momentum, r.train.weight_decay, r.train.iters) == \
         (256, 0.1, 0.9, 1e-4, 600_000)
@@ -126,7 +126,7 @@ def test_recipe_defaults_are_section_3_4():
 
 @pytest.mark.parametrize("patience,threshold,cooldown", [(0, 0.0, 0), (2, 0.01, 0), (3, 0.05, 2)])
 def test_plateau_schedule_drops_like_reduce_lr_on_plateau(patience, threshold, cooldown):
-    from resnet_lib.imagenet_train import PlateauConfig, PlateauSchedule
+    from resnet_lib.experiments.imagenet_train import PlateauConfig, PlateauSchedule
     cfg = PlateauConfig(patience=patience, threshold=threshold, cooldown=cooldown, min_lr=1e-4)
     ours = PlateauSchedule(0.1, cfg)
     opt = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=0.1)
@@ -146,7 +146,7 @@ def test_plateau_schedule_drops_like_reduce_lr_on_plateau(patience, threshold, c
 
 
 def test_plateau_schedule_resumes_from_its_state():
-    from resnet_lib.imagenet_train import PlateauConfig, PlateauSchedule
+    from resnet_lib.experiments.imagenet_train import PlateauConfig, PlateauSchedule
     a = PlateauSchedule(0.1, PlateauConfig(patience=1))
     for it, err in enumerate([0.5, 0.4, 0.4, 0.4, 0.39, 0.39, 0.39]):
         a.observe(it, test_err=err)

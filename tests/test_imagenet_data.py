@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from resnet_lib import imagenet_data as D
-from resnet_lib.paths import tiny_imagenet_dir
+from resnet_lib.base.paths import tiny_imagenet_dir
+from resnet_lib.data import imagenet as D
 
 NO_AUG = D.AugConfig(short_side=(64, 64), crop=64, flip=False, lighting_std=0.0, test_short_side=64,
                      test_scales=(64,))

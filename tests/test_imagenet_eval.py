@@ -6,9 +6,9 @@ import pytest
 import torch
 from torch import nn
 
-from resnet_lib import imagenet_eval as E
-from resnet_lib.imagenet_data import AugConfig
-from resnet_lib.imagenet_models import imagenet_resnet
+from resnet_lib.data.imagenet import AugConfig
+from resnet_lib.experiments import imagenet_eval as E
+from resnet_lib.models.imagenet import imagenet_resnet
 
 # 8x8 images: centre and corner crops of 4x4, multi-scale sides 4 and 8
 SMALL = AugConfig(short_side=(8, 8), crop=4, test_short_side=8, test_scales=(4, 8))

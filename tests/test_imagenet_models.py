@@ -5,8 +5,8 @@ import pytest
 import torch
 import torchvision
 
-from resnet_lib import imagenet_models as im
-from resnet_lib.complexity import build_on_meta, count_params
+from resnet_lib.models import imagenet as im
+from resnet_lib.models.complexity import build_on_meta, count_params
 
 DEPTHS = [18, 34, 50, 101, 152]
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from resnet_lib import boxes as B
-from resnet_lib import localization as L
-from resnet_lib.imagenet_models import resnet18
+from resnet_lib.data import boxes as B
+from resnet_lib.experiments import localization as L
+from resnet_lib.models.imagenet import resnet18
 
 
 def test_anchors_tile_the_image():

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from resnet_lib import notebooks
-from resnet_lib import responses as rs
+from resnet_lib.experiments import responses as rs
+from resnet_lib.runner import notebooks
 
 
 def _rows(res: dict) -> dict:

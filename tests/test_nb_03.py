@@ -1,7 +1,7 @@
 """Notebook 03 end to end with tiny parameters, and its bad-parameter paths."""
 import pytest
 
-from resnet_lib import notebooks
+from resnet_lib.runner import notebooks
 
 NB = "03_cifar10_plain_vs_residual"
 
@@ -43,7 +43,7 @@ def test_unknown_parameter_name_or_type_is_refused_before_starting(tmp_path):
 
 
 def test_summary_table_escapes_pipes(tmp_path):
-    from resnet_lib.io import save_results
+    from resnet_lib.base.io import save_results
     save_results(tmp_path, "demo", rows=[{"quantity": "max |f(x) - x|", "ours": 0.5, "paper": None, "unit": "%",
                                           "note": "a|b"}])
     lines = notebooks.gather_summary(tmp_path).read_text().splitlines()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from resnet_lib.paper import targets
+from resnet_lib.base.paper import targets
 
 
 @pytest.mark.notebook

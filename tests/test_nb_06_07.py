@@ -7,9 +7,9 @@ import sys
 
 import pytest
 
-from resnet_lib import boxes as B
-from resnet_lib import localization as L
-from resnet_lib import notebooks
+from resnet_lib.data import boxes as B
+from resnet_lib.experiments import localization as L
+from resnet_lib.runner import notebooks
 
 NB06, NB07 = "06_localization", "07_detection"
 

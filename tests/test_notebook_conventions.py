@@ -21,7 +21,7 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from resnet_lib import notebooks
+from resnet_lib.runner import notebooks
 
 KERNELSPEC = {"name": "python3", "display_name": "Python 3", "language": "python"}
 MAX_DEFS = 2

@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 import torch
 
-from resnet_lib import residual_demo as rd
-from resnet_lib.cifar_models import BasicBlock, cifar_resnet
+from resnet_lib.experiments import residual_demo as rd
+from resnet_lib.models.cifar import BasicBlock, cifar_resnet
 
 
 def test_zero_branch_block_is_exactly_the_identity():

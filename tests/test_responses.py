@@ -8,9 +8,9 @@ import pytest
 import torch
 from torch import nn
 
-from resnet_lib import responses as rs
-from resnet_lib.cifar_models import cifar_resnet
-from resnet_lib.imagenet_models import resnet50
+from resnet_lib.experiments import responses as rs
+from resnet_lib.models.cifar import cifar_resnet
+from resnet_lib.models.imagenet import resnet50
 
 
 def _toy(gammas, betas, mean=0.5, var=4.0):

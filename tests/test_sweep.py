@@ -10,8 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from resnet_lib import notebooks, sweep
-
+from resnet_lib.runner import notebooks, sweep
 
 # ---------------------------------------------------------------- the grid
 

@@ -5,8 +5,13 @@ import json
 import pytest
 import torch
 
-from resnet_lib import train as T
-from resnet_lib.cifar_data import load_cifar10
+from resnet_lib.data.cifar import load_cifar10
+from resnet_lib.engine.checkpoint import load_model
+from resnet_lib.engine.config import StepSchedule, TrainConfig, epochs_to_iters
+from resnet_lib.engine.loop import TrainingDiverged, fit
+from resnet_lib.experiments.cifar_runs import CifarRun, paper_recipe, run_cifar
+from resnet_lib.experiments.cifar_runs import cli as train_cli
+from resnet_lib.models.registry import build_model
 
 
 @pytest.fixture(scope="module")
@@ -15,23 +20,23 @@ def data():
 
 
 def quick(iters=24, **kw):
-    cfg = dataclasses.replace(T.TrainConfig().with_iters(iters), eval_every=iters // 2, checkpoint_every=iters // 4)
-    return T.CifarRun(depth=kw.pop("depth", 8), train=cfg, subset=kw.pop("subset", 1024), test_subset=500, **kw)
+    cfg = dataclasses.replace(TrainConfig().with_iters(iters), eval_every=iters // 2, checkpoint_every=iters // 4)
+    return CifarRun(depth=kw.pop("depth", 8), train=cfg, subset=kw.pop("subset", 1024), test_subset=500, **kw)
 
 
 def test_schedule_keeps_the_papers_shape():
-    cfg = T.TrainConfig()
+    cfg = TrainConfig()
     assert (cfg.iters, cfg.milestones, cfg.lr, cfg.batch_size, cfg.weight_decay, cfg.momentum) == \
         (64000, (32000, 48000), 0.1, 128, 1e-4, 0.9)
     small = cfg.scaled(0.01)
     assert small.iters == 640 and small.milestones == (320, 480)
-    s = T.StepSchedule(small)
+    s = StepSchedule(small)
     assert [s.lr_at(i) for i in (0, 319, 320, 479, 480, 639)] == pytest.approx([0.1, 0.1, 0.01, 0.01, 0.001, 0.001])
 
 
 def test_resnet110_warmup_until_training_error_below_80_percent():
-    assert T.paper_recipe(110).warmup and not T.paper_recipe(56).warmup
-    s = T.StepSchedule(T.paper_recipe(110))
+    assert paper_recipe(110).warmup and not paper_recipe(56).warmup
+    s = StepSchedule(paper_recipe(110))
     assert s.lr_at(0) == 0.01
     s.observe(100, train_err=0.85)
     assert s.lr_at(101) == 0.01
@@ -40,7 +45,7 @@ def test_resnet110_warmup_until_training_error_below_80_percent():
 
 
 def test_training_lowers_the_loss(data, tmp_path):
-    res = T.run_cifar(quick(40, subset=1024), tmp_path, progress=False, data=data)
+    res = run_cifar(quick(40, subset=1024), tmp_path, progress=False, data=data)
     h = res["history"]
     assert len(h["train_loss"]) == 2
     assert h["train_loss"][-1] < h["train_loss"][0] - 0.05
@@ -51,51 +56,51 @@ def test_training_lowers_the_loss(data, tmp_path):
 
 def test_resume_equals_uninterrupted(data, tmp_path):
     run = quick(24)
-    full = T.run_cifar(run, tmp_path / "a", progress=False, data=data)
-    part = T.run_cifar(run, tmp_path / "b", progress=False, data=data, stop_after=13)  # mid-epoch, off the grid
+    full = run_cifar(run, tmp_path / "a", progress=False, data=data)
+    part = run_cifar(run, tmp_path / "b", progress=False, data=data, stop_after=13)  # mid-epoch, off the grid
     assert part["interrupted_at"] == 13
-    resumed = T.run_cifar(run, tmp_path / "b", progress=False, data=data)
+    resumed = run_cifar(run, tmp_path / "b", progress=False, data=data)
     assert resumed["history"] == full["history"]
-    a, b = T.load_model(tmp_path / "a" / run.slug), T.load_model(tmp_path / "b" / run.slug)
+    a, b = load_model(tmp_path / "a" / run.slug), load_model(tmp_path / "b" / run.slug)
     for (k, va), vb in zip(a.state_dict().items(), b.state_dict().values()):
         assert torch.equal(va, vb), k
 
 
 def test_stored_run_is_not_retrained(data, tmp_path):
     run = quick(8)
-    first = T.run_cifar(run, tmp_path, progress=False, data=data)
-    again = T.run_cifar(run, tmp_path, progress=False, data=None)  # no data needed: nothing trains
+    first = run_cifar(run, tmp_path, progress=False, data=data)
+    again = run_cifar(run, tmp_path, progress=False, data=None)  # no data needed: nothing trains
     assert again["provenance"]["time_utc"] == first["provenance"]["time_utc"]
-    forced = T.run_cifar(run, tmp_path, progress=False, data=data, force=True)
+    forced = run_cifar(run, tmp_path, progress=False, data=data, force=True)
     assert forced["history"]["train_loss"] == first["history"]["train_loss"]  # same seed, same result
 
 
 def test_checkpoint_from_another_architecture_is_refused(data, tmp_path):
     run = quick(8)
-    T.run_cifar(run, tmp_path, progress=False, data=data, stop_after=4)
-    model = T.build_model({"kind": "cifar", "depth": 14, "residual": True, "shortcut": "A"})
-    tr, te = __import__("resnet_lib.cifar_data", fromlist=["x"]).make_loaders(data, subset=1024)
+    run_cifar(run, tmp_path, progress=False, data=data, stop_after=4)
+    model = build_model({"kind": "cifar", "depth": 14, "residual": True, "shortcut": "A"})
+    tr, te = __import__("resnet_lib.data.cifar", fromlist=["x"]).make_loaders(data, subset=1024)
     with pytest.raises(ValueError, match="written for the architecture"):
-        T.fit(model, tr, te, run.train, run_dir=tmp_path / run.slug, progress=False,
+        fit(model, tr, te, run.train, run_dir=tmp_path / run.slug, progress=False,
               spec={"kind": "cifar", "depth": 14, "residual": True, "shortcut": "A", "num_classes": 10})
     assert (tmp_path / run.slug / "checkpoint.pt").exists()  # the old run is left as it was
 
 
 def test_divergence_stops_with_a_clear_message(data, tmp_path):
     run = dataclasses.replace(quick(16), train=dataclasses.replace(quick(16).train, lr=1e4))
-    with pytest.raises(T.TrainingDiverged, match="diverged at iteration .*Lower the learning rate"):
-        T.run_cifar(run, tmp_path, progress=False, data=data)
+    with pytest.raises(TrainingDiverged, match="diverged at iteration .*Lower the learning rate"):
+        run_cifar(run, tmp_path, progress=False, data=data)
 
 
 @pytest.mark.parametrize("make,match", [
-    (lambda: T.TrainConfig(iters=0), "iters must be a positive"),
-    (lambda: T.TrainConfig(iters=-5), "iters must be a positive"),
-    (lambda: T.TrainConfig().with_iters(0), "positive integer"),
-    (lambda: T.epochs_to_iters(0, 50000), "epochs must be positive"),
-    (lambda: T.CifarRun(depth=21), "6n\\+2"),
-    (lambda: T.CifarRun(shortcut="D"), "shortcut option"),
-    (lambda: T.CifarRun(subset=60000), "subset 60000 is outside"),
-    (lambda: T.TrainConfig(amp="fp8"), "amp must be"),
+    (lambda: TrainConfig(iters=0), "iters must be a positive"),
+    (lambda: TrainConfig(iters=-5), "iters must be a positive"),
+    (lambda: TrainConfig().with_iters(0), "positive integer"),
+    (lambda: epochs_to_iters(0, 50000), "epochs must be positive"),
+    (lambda: CifarRun(depth=21), "6n\\+2"),
+    (lambda: CifarRun(shortcut="D"), "shortcut option"),
+    (lambda: CifarRun(subset=60000), "subset 60000 is outside"),
+    (lambda: TrainConfig(amp="fp8"), "amp must be"),
 ])
 def test_bad_input_fails_before_training(make, match):
     with pytest.raises(ValueError, match=match):
@@ -103,7 +108,7 @@ def test_bad_input_fails_before_training(make, match):
 
 
 def test_plan_rejects_bad_grids():
-    from resnet_lib.cifar_experiment import plan_runs
+    from resnet_lib.experiments.cifar_grid import plan_runs
     with pytest.raises(ValueError, match="unknown net kind"):
         plan_runs([20], ["plane"])
     with pytest.raises(ValueError, match="positive"):
@@ -120,7 +125,7 @@ def test_plan_rejects_bad_grids():
 
 
 def test_cli_trains_and_prints_json(tmp_path, capsys):
-    rc = T.cli(["--depth", "8", "--iters", "4", "--subset", "512", "--eval-every", "4", "--out", str(tmp_path)])
+    rc = train_cli(["--depth", "8", "--iters", "4", "--subset", "512", "--eval-every", "4", "--out", str(tmp_path)])
     assert rc == 0
     out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert out["name"] == "ResNet-8" and 0 <= out["test_err"] <= 1
@@ -137,7 +142,7 @@ def _fake(depth, residual, train_err):
     ((0.60, 0.60, 0.52, 0.55), "does not show degradation yet"),
 ])
 def test_degradation_verdict_follows_the_numbers(errs, says):
-    from resnet_lib.cifar_experiment import degradation
+    from resnet_lib.experiments.cifar_grid import degradation
     p20, p56, r20, r56 = errs
     story = degradation([_fake(20, False, p20), _fake(56, False, p56), _fake(20, True, r20), _fake(56, True, r56)])
     assert says in story["text"], story["text"]

@@ -19,7 +19,7 @@ Two implementations of the same steps:
   the GPU) when all images have one size, as Tiny ImageNet's do: one ``roi_align`` call crops and rescales
   a whole batch (airbench's habit).
 
-Both sources follow the project's batch-source protocol (see ``resnet_lib.train``): ``batch_size`` is the
+Both sources follow the project's batch-source protocol (see ``resnet_lib.engine.loop``): ``batch_size`` is the
 global batch, and ``batches(epoch, start, rank, world)`` yields this rank's share of each global batch,
 drawn through a ``DistributedSampler`` whose epoch is set every epoch. Random choices are seeded by
 (seed, epoch, batch) or (seed, epoch, image), so two ranks see exactly the images one process would.
@@ -27,6 +27,7 @@ drawn through a ``DistributedSampler`` whose epoch is set every epoch. Random ch
 from __future__ import annotations
 
 import dataclasses
+import io
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,11 +36,13 @@ from typing import Iterator, Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from PIL import Image, UnidentifiedImageError
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 from torchvision.ops import roi_align
 from torchvision.transforms.v2 import functional as TF
+from tqdm.auto import tqdm
 
+from ..base.paths import tiny_imagenet_dir
 from .boxes import read_wnids, read_words
 
 # AlexNet's colour augmentation [21, Section 4.1] uses the PCA of ImageNet's RGB pixel values. These are
@@ -150,7 +153,6 @@ def load_images(paths: Sequence[Path], size: int | None = None, on_bad_image: st
 
     Returns ``(images, kept, skipped)``: indices into ``paths`` that were kept, and the skipped paths
     (always empty when ``on_bad_image='raise'``)."""
-    from tqdm.auto import tqdm
     if on_bad_image not in ("raise", "skip"):
         raise ValueError(f"on_bad_image must be 'raise' or 'skip', got {on_bad_image!r}")
     out, kept, skipped = [], [], []
@@ -265,8 +267,7 @@ def load_tiny_imagenet(root: str | Path | None = None, split: str = "train",
 
     ``classes``: the first N ids of ``wnids.txt``, or a list of ids (default: all 200);
     ``per_class``: at most this many images per class (the first ones, in file-number order);
-    ``root``: default ``resnet_lib.paths.tiny_imagenet_dir()``."""
-    from .paths import tiny_imagenet_dir
+    ``root``: default ``resnet_lib.base.paths.tiny_imagenet_dir()``."""
     root = tiny_imagenet_dir(root)
     if not root.is_dir():
         raise FileNotFoundError(f"Tiny ImageNet folder {root} does not exist; unzip the official "
@@ -449,7 +450,7 @@ def center_batch(images: torch.Tensor, cfg: AugConfig, mean: torch.Tensor) -> to
 
 
 # ---------------------------------------------------------------------------------------------------
-# Batch sources (the project's protocol; see resnet_lib.train)
+# Batch sources (the project's protocol; see resnet_lib.engine.loop)
 # ---------------------------------------------------------------------------------------------------
 
 def _seed(*parts: int) -> int:
@@ -549,7 +550,6 @@ def image_folders(train_root: str | Path, val_root: str | Path):
 def pixel_mean_of_files(paths: Sequence[Path], size: int, max_images: int = 10_000,
                         progress: bool = True) -> torch.Tensor:
     """:func:`pixel_mean` of up to ``max_images`` files spread evenly over ``paths`` (any sizes)."""
-    from tqdm.auto import tqdm
     step = max(1, len(paths) // max_images)
     total, n = torch.zeros(3, size, size, dtype=torch.float64), 0
     for p in tqdm(list(paths)[::step], desc="pixel mean", disable=not progress, leave=False):
@@ -649,7 +649,6 @@ class FolderSource:
 def png_bytes(img: torch.Tensor) -> bytes:
     """A float image in [0, 1] (3, H, W) (values outside are clipped) or a uint8 one, as PNG file bytes,
     e.g. for an ``ipywidgets.Image``."""
-    import io
     if img.dtype != torch.uint8:
         img = (img.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
     buf = io.BytesIO()

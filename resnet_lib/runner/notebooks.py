@@ -4,7 +4,7 @@ Conventions every notebook in ``notebooks/`` follows (tests enforce them):
 
 - one code cell tagged ``parameters`` that holds only ``NAME = literal`` lines;
 - a parameter ``OUT_DIR`` (a path, relative to ``notebooks/``) under which it writes
-  ``<OUT_DIR>/<notebook stem>/results.json`` (``resnet_lib.io.save_results``) and its figures;
+  ``<OUT_DIR>/<notebook stem>/results.json`` (``resnet_lib.base.io.save_results``) and its figures;
 - notebook metadata ``{"resnet_lib": {"tiny": {...}}}``: parameters that make it run in seconds,
   used by the tests and by ``--tiny`` runs.
 """
@@ -12,12 +12,14 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import os
 import time
 from pathlib import Path
+from queue import Empty
 
-from .io import atomic_write_json
-from .paths import output_dir, project_root
+from ..base.io import atomic_write_json
+from ..base.paths import output_dir, project_root
 
 
 def notebook_dir() -> Path:
@@ -75,7 +77,6 @@ def notebook_parameters(path: str | os.PathLike) -> dict:
 def _check_papermill_sees(path, params: dict) -> None:
     """papermill parses the cell with its own line regex; a name it cannot parse (e.g. a comment holding
     '=') is silently treated as unknown. Refuse such a cell rather than let overrides misbehave."""
-    import logging
 
     import papermill as pm
     logging.getLogger("papermill.translators").setLevel(logging.CRITICAL)
@@ -124,7 +125,6 @@ def _poll_kernel_replies_in_slices() -> None:
     """Work around a missed wake-up in jupyter_client's async ZMQ channel (nbclient issue #312): under
     load, papermill can wait forever for a reply the kernel already sent (seen here on widget cells).
     Polling in 0.5 s slices up to the caller's timeout turns a permanent hang into a half-second one."""
-    from queue import Empty
 
     from jupyter_client.channels import AsyncZMQSocketChannel
     if getattr(AsyncZMQSocketChannel.get_msg, "_sliced", False):

@@ -10,16 +10,23 @@ evaluation set, accumulated in float64 (sums of x and x^2). The paper does not s
 ``per_channel=True`` gives the mean over channels of each channel's std instead.
 
 The hooks find their layers by the order of registration, so they work for any network written in
-torchvision's order (conv before its BN): the CIFAR nets of ``cifar_models`` and the ImageNet ones alike.
+torchvision's order (conv before its BN): the CIFAR nets of ``models.cifar`` and the ImageNet ones alike.
 """
 from __future__ import annotations
 
+import dataclasses
+import json
+from pathlib import Path
 
 import numpy as np
 import torch
 from torch import nn
 
-from .device import autocast, pick_device, use_bf16
+from ..base.device import autocast, pick_device, use_bf16
+from ..data.cifar import TensorLoader, load_cifar10, make_loaders, stratified_indices
+from ..engine.loop import fit
+from ..models.cifar import cifar_resnet
+from .cifar_runs import list_runs, paper_recipe
 
 
 def conv3x3_bn_pairs(model: nn.Module) -> list[tuple[str, nn.BatchNorm2d]]:
@@ -91,7 +98,7 @@ class ResponseRecorder:
 def layer_responses(model: nn.Module, source, device="auto", amp="auto", per_channel: bool = False,
                     max_batches: int | None = None) -> np.ndarray:
     """Fig. 7's std of each 3x3 layer's response, for ``model`` in eval mode over a batch source (an object
-    with ``batches(epoch)``, e.g. ``cifar_data.TensorLoader``) or an iterable of ``(X, y)`` / ``X`` tensors."""
+    with ``batches(epoch)``, e.g. ``data.cifar.TensorLoader``) or an iterable of ``(X, y)`` / ``X`` tensors."""
     dev = pick_device(device)
     model = model.to(dev).eval()
     batches = source.batches(0) if hasattr(source, "batches") else source
@@ -115,9 +122,7 @@ def sorted_by_magnitude(stds: np.ndarray) -> np.ndarray:
 def stored_runs(root) -> dict[tuple[int, bool], dict]:
     """The longest-trained finished CIFAR run of each (depth, residual) under ``root`` (e.g. notebook 03's
     ``<OUT_DIR>/03_cifar10_plain_vs_residual/runs``); option-A shortcuts only, as in Fig. 7."""
-    from pathlib import Path
 
-    from .train import list_runs
     best = {}
     if not Path(root).is_dir():
         return best
@@ -136,12 +141,7 @@ def train_brief(depth: int, residual: bool, root, iters: int = 30, batch_size: i
     """A short run of the paper's recipe (Sec. 4.2, with the warm-up for 110 layers) on a stratified subset,
     stored under ``root`` like notebook 03's runs; an existing one is reused. Evaluates on 500 test images
     only, since this run exists for its layer responses, not its error."""
-    import dataclasses
-    from pathlib import Path
 
-    from .cifar_data import TensorLoader, load_cifar10, make_loaders, stratified_indices
-    from .cifar_models import cifar_resnet
-    from .train import fit, paper_recipe
     cfg = dataclasses.replace(paper_recipe(depth).with_iters(iters), batch_size=batch_size, eval_every=iters,
                               checkpoint_every=0)
     name = f"{'resnet' if residual else 'plain'}{depth}_brief_it{iters}_b{batch_size}_n{subset}"
@@ -156,7 +156,6 @@ def train_brief(depth: int, residual: bool, root, iters: int = 30, batch_size: i
         spec = {"kind": "cifar", "depth": depth, "residual": residual, "shortcut": "A", "num_classes": 10}
         fit(cifar_resnet(depth, residual=residual), train_src, small, cfg, run_dir=run_dir, device=dev,
             progress=progress, spec=spec, desc=name)
-    import json
     res = json.loads((run_dir / "result.json").read_text())
     res["run_dir"] = str(run_dir)
     return res
@@ -164,7 +163,6 @@ def train_brief(depth: int, residual: bool, root, iters: int = 30, batch_size: i
 
 def response_source(n: int = 500, batch_size: int = 250, device="cpu", data=None):
     """A batch source over ``n`` stratified CIFAR-10 test images, normalised as in training (per-pixel mean)."""
-    from .cifar_data import TensorLoader, load_cifar10, stratified_indices
     data = data or load_cifar10()
     mean = data.x_train.float().div_(255).mean(0, keepdim=True)
     keep = stratified_indices(data.y_test, n, seed=0)

@@ -1,6 +1,7 @@
 """Atomic writes and provenance: nothing half-written, every result says where it came from."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import platform
@@ -12,6 +13,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torchvision
+
+from .. import __version__
 
 
 def _atomic_replace(path: Path, write) -> Path:
@@ -46,7 +50,6 @@ def _json_default(o):
     if isinstance(o, Path):
         return str(o)
     if hasattr(o, "__dataclass_fields__"):
-        import dataclasses
         return dataclasses.asdict(o)
     raise TypeError(f"cannot store {type(o).__name__} in JSON")
 
@@ -74,8 +77,6 @@ def device_name(device: torch.device | str | None = None) -> str:
 
 def provenance(device: torch.device | str | None = None, **extra) -> dict:
     """Who, what and where: library versions, code revision, device, time. Merge ``extra`` in."""
-    import torchvision
-    from . import __version__
     return {
         "resnet_lib": __version__,
         "git": git_revision(),

@@ -20,14 +20,16 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 import torchvision
+from matplotlib.patches import Rectangle
 from PIL import Image
 from torch import Tensor
 from torchvision.models.detection._utils import BoxCoder
 
-from .paths import tiny_imagenet_dir
+from ..base.paths import tiny_imagenet_dir
 
 IMAGE_SIZE = 64  # Tiny ImageNet images are 64x64
 
@@ -229,7 +231,7 @@ def check_boxes(boxes: Tensor, height: int, width: int, where: str = "boxes") ->
     if out.any():
         i = int(out.nonzero()[0])
         raise ValueError(f"{where}: box {i} {boxes[i].tolist()} lies outside the {width}x{height} image; "
-                         "clip it with resnet_lib.boxes.clip_boxes")
+                         "clip it with resnet_lib.data.boxes.clip_boxes")
     return boxes
 
 
@@ -254,7 +256,6 @@ def draw_boxes(ax, image: Tensor, layers: list[tuple[Tensor, str, list[str] | No
                fontsize: int = 7) -> None:
     """Show uint8 ``image`` (3, H, W) on a matplotlib ``ax`` with boxes drawn over it: each layer is
     ``(boxes (k, 4), colour, labels or None)``, e.g. the truth in green and a prediction in red."""
-    from matplotlib.patches import Rectangle
     ax.imshow(image.permute(1, 2, 0).numpy(), interpolation="nearest")
     for boxes, colour, labels in layers:
         for k, (x0, y0, x1, y1) in enumerate(boxes.reshape(-1, 4).tolist()):
@@ -271,7 +272,6 @@ def draw_boxes(ax, image: Tensor, layers: list[tuple[Tensor, str, list[str] | No
 def box_grid(images: Tensor, layers: list[list[tuple[Tensor, str, list[str] | None]]], titles: list[str] | None = None,
              ncols: int = 6, cell: float = 2.0):
     """A grid of ``draw_boxes`` pictures, one per image; returns the figure."""
-    import matplotlib.pyplot as plt
     n = len(images)
     nrows = max(1, -(-n // ncols))
     fig, axes = plt.subplots(nrows, ncols, figsize=(cell * ncols, cell * nrows + 0.3), squeeze=False)

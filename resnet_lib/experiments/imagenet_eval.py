@@ -9,7 +9,7 @@
   {224, 256, 384, 480, 640} (and over horizontal flips, as [41] does; the paper does not say).
 
 Scores are averaged as soft-max probabilities, as in [21] and [41]. Sizes come from an
-:class:`~resnet_lib.imagenet_data.AugConfig` (``TINY_AUG`` divides them all by 4 for 64x64 images).
+:class:`~resnet_lib.data.imagenet.AugConfig` (``TINY_AUG`` divides them all by 4 for 64x64 images).
 Images are uint8 tensors: one (N, 3, H, W) tensor when they share a size (Tiny ImageNet), or a sequence of
 (3, H, W) tensors of any sizes (full ImageNet), taken one at a time.
 """
@@ -20,9 +20,10 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torchvision.transforms.v2 import functional as TF
+from tqdm.auto import tqdm
 
-from .device import autocast, pick_device, use_bf16
-from .imagenet_data import AugConfig, check_crop_fits, mean_for, resize_short_side
+from ..base.device import autocast, pick_device, use_bf16
+from ..data.imagenet import AugConfig, check_crop_fits, mean_for, resize_short_side
 
 MODES = ("center", "10crop", "multiscale")
 
@@ -94,7 +95,6 @@ def predict(model, images, mode: str, cfg: AugConfig, mean: torch.Tensor, *, bat
     """Soft-max scores (N, classes) of ``model`` in one test ``mode`` (``"center"``, ``"10crop"``,
     ``"multiscale"``). ``images``: a uint8 (N, 3, H, W) tensor, or a sequence of (3, H, W) tensors of any
     sizes (then taken one at a time)."""
-    from tqdm.auto import tqdm
     if mode not in _PROBS:
         raise ValueError(f"unknown test mode {mode!r}; use one of {', '.join(MODES)}")
     dev = pick_device(device)

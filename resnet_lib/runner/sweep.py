@@ -8,7 +8,7 @@ A point that already finished with the same parameters is not run again unless `
 Every point's parameters are checked against the notebook's ``parameters`` cell before the
 first one starts, so a misspelt name or a wrong type fails at once (papermill alone only warns).
 
-The rows each point saved (``resnet_lib.io.save_results``) are gathered into
+The rows each point saved (``resnet_lib.base.io.save_results``) are gathered into
 
 - ``sweep_runs.csv``: one line per point and quantity, as recorded;
 - ``sweep.csv`` / ``sweep.md``: mean, standard deviation, min and max over the seeds
@@ -31,9 +31,13 @@ import statistics
 import sys
 from pathlib import Path
 
-from . import notebooks
-from .io import atomic_write_json
-from .paths import output_dir
+from matplotlib.figure import Figure
+from tqdm.auto import tqdm
+
+from resnet_lib.runner import notebooks
+
+from ..base.io import atomic_write_json
+from ..base.paths import output_dir
 
 _SKIP_FIELDS = {"name", "rows", "provenance"}  # results.json fields that are not per-run numbers
 MAX_PANELS = 6  # quantities drawn in sweep.png; the tables hold them all
@@ -186,7 +190,6 @@ def run_sweep(notebook: str | Path, grid: dict[str, list], out: str | Path | Non
               over: list[str] | None = None, plot: list[str] | None = None, progress: bool = True) -> dict:
     """Run every grid point not yet done (all with ``force``), then gather. Returns
     ``{"ran": [...], "skipped": [...], "failed": {name: error}, "table": Path, "figure": Path|None}``."""
-    from tqdm.auto import tqdm
 
     nb = notebooks.find_notebook(str(notebook))
     out = output_dir(out or output_dir() / "sweeps" / nb.stem).resolve()
@@ -376,7 +379,6 @@ def plot_sweep(records: list[dict], grid: dict, over: list[str], path: Path, ste
                quantities: list[str] | None = None) -> Path | None:
     """One panel per numeric quantity: mean +- std over seeds against the x axis, seeds as dots,
     the paper's number as an open marker. Returns None when no quantity is numeric."""
-    from matplotlib.figure import Figure  # no pyplot: no global state, no display needed
 
     numeric = _by_coverage([r for r in records if _is_number(r["ours"])], grid, over)
     if quantities:

@@ -4,7 +4,7 @@ down to Tiny ImageNet.
 The paper's recipe, and what this module does with it:
 
 - A classification network, pretrained (Sec. 3.4), predicts the image's classes
-  (``pretrain_classifier``, with ``resnet_lib.train.fit``).
+  (``pretrain_classifier``, with ``resnet_lib.engine.loop.fit``).
 - A second network, initialised from it, ends in a *per-class* RPN: "two sibling 1x1 convolutional layers
   for binary classification (cls) and box regression (reg)", where cls has one binary logistic output per
   class and reg one box (4 numbers) per class, "with reference to multiple translation-invariant anchor
@@ -39,8 +39,13 @@ from torchvision.models.detection._utils import BalancedPositiveNegativeSampler,
 from torchvision.ops import roi_align
 from tqdm.auto import tqdm
 
-from . import boxes as B
-from .device import autocast, pick_device, use_bf16
+from ..base.device import autocast, pick_device, use_bf16
+from ..base.paper import targets
+from ..data import boxes as B
+from ..data.cifar import TensorLoader
+from ..engine.config import TrainConfig
+from ..engine.loop import fit
+from ..models.imagenet import imagenet_resnet
 
 
 @dataclass(frozen=True)
@@ -448,11 +453,8 @@ class PretrainConfig:
 
 def pretrain_classifier(train: B.BoxSet, val: B.BoxSet, cfg: PretrainConfig = PretrainConfig(), *,
                         mean: Tensor, std: Tensor, device="auto", progress: bool = True) -> tuple[nn.Module, dict]:
-    """A Table 1 network (``imagenet_models``) trained to classify ``train``'s images with
-    ``resnet_lib.train.fit``. Returns (model, fit's result)."""
-    from .cifar_data import TensorLoader
-    from .imagenet_models import imagenet_resnet
-    from .train import TrainConfig, fit
+    """A Table 1 network (``models.imagenet``) trained to classify ``train``'s images with
+    ``resnet_lib.engine.loop.fit``. Returns (model, fit's result)."""
 
     dev = pick_device(device)
     torch.manual_seed(cfg.seed)
@@ -473,7 +475,6 @@ def pretrain_classifier(train: B.BoxSet, val: B.BoxSet, cfg: PretrainConfig = Pr
 
 def paper_rows(errors: dict, depth: int = 18, note: str = "") -> list[dict]:
     """Our errors (fractions, from ``evaluate_localization``) as results rows in %, beside Table 13/14's."""
-    from .paper import targets
     t13, t4 = targets()["loc_table13_val_err"], targets()["imagenet_table4_single_model_val_top1_top5"]
     ours = f"ResNet-{depth}, {note}" if note else f"ResNet-{depth}"
     pct = lambda v: round(100 * v, 2)

@@ -23,23 +23,26 @@ implementation pools 14x14 and conv5_x gives 7x7) and fewer RoIs and anchors are
 from __future__ import annotations
 
 import contextlib
+import copy
 import io as _io
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+from torchvision.datasets import VOCDetection
 from torchvision.models.detection import FasterRCNN
 from torchvision.models.detection.faster_rcnn import FastRCNNPredictor
 from torchvision.models.detection.rpn import AnchorGenerator
 from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
 from tqdm.auto import tqdm
 
-from . import boxes as B
-from .device import autocast, pick_device, use_bf16
-
+from ..base.device import autocast, pick_device, use_bf16
+from ..base.paper import targets
+from ..data import boxes as B
 
 # ----------------------------------------------------------------------------- composed scenes
 
@@ -187,7 +190,6 @@ class VOCAdapter(torch.utils.data.Dataset):
 
     def __init__(self, root: str | os.PathLike, year: str = "2007", image_set: str = "trainval",
                  classes=VOC_CLASSES, keep_difficult: bool = False):
-        from torchvision.datasets import VOCDetection
         root = Path(root)
         devkit = root / "VOCdevkit" / f"VOC{year}"
         if not devkit.is_dir():
@@ -200,7 +202,6 @@ class VOCAdapter(torch.utils.data.Dataset):
         return len(self.voc)
 
     def __getitem__(self, i: int) -> tuple[Tensor, dict[str, Tensor]]:
-        import numpy as np
         image_path, ann_path = Path(self.voc.images[i]), Path(self.voc.annotations[i])
         if not image_path.is_file():
             raise FileNotFoundError(f"{ann_path}: names image {image_path.name}, which is not at {image_path}; "
@@ -239,7 +240,7 @@ def freeze_batchnorm(module: nn.Module) -> nn.Module:
 
 
 class ResNetC4(nn.Module):
-    """conv1 .. conv4_x of an ``imagenet_models`` network: the shared feature map, stride 16 (appendix)."""
+    """conv1 .. conv4_x of an ``models.imagenet`` network: the shared feature map, stride 16 (appendix)."""
 
     def __init__(self, net: nn.Module):
         super().__init__()
@@ -297,10 +298,9 @@ class DetConfig:
 
 def build_faster_rcnn(classifier: nn.Module, num_classes: int, image_size: int, mean: Tensor, std: Tensor,
                       cfg: DetConfig = DetConfig()) -> FasterRCNN:
-    """Faster R-CNN on a pretrained ``imagenet_models`` classifier (its fc is dropped): conv1..conv4_x
+    """Faster R-CNN on a pretrained ``models.imagenet`` classifier (its fc is dropped): conv1..conv4_x
     shared, conv5_x per RoI. ``num_classes`` object classes (the background is added); images are not
     resized (min_size = max_size = ``image_size``) and are normalised with the pretraining's ``mean``/``std``."""
-    import copy
     net = copy.deepcopy(classifier).float().to(memory_format=torch.contiguous_format)
     if cfg.freeze_bn:
         freeze_batchnorm(net)
@@ -444,7 +444,6 @@ def evaluate_detector(model: FasterRCNN, images, targets: list[dict[str, Tensor]
 def paper_rows(maps: dict[str, dict], note: str = "") -> list[dict]:
     """Results rows, in %, for ``maps`` = {"ResNet-18": coco_map(...), "plain-18": ...}: each backbone's
     mAPs beside Table 8's (COCO val: ResNet-101 against VGG-16), then the residual net's gain."""
-    from .paper import targets
     t8 = targets()["det_table8_coco_val"]
     rows = []
     for name, m in maps.items():

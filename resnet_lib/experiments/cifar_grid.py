@@ -11,9 +11,11 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
-from .cifar_models import cifar_resnet, count_parameters
-from .paper import cifar_table6, targets
-from .train import CifarRun, epochs_to_iters, paper_recipe, run_cifar
+from ..base.paper import cifar_table6, targets
+from ..data.cifar import load_cifar10
+from ..engine.config import epochs_to_iters
+from ..models.cifar import cifar_resnet, count_parameters
+from .cifar_runs import CifarRun, paper_recipe, run_cifar
 
 NETS = ("plain", "resnet")
 
@@ -64,7 +66,6 @@ def plan_runs(depths, nets=NETS, *, subset: int = 0, epochs: float = 0, iters: i
 def train_runs(runs: list[CifarRun], root: str | Path, device="auto", force: bool = False,
                progress: bool = True) -> list[dict]:
     """Train each run, or reload it when it is stored already (``force`` retrains)."""
-    from .cifar_data import load_cifar10
     data = None
     out = []
     for run in runs:
@@ -104,8 +105,8 @@ def degradation(results: list[dict]) -> dict:
     plain_gap = by[(False, hi)] - by[(False, lo)]
     res_gap = by[(True, hi)] - by[(True, lo)]
     if plain_gap > 1 and res_gap <= 0:
-        verdict = (f"This run shows the paper's finding: the deeper plain net trains worse (degradation), "
-                   f"while the deeper ResNet trains at least as well as the shallower one.")
+        verdict = ("This run shows the paper's finding: the deeper plain net trains worse (degradation), "
+                   "while the deeper ResNet trains at least as well as the shallower one.")
     elif plain_gap > 1 and res_gap < plain_gap / 2:
         verdict = (f"This run shows degradation in the plain nets, and the residual nets largely escape it: "
                    f"ResNet-{hi} is still {res_gap:.1f} points behind ResNet-{lo} after this short budget, "

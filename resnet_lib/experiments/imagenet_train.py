@@ -7,10 +7,10 @@ decay of 0.0001 and a momentum of 0.9. We do not use dropout." The plateau is de
 
 The command trains on Tiny ImageNet (standard layout, held in memory) or on any pair of ImageFolder
 folders ``<data>/train`` and ``<data>/val`` (full ImageNet, read by DataLoader workers), in one process
-or under torchrun with DistributedDataParallel (see ``resnet_lib.train.fit``)::
+or under torchrun with DistributedDataParallel (see ``resnet_lib.engine.loop.fit``)::
 
     python -m resnet_lib train-imagenet --data ../shared/data/tiny-imagenet-200 --classes 10 --iters 200
-    torchrun --standalone --nproc_per_node=8 -m resnet_lib.imagenet_train --data /data/imagenet --depth 50
+    torchrun --standalone --nproc_per_node=8 -m resnet_lib.experiments.imagenet_train --data /data/imagenet --depth 50
 """
 from __future__ import annotations
 
@@ -18,15 +18,34 @@ import argparse
 import dataclasses
 import json
 import math
+import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
-from .imagenet_data import (IMAGENET_EIGVAL, IMAGENET_EIGVEC, TINY_AUG, AugConfig, FolderDataset, FolderSource,
-                            LazyImages, TensorSource, image_folders, load_tiny_imagenet, pixel_mean,
-                            pixel_mean_of_files)
-from .train import TrainConfig
+from ..base.device import pick_device, use_bf16
+from ..base.io import atomic_write_json
+from ..base.paths import output_dir, tiny_imagenet_dir
+from ..data.imagenet import (
+    IMAGENET_EIGVAL,
+    IMAGENET_EIGVEC,
+    TINY_AUG,
+    AugConfig,
+    FolderDataset,
+    FolderSource,
+    LazyImages,
+    TensorSource,
+    image_folders,
+    load_tiny_imagenet,
+    pixel_mean,
+    pixel_mean_of_files,
+)
+from ..engine.config import TrainConfig
+from ..engine.distributed import DistEnv
+from ..engine.loop import fit
+from ..models.registry import build_model
+from .imagenet_eval import evaluate_modes
 
 IMAGENET_TRAIN_IMAGES = 1_281_167  # ILSVRC-2012 training set; 5005 iterations per epoch at batch 256
 
@@ -68,7 +87,7 @@ class ImageNetRecipe:
 
 
 class PlateauSchedule:
-    """Schedule object for ``resnet_lib.train.fit``: ``lr_at(iteration)``, ``observe(iteration, train_err,
+    """Schedule object for ``resnet_lib.engine.loop.fit``: ``lr_at(iteration)``, ``observe(iteration, train_err,
     test_err)``. The lr is divided by ``factor`` after more than ``patience`` evaluations in a row fail to
     improve the best error by ``threshold`` (relative). Drops are stored as iterations, so ``lr_at`` is a
     pure function of the state and resumes exactly from a checkpoint."""
@@ -169,7 +188,6 @@ def train_imagenet(data: RunData, spec: dict, recipe: ImageNetRecipe = ImageNetR
                    device="auto", progress: bool = True) -> tuple[torch.nn.Module, dict]:
     """Build the network of ``spec`` (seeded by ``recipe.train.seed``) and train it with ``fit`` and a
     :class:`PlateauSchedule`; returns ``(model, result)``. Runs under torchrun unchanged."""
-    from .train import build_model, fit
     torch.manual_seed(recipe.train.seed)
     model = build_model(spec)
     schedule = PlateauSchedule(recipe.train.lr, recipe.plateau)
@@ -218,12 +236,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def cli(argv: list[str] | None = None) -> int:
-    """``python -m resnet_lib train-imagenet``; also ``torchrun ... -m resnet_lib.imagenet_train``."""
-    import sys
-    from .imagenet_eval import evaluate_modes
-    from .io import atomic_write_json
-    from .paths import output_dir, tiny_imagenet_dir
-    from .train import DistEnv
+    """``python -m resnet_lib train-imagenet``; also ``torchrun ... -m resnet_lib.experiments.imagenet_train``."""
     a = _parser().parse_args(sys.argv[1:] if argv is None else argv)
     env = DistEnv.from_env()
     device = _device_for_rank(a.device, env.local_rank, env.world)
@@ -235,7 +248,6 @@ def cli(argv: list[str] | None = None) -> int:
     aug = AugConfig().scaled(a.aug_scale if a.aug_scale else (0.25 if tiny else 1.0))
     bad = "skip" if a.skip_bad_images else "raise"
     if tiny:
-        from .device import pick_device, use_bf16
         data = tiny_imagenet_data(root, classes=a.classes, train_per_class=a.train_per_class,
                                   val_per_class=a.val_per_class, batch_size=a.batch_size, aug=aug, seed=a.seed,
                                   channels_last=use_bf16(pick_device(device), a.amp), on_bad_image=bad,

@@ -1,11 +1,11 @@
-"""Command-line entry points for the notebook runner (see ``resnet_lib.notebooks``)."""
+"""Command-line entry points for the notebook runner (see ``resnet_lib.runner.notebooks``)."""
 from __future__ import annotations
 
 import argparse
 import json
 from pathlib import Path
 
-from . import notebooks
+from resnet_lib.runner import notebooks
 
 
 def _params(pairs: list[str]) -> dict:

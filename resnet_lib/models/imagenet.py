@@ -23,13 +23,13 @@ Where this code departs from, or chooses within, the paper:
 """
 from __future__ import annotations
 
-
 import torch
+import torchvision
 from torch import Tensor, nn
 
 # The bias-free 3x3/1x1 convs (BN follows every conv, Sec. 3.4) and option A's zero-padded identity are
 # the same as the CIFAR nets': one definition serves both.
-from .cifar_models import ZeroPadShortcut, conv1x1, conv3x3
+from .cifar import ZeroPadShortcut, conv1x1, conv3x3
 
 # Table 1: blocks per stage (conv2_x .. conv5_x) for each depth, and which block builds it.
 _STAGES = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
@@ -186,7 +186,7 @@ def imagenet_resnet(depth: int, *, residual: bool = True, shortcut: str = "B", n
     """A Table 1 network: ``depth`` in {18, 34, 50, 101, 152}; ``residual=False`` gives the plain net."""
     if depth not in _STAGES:
         raise ValueError(f"depth {depth!r} is not one of Table 1's ImageNet depths {sorted(_STAGES)}; "
-                         "for the CIFAR 6n+2 nets use resnet_lib.cifar_models.cifar_resnet")
+                         "for the CIFAR 6n+2 nets use resnet_lib.models.cifar.cifar_resnet")
     if shortcut not in _SHORTCUTS:
         raise ValueError(f"unknown shortcut option {shortcut!r}; use 'A' (zero-padding), 'B' (projection where "
                          "dimensions grow) or 'C' (projection everywhere), as in Sec. 3.3 / Table 3")
@@ -233,7 +233,6 @@ def vgg19(num_classes: int = 1000, batch_norm: bool = False) -> nn.Module:
 
     torchvision's model is used as is: 16 3x3 convs and three fc layers, 19.6 x10^9 multiply-adds at 224x224.
     """
-    import torchvision
     builder = torchvision.models.vgg19_bn if batch_norm else torchvision.models.vgg19
     return builder(weights=None, num_classes=num_classes)
 
@@ -270,7 +269,6 @@ def load_torchvision_state_dict(model: nn.Module, state_dict: dict[str, Tensor])
 def torchvision_parity(depth: int, image_size: int = 112, seed: int = 0) -> dict:
     """Load torchvision's ResNet-``depth`` (random weights, no download) into ours strictly, and compare
     parameter counts and outputs (ours with ``stride_in="3x3"``, torchvision's placement)."""
-    import torchvision
     if depth not in _STAGES:
         raise ValueError(f"depth {depth!r} is not one of Table 1's ImageNet depths {sorted(_STAGES)}")
     torch.manual_seed(seed)

@@ -18,8 +18,9 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from . import imagenet_models as im
-from .paper import targets
+from ..base.paper import cifar_params_exact, targets
+from . import imagenet as im
+from .cifar import cifar_resnet
 
 # Table 1's stage names beside torchvision's attribute names.
 STAGES = [("conv1", "conv1"), ("conv2_x", "layer1"), ("conv3_x", "layer2"), ("conv4_x", "layer3"),
@@ -165,8 +166,6 @@ def table1_grid(depths=(18, 34, 50, 101, 152), input_size: tuple[int, int, int] 
 def cifar_params(depths=(20, 32, 44, 56, 110, 1202)) -> list[dict]:
     """Parameters of the option-A CIFAR ResNets (Sec. 4.2) beside Table 6's printed counts and the exact
     counts of the architecture as described."""
-    from .cifar_models import cifar_resnet
-    from .paper import cifar_params_exact
     printed = targets()["cifar10_params_paper"]
     exact = cifar_params_exact()
     rows = []

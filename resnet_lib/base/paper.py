@@ -10,7 +10,7 @@ from importlib import resources
 def targets() -> dict:
     """All of the paper's numbers: Table 1 FLOPs, Tables 2-5 (ImageNet), Table 6 (CIFAR-10),
     Tables 7-14 (detection and localization). Keys name the table; see paper_targets.json."""
-    return json.loads(resources.files("resnet_lib").joinpath("paper_targets.json").read_text())
+    return json.loads(resources.files("resnet_lib.base").joinpath("paper_targets.json").read_text())
 
 
 def cifar_table6() -> dict[int, float]:
