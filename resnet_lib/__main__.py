@@ -11,6 +11,7 @@ COMMANDS = {
     "run-notebooks": ("resnet_lib.runner.cli:run_notebooks", "the main job: execute every notebook, then the summary"),
     "parameterize": ("resnet_lib.runner.cli:parameterize", "write notebooks with (tiny) parameters injected, unexecuted"),
     "sweep": ("resnet_lib.runner.sweep:cli", "run a notebook over a grid of parameters and gather the results"),
+    "campaign": ("resnet_lib.experiments.campaign:cli", "train a named set of CIFAR runs within a time budget; resumable"),
     "train-imagenet": ("resnet_lib.experiments.imagenet_train:cli", "train on an ImageFolder / Tiny ImageNet (torchrun-ready)"),
 }
 

@@ -1,0 +1,224 @@
+"""Paper-scale CIFAR-10 results shipped with the project (``results/cifar10/``, issue #10).
+
+A finished campaign (``experiments.campaign``) is exported into a small, pickle-free folder:
+
+  runs/<group>__<slug>.json   one per finished run: the full config, seed, history (a point every
+                              ``eval_every`` iterations: 32 at the paper's 64k), final training and
+                              test error, wall time, GPU, torch version, precision, git commit;
+  responses.json              Fig. 7's per-layer response std of each net below, from its final
+                              (full-precision) weights on the whole test set;
+  weights/<net>.pt            the final weights of plain/ResNet-20/56/110 (first seed) in fp16, a plain
+                              dict of tensors: ``torch.load(..., weights_only=True)`` runs no pickle.
+
+Notebooks 03 and 04 read them with the functions below, beside the reader's own runs.
+"""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..base.device import pick_device
+from ..base.io import atomic_torch_save, atomic_write_json, provenance
+from ..base.paper import targets
+from ..base.paths import project_root
+from ..data.cifar import load_cifar10, make_loaders
+from ..engine.checkpoint import RESULT, load_model
+from ..models.cifar import CifarNetSpec, cifar_resnet
+from .responses import layer_responses
+
+WEIGHT_NETS = ((20, True), (56, True), (110, True), (20, False), (56, False), (110, False))  # Fig. 7's nets
+EMPTY = ("No paper-scale runs are shipped yet; run `bash bench/gpu_session.sh` on a GPU "
+         "(it trains the `table6` campaign and exports it into results/cifar10).")
+
+
+def default_root() -> Path:
+    return project_root() / "results" / "cifar10"
+
+
+def _finished(src: Path) -> list[tuple[str, Path, dict]]:
+    out = []
+    for p in sorted(Path(src).glob(f"runs/*/*/{RESULT}")):
+        out.append((p.parent.parent.name, p.parent, json.loads(p.read_text())))
+    return out
+
+
+def _record(group: str, run_dir: Path, r: dict) -> dict:
+    prov = r.get("provenance", {})
+    return {"name": r["name"], "group": group, "slug": run_dir.name, "seed": r["config"]["seed"],
+            "spec": r["spec"], "run": r.get("run"), "config": r["config"], "history": r["history"],
+            "history_points": len(r["history"]["iteration"]), "final": r["final"],
+            "train_examples": r.get("train_examples"), "eval_set": r.get("eval_set"),
+            "wall_s": r["wall_s"], "img_per_s": r.get("img_per_s"), "gpu": prov.get("device"),
+            "torch": prov.get("torch"), "precision": r.get("precision"), "git": prov.get("git"),
+            "warmup_ended_at": r.get("warmup_ended_at"), "provenance": prov}
+
+
+def export_campaign(src, dest=None, device="auto", data=None) -> dict:
+    """Export every finished run of the campaign folder ``src`` into ``dest`` (default results/cifar10),
+    with Fig. 7's responses and the fp16 weights of the first seed of each net of ``WEIGHT_NETS``."""
+    dest = Path(dest) if dest else default_root()
+    dev = pick_device(device)
+    runs = _finished(Path(src))
+    written = {"runs": [], "weights": []}
+    first = {}  # (depth, residual) -> (seed, run_dir) of the main group's lowest seed
+    for group, run_dir, r in runs:
+        rec = _record(group, run_dir, r)
+        path = dest / "runs" / f"{group}__{run_dir.name}.json"
+        atomic_write_json(path, rec)
+        written["runs"].append(path)
+        key = (r["spec"]["depth"], r["spec"]["residual"])
+        if group == "main" and key in WEIGHT_NETS and r["spec"].get("shortcut", "A") == "A":
+            if key not in first or rec["seed"] < first[key][0]:
+                first[key] = (rec["seed"], run_dir, rec)
+    responses = {}
+    if first:
+        data = data or load_cifar10()
+        _, test = make_loaders(data, device=dev)
+    for (depth, residual), (seed, run_dir, rec) in sorted(first.items()):
+        model = load_model(run_dir, device=dev)
+        name = rec["name"]
+        stds = layer_responses(model, test, device=dev, amp="off")
+        responses[name] = {"seed": seed, "slug": rec["slug"], "stds": [round(float(s), 6) for s in stds],
+                           "images": test.num_examples}
+        state = {k: (v.half() if v.is_floating_point() else v).cpu() for k, v in model.state_dict().items()}
+        path = dest / "weights" / f"{name}.pt"
+        atomic_torch_save(path, state)
+        written["weights"].append(path)
+    if responses:
+        atomic_write_json(dest / "responses.json", {"definition": "std over all images, channels and positions of "
+                                                    "each 3x3 conv's BN output (Fig. 7), fp32, eval mode",
+                                                    "nets": responses, "provenance": provenance(dev)})
+    return written
+
+
+# ----------------------------------------------------------------------------- loaders for the notebooks
+
+def shipped_runs(root=None, group: str = "main") -> list[dict]:
+    """The shipped run records of ``group`` ("main": Table 6 / Fig. 6; "fp32" / "bf16": the precision study)."""
+    root = Path(root) if root else default_root()
+    return [json.loads(p.read_text()) for p in sorted(root.glob(f"runs/{group}__*.json"))]
+
+
+def _paper_cell(depth: int) -> str:
+    v = targets()["cifar10_table6_test_error_pct"].get(f"ResNet-{depth}")
+    if isinstance(v, dict):
+        return f"{v['best']} (best; mean {v['mean']} ± {v['std']}, n={v['runs']})"
+    return "" if v is None else f"{v}"
+
+
+def mean_std(values) -> tuple[float, float | None]:
+    """Mean and sample standard deviation (None for a single value)."""
+    a = np.asarray(values, dtype=float)
+    return float(a.mean()), (float(a.std(ddof=1)) if len(a) > 1 else None)
+
+
+def table6_rows(runs: list[dict]) -> list[dict]:
+    """Table 6 from shipped runs: test error (%) as mean ± std over seeds with n, beside the paper."""
+    by = {}
+    for r in runs:
+        if r["spec"]["residual"] and r["config"]["iters"] == 64_000:
+            by.setdefault(r["spec"]["depth"], []).append(100 * r["final"]["test_err"])
+    rows = []
+    for depth in sorted(by):
+        m, s = mean_std(by[depth])
+        rows.append({"net": f"ResNet-{depth}", "n": len(by[depth]),
+                     "test error % (ours)": f"{m:.2f}" + (f" ± {s:.2f}" if s is not None else ""),
+                     "paper %": _paper_cell(depth), "seeds": sorted(r["seed"] for r in runs
+                                                                   if r["spec"]["residual"] and r["spec"]["depth"] == depth)})
+    return rows
+
+
+def fig6_runs(runs: list[dict]) -> list[dict]:
+    """One run per net for Fig. 6 (the lowest seed), full-length runs only."""
+    best = {}
+    for r in runs:
+        key = (r["spec"]["depth"], r["spec"]["residual"])
+        if r["config"]["iters"] == 64_000 and (key not in best or r["seed"] < best[key]["seed"]):
+            best[key] = r
+    return [best[k] for k in sorted(best)]
+
+
+def precision_rows(root=None) -> list[dict]:
+    """The precision study (set ``precision``): ResNet-20's test error in fp32 and in bf16, mean ± std, n."""
+    rows = []
+    for group in ("fp32", "bf16"):
+        errs = [100 * r["final"]["test_err"] for r in shipped_runs(root, group)]
+        if errs:
+            m, s = mean_std(errs)
+            rows.append({"precision": group, "n": len(errs), "test error %": round(m, 2),
+                         "std": None if s is None else round(s, 2)})
+    return rows
+
+
+def shipped_nets(root=None) -> dict[str, torch.nn.Module]:
+    """The shipped fp16 weights as float32 CIFAR nets in eval mode, by name (e.g. "ResNet-56")."""
+    root = Path(root) if root else default_root()
+    nets = {}
+    for path in sorted((root / "weights").glob("*.pt")):
+        kind, depth = path.stem.split("-")
+        model = cifar_resnet(int(depth), "A", residual=kind == "ResNet")
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in state.items()})
+        nets[path.stem] = model.eval()
+    return nets
+
+
+def shipped_responses(root=None) -> dict:
+    """The shipped Fig. 7 stds (computed at export from the full-precision weights), by net name."""
+    path = (Path(root) if root else default_root()) / "responses.json"
+    return json.loads(path.read_text())["nets"] if path.exists() else {}
+
+
+# ----------------------------------------------------------------------------- ResNet-1202's cost
+
+def _measure(depth: int, batch_size: int, iters: int, device: str) -> dict:
+    """Runs in a fresh process (``resnet1202_cost``): ms per SGD step and the memory it takes on top of the
+    model, measured (CUDA: peak allocated; CPU: growth of the process's peak resident size)."""
+    dev = pick_device(device)
+    torch.manual_seed(0)
+    net = cifar_resnet(depth).to(dev)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
+    x = torch.randn(batch_size, 3, 32, 32, device=dev)
+    y = torch.randint(0, 10, (batch_size,), device=dev)
+    sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    times = []
+    for _ in range(iters + 1):  # the first step warms up (allocations, kernel choice) and is not timed
+        sync()
+        t = time.perf_counter()
+        opt.zero_grad(set_to_none=True)
+        torch.nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+        sync()
+        times.append(time.perf_counter() - t)
+    mem = torch.cuda.max_memory_allocated(dev) if dev.type == "cuda" else \
+        resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base_rss
+    return {"ms_per_iter": 1000 * float(np.median(times[1:])), "memory_bytes": int(mem), "device": str(dev)}
+
+
+def resnet1202_cost(device="auto", iters: int = 2, batch_size: int | None = None, depth: int = 1202) -> dict:
+    """What training ResNet-1202 (Table 6's last row) would cost here, from a short measured run in a fresh
+    process: ``iters`` SGD steps at ``batch_size`` (default 128 on a GPU, 4 on a CPU, scaled to 128 per
+    image), fp32 eager. Returns ms per 128-image iteration, the hours for the paper's 64k iterations, and
+    the memory measured (on a CPU, for the measured batch only)."""
+    dev = pick_device(device)
+    batch_size = batch_size or (128 if dev.type == "cuda" else 4)
+    code = ("import json,sys; from resnet_lib.experiments.shipped import _measure; "
+            f"print(json.dumps(_measure({depth}, {batch_size}, {iters}, {str(dev)!r})))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
+    if out.returncode != 0:
+        raise RuntimeError(f"measuring ResNet-{depth} failed: {out.stderr.strip()[-500:]}")
+    m = json.loads(out.stdout.strip().splitlines()[-1])
+    ms128 = m["ms_per_iter"] * 128 / batch_size
+    return {"net": CifarNetSpec(depth).name, "params": sum(p.numel() for p in cifar_resnet(depth).parameters()),
+            "device": m["device"], "measured_batch": batch_size, "measured_iters": iters,
+            "ms_per_iter_b128": round(ms128, 1), "hours_for_64k": round(ms128 * 64_000 / 3.6e6, 1),
+            "memory_mb_measured": round(m["memory_bytes"] / 2**20), "scaled_from_smaller_batch": batch_size != 128}

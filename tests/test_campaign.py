@@ -1,0 +1,96 @@
+"""The campaign (issue #10): stopped by its budget and resumed, it ends bitwise where one uninterrupted call
+ends; its summary says what is done, in progress and left; it exports into the shipped results format."""
+import itertools
+import json
+
+import pytest
+import torch
+
+from resnet_lib.data.cifar import load_cifar10
+from resnet_lib.engine.checkpoint import load_model
+from resnet_lib.experiments import campaign as cp
+from resnet_lib.experiments import shipped
+
+TINY = dict(seeds=(1,), scale=16 / 64_000, subset=512, test_subset=100)  # ResNet-8 and plain-8, 16 iterations
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_cifar10()
+
+
+@pytest.fixture(scope="module")
+def straight(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("straight")
+    summary = cp.run_campaign("smoke", out, 1e9, data=data, device="cpu", progress=False, log=None, **TINY)
+    return out, summary
+
+
+def test_stopped_by_budget_and_resumed_equals_straight(straight, data, tmp_path):
+    out_a, summary_a = straight
+    assert summary_a["count"] == {"done": 2, "in progress": 0, "left": 0}
+    # A clock that ticks one "second" per reading makes the stop deterministic: the first run's probe chunk
+    # (6 iterations) takes 1 s, so with 5 s of budget the next chunk is sized to 5 iterations, then time is up.
+    ticks = itertools.count().__next__
+    part = cp.run_campaign("smoke", tmp_path, 5, data=data, device="cpu", progress=False, log=None, clock=ticks,
+                           probe_iters=6, startup_s=0, margin_s=0, **TINY)
+    assert part["count"] == {"done": 0, "in progress": 1, "left": 1}
+    assert part["rows"][0]["iteration"] == 11  # mid-epoch (4 batches per epoch), off any checkpoint grid
+    assert part["time_left_s"] is not None  # estimated from the measured speed
+    lines = []
+    done = cp.run_campaign("smoke", tmp_path, 1e9, data=data, device="cpu", progress=False, log=lines.append, **TINY)
+    assert done["count"]["done"] == 2 and "2 done, 0 in progress, 0 left" in lines[0]
+    for e in cp.campaign_entries("smoke", **TINY):
+        a, b = cp.run_dir(out_a, e), cp.run_dir(tmp_path, e)
+        ra, rb = (json.loads((d / "result.json").read_text()) for d in (a, b))
+        assert ra["history"] == rb["history"] and ra["final"] == rb["final"]
+        for (k, va), vb in zip(load_model(a).state_dict().items(), load_model(b).state_dict().values()):
+            assert torch.equal(va, vb), (e.label, k)
+    calls = json.loads((tmp_path / cp.STATE).read_text())["calls"]
+    assert [c["stopped"] for c in calls] == ["budget", "finished"]
+
+
+def test_order_of_work_and_sets():
+    t6 = [e.label for e in cp.campaign_entries("table6")]
+    assert t6[:10] == [f"ResNet-{d} seed 1" for d in cp.TABLE6_DEPTHS] + [f"plain-{d} seed 1" for d in cp.TABLE6_DEPTHS]
+    assert t6[10:] == [f"ResNet-{d} seed {s}" for s in (2, 3) for d in cp.TABLE6_DEPTHS]
+    full = cp.campaign_entries("table6")[0].run.train
+    assert (full.iters, full.eval_every, full.milestones) == (64_000, 2_000, (32_000, 48_000))
+    assert cp.campaign_entries("table6")[4].run.train.warmup  # ResNet-110: the paper's warm-up
+    prec = cp.campaign_entries("precision", seeds=(1, 2, 3))
+    assert len(prec) == 6 and {e.run.train.amp for e in prec} == {"off", "bf16"}
+    assert len({e.key for e in prec}) == 6  # fp32 and bf16 runs share a slug but not a folder
+
+
+def test_campaign_refuses_a_folder_of_another_campaign(straight, data):
+    out, _ = straight
+    with pytest.raises(ValueError, match="belongs to another campaign"):
+        cp.run_campaign("smoke", out, 10, data=data, device="cpu", progress=False, log=None,
+                        **{**TINY, "seeds": (2,)})
+    with pytest.raises(ValueError, match="unknown campaign"):
+        cp.campaign_entries("table7")
+
+
+def test_export_and_loaders(straight, data, tmp_path):
+    out, _ = straight
+    written = shipped.export_campaign(out, tmp_path, device="cpu", data=data)
+    assert len(written["runs"]) == 2 and not written["weights"]  # ResNet-8 is none of Fig. 7's nets
+    rec = shipped.shipped_runs(tmp_path)[0]
+    for k in ("config", "seed", "history", "final", "wall_s", "gpu", "torch", "precision", "git"):
+        assert k in rec, k
+    assert rec["history_points"] == 16 and rec["final"]["test_err"] <= 1
+    assert shipped.table6_rows(shipped.shipped_runs(tmp_path)) == []  # 16-iteration runs are not Table 6
+    assert shipped.shipped_runs(tmp_path / "nothing") == [] and "gpu_session.sh" in shipped.EMPTY
+
+
+def test_fp16_weights_load_without_pickle(tmp_path):
+    """The weights format on its own (a full export needs 64k-iteration nets): a dict of fp16 tensors that
+    ``weights_only=True`` loads, back into a float32 net with the same outputs to fp16 precision."""
+    torch.manual_seed(0)
+    net = shipped.cifar_resnet(20).eval()
+    (tmp_path / "weights").mkdir()
+    torch.save({k: v.half() if v.is_floating_point() else v for k, v in net.state_dict().items()},
+               tmp_path / "weights" / "ResNet-20.pt")
+    back = shipped.shipped_nets(tmp_path)["ResNet-20"]
+    x = torch.randn(4, 3, 32, 32)
+    torch.testing.assert_close(back(x), net(x), rtol=2e-2, atol=2e-2)

@@ -1,0 +1,119 @@
+"""K seeds fused into one wide net (issue #10): the same numbers as K separate nets and K separate runs."""
+import dataclasses
+
+import pytest
+import torch
+
+from resnet_lib.data.cifar import load_cifar10, make_loaders
+from resnet_lib.engine.config import TrainConfig
+from resnet_lib.engine.loop import fit
+from resnet_lib.experiments.cifar_runs import CifarRun
+from resnet_lib.experiments.fused_runs import check_fusable, train_fused
+from resnet_lib.models.cifar import cifar_resnet
+from resnet_lib.models.fused import fuse, fused_loss, unfuse
+
+
+def _nets(k, **kw):
+    out = []
+    for seed in range(k):
+        torch.manual_seed(seed)
+        out.append(cifar_resnet(8, **kw).double())
+    return out
+
+
+@pytest.mark.parametrize("shortcut, residual", [("A", True), ("B", True), ("A", False)])
+def test_fused_forward_backward_and_bn_equal_separate(shortcut, residual):
+    """In float64, so that only a real mix-up between runs (not fp32 summation order) could fail it."""
+    nets = _nets(3, shortcut=shortcut, residual=residual)
+    wide = fuse(nets)
+    torch.manual_seed(9)
+    xs, ys = torch.randn(3, 16, 3, 32, 32, dtype=torch.float64), torch.randint(0, 10, (3, 16))
+    out = wide(torch.cat(list(xs), 1))
+    assert out.shape == (16, 3, 10)
+    fused_loss(out, ys.T).backward()
+    for k, net in enumerate(nets):  # train mode: BN uses and updates its own batch statistics
+        ref = net(xs[k])
+        torch.testing.assert_close(out[:, k], ref, rtol=1e-10, atol=1e-12)
+        torch.nn.functional.cross_entropy(ref.float(), ys[k]).backward()  # the engine's loss
+    grads = [dict(n.named_parameters()) for n in nets]
+    for state_k, k in zip(unfuse(wide), range(3)):
+        for name, v in nets[k].state_dict().items():  # running stats after one step
+            torch.testing.assert_close(state_k.state_dict()[name], v, rtol=1e-10, atol=1e-12)
+    for name, p in wide.named_parameters():
+        parts = p.grad.unbind(0) if name.startswith("fc.") else p.grad.chunk(3, 0)
+        for k in range(3):
+            # fp32 sums in another order; BN backward cancels large terms, so compare at gradient scale
+            torch.testing.assert_close(parts[k], grads[k][name].grad, rtol=1e-6, atol=1e-9, msg=name)  # the loss is fp32
+
+
+def test_fuse_refuses_mixed_architectures_and_warmup():
+    with pytest.raises(ValueError, match="one architecture"):
+        fuse([cifar_resnet(8), cifar_resnet(14)])
+    cfg = TrainConfig(warmup=True)
+    with pytest.raises(ValueError, match="warm-up"):
+        check_fusable([CifarRun(110, train=cfg), CifarRun(110, train=dataclasses.replace(cfg, seed=1))])
+    with pytest.raises(ValueError, match="differ only in their seed"):
+        check_fusable([CifarRun(8), CifarRun(14)])
+
+
+class _AsDouble:
+    """A batch source giving float64 images, for training the engine's ``fit`` in float64."""
+
+    def __init__(self, src):
+        self.src, self.batch_size = src, src.batch_size
+
+    def __len__(self):
+        return len(self.src)
+
+    def batches(self, epoch, start=0, rank=0, world=1):
+        for x, y in self.src.batches(epoch, start, rank, world):
+            yield x.double(), y
+
+
+def _runs(dtype_note, iters=20, **kw):
+    cfg = dataclasses.replace(TrainConfig(batch_size=32, amp="off", cuda_graph="off", **kw).with_iters(iters),
+                              eval_every=iters)
+    return [CifarRun(8, train=dataclasses.replace(cfg, seed=s), subset=256) for s in (3, 5)]
+
+
+def _alone(run, data, dtype):
+    """One run trained by the engine's ``fit`` exactly as ``run_cifar`` sets it up (seed, init, loaders)."""
+    train, test = make_loaders(data, batch_size=run.train.batch_size, subset=run.subset, seed=run.train.seed)
+    torch.manual_seed(run.train.seed)
+    net = cifar_resnet(run.depth, run.shortcut, run.residual).to(dtype)
+    if dtype == torch.float64:
+        train, test = _AsDouble(train), _AsDouble(test)
+    fit(net, train, test, run.train, device="cpu", progress=False)
+    return net
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_cifar10()
+
+
+def test_k_fused_runs_equal_k_separate_runs(data):
+    """16 SGD steps (2 epochs, both lr drops) in float64: each fused run ends where the engine's ``fit``
+    ends with that run alone (own init, data order, augmentation, BN statistics), on every weight and
+    buffer to 1e-9. float64 makes the check tight: any mix-up between runs would show at O(1)."""
+    runs = _runs("float64", iters=16)
+    nets, hist = train_fused(runs, data, device="cpu", dtype=torch.float64)
+    assert len(hist["train_loss"]) == 2 and len(hist["train_loss"][0]) == 16
+    for r, net in zip(runs, nets):
+        alone = _alone(r, data, torch.float64)
+        for name, v in alone.state_dict().items():
+            torch.testing.assert_close(net.state_dict()[name], v, rtol=1e-9, atol=1e-11, msg=f"seed {r.train.seed} {name}")
+    assert not torch.allclose(nets[0].conv1.weight, nets[1].conv1.weight)  # the runs differ: the check bites
+
+
+def test_fused_fp32_stays_within_float_rounding(data):
+    """In float32 grouped and ungrouped convolutions sum in different orders, and SGD at lr 0.1 amplifies
+    such differences (the same net with oneDNN on and off drifts apart the same way). Over a few steps
+    at a small lr the fused runs still agree with the runs alone to float rounding."""
+    runs = _runs("float32", iters=6, lr=0.01)
+    nets, _ = train_fused(runs, data, device="cpu")
+    for r, net in zip(runs, nets):
+        alone = _alone(r, data, torch.float32)
+        for name, v in alone.state_dict().items():
+            if v.is_floating_point():
+                torch.testing.assert_close(net.state_dict()[name], v, rtol=1e-4, atol=1e-5, msg=f"seed {r.train.seed} {name}")
