@@ -30,7 +30,7 @@ from ..base.io import atomic_torch_save, atomic_write_json, provenance
 from ..base.paper import targets
 from ..base.paths import project_root
 from ..data.cifar import load_cifar10, make_loaders
-from ..engine.checkpoint import RESULT, load_model
+from ..engine.checkpoint import CHECKPOINT, RESULT, load_model
 from ..models.cifar import CifarNetSpec, cifar_resnet
 from .responses import layer_responses
 
@@ -78,7 +78,11 @@ def export_campaign(src, dest=None, device="auto", data=None) -> dict:
         if group == "main" and key in WEIGHT_NETS and r["spec"].get("shortcut", "A") == "A":
             if key not in first or rec["seed"] < first[key][0]:
                 first[key] = (rec["seed"], run_dir, rec)
-    responses = {}
+    # Fig. 7's nets need their checkpoints; a campaign continued on several machines may keep only the result
+    # files of runs finished earlier, whose weights and responses were exported then: those stay as they are.
+    first = {k: v for k, v in first.items() if (v[1] / CHECKPOINT).exists()}
+    old = dest / "responses.json"
+    responses = json.loads(old.read_text())["nets"] if old.exists() else {}
     if first:
         data = data or load_cifar10()
         _, test = make_loaders(data, device=dev)
@@ -92,7 +96,7 @@ def export_campaign(src, dest=None, device="auto", data=None) -> dict:
         path = dest / "weights" / f"{name}.pt"
         atomic_torch_save(path, state)
         written["weights"].append(path)
-    if responses:
+    if first:
         atomic_write_json(dest / "responses.json", {"definition": "std over all images, channels and positions of "
                                                     "each 3x3 conv's BN output (Fig. 7), fp32, eval mode",
                                                     "nets": responses, "provenance": provenance(dev)})
@@ -120,8 +124,10 @@ def mean_std(values) -> tuple[float, float | None]:
     return float(a.mean()), (float(a.std(ddof=1)) if len(a) > 1 else None)
 
 
-def table6_rows(runs: list[dict]) -> list[dict]:
-    """Table 6 from shipped runs: test error (%) as mean ± std over seeds with n, beside the paper."""
+def table6_rows(runs: list[dict], own: list[dict] | None = None) -> list[dict]:
+    """Table 6 from shipped runs: test error (%) as mean ± std over seeds with n, beside the paper and,
+    where ``own`` (the reader's results, e.g. notebook 03's) has the same ResNet, beside the reader's run."""
+    mine = {r["spec"]["depth"]: 100 * r["final"]["test_err"] for r in own or [] if r["spec"]["residual"]}
     by = {}
     for r in runs:
         if r["spec"]["residual"] and r["config"]["iters"] == 64_000:
@@ -131,8 +137,7 @@ def table6_rows(runs: list[dict]) -> list[dict]:
         m, s = mean_std(by[depth])
         rows.append({"net": f"ResNet-{depth}", "n": len(by[depth]),
                      "test error % (ours)": f"{m:.2f}" + (f" ± {s:.2f}" if s is not None else ""),
-                     "paper %": _paper_cell(depth), "seeds": sorted(r["seed"] for r in runs
-                                                                   if r["spec"]["residual"] and r["spec"]["depth"] == depth)})
+                     "paper %": _paper_cell(depth), "your run %": round(mine[depth], 2) if depth in mine else None})
     return rows
 
 
@@ -177,6 +182,41 @@ def shipped_responses(root=None) -> dict:
     return json.loads(path.read_text())["nets"] if path.exists() else {}
 
 
+def fig7_medians(stds: dict) -> list[dict]:
+    """Fig. 7's two claims on the median std over layers: ResNet below plain at each depth, and smaller
+    with depth. ``stds``: net name (e.g. "ResNet-56") -> per-layer stds."""
+    rows = []
+    for depth in sorted({int(n.split("-")[1]) for n in stds}):
+        p, r = stds.get(f"plain-{depth}"), stds.get(f"ResNet-{depth}")
+        rows.append({"depth": depth, "plain median std": None if p is None else round(float(np.median(p)), 3),
+                     "ResNet median std": None if r is None else round(float(np.median(r)), 3),
+                     "ResNet < plain": None if p is None or r is None else bool(np.median(r) < np.median(p))})
+    return rows
+
+
+def plot_fig7(paper_scale: dict, own: dict | None = None):
+    """Fig. 7 (top: layer order, bottom: sorted) from the shipped fully trained nets, beside the reader's own
+    nets when given; both dicts map a net name ("plain-20", "ResNet-56") to its per-layer stds."""
+    import matplotlib.pyplot as plt
+    panels = [("fully trained (shipped)", paper_scale)] + ([("your nets", own)] if own else [])
+    fig, axs = plt.subplots(2, len(panels), figsize=(6 * len(panels), 6.5), squeeze=False)
+    for j, (title, stds) in enumerate(panels):
+        for i, (name, s) in enumerate(sorted(stds.items(), key=lambda kv: (int(kv[0].split("-")[1]), kv[0]))):
+            kw = dict(color=f"C{sorted({int(n.split('-')[1]) for n in stds}).index(int(name.split('-')[1]))}",
+                      ls="-" if name.startswith("ResNet") else "--", label=name)
+            axs[0, j].plot(np.arange(1, len(s) + 1), s, **kw)
+            axs[1, j].plot(np.arange(1, len(s) + 1), np.sort(np.asarray(s))[::-1], **kw)
+        axs[0, j].set_title(title)
+        axs[0, j].set_xlabel("layer index (original order)")
+        axs[1, j].set_xlabel("layer index (sorted by magnitude)")
+        for ax in axs[:, j]:
+            ax.set_ylabel("std")
+            ax.set_yscale("log")
+        axs[0, j].legend(ncol=2, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 # ----------------------------------------------------------------------------- ResNet-1202's cost
 
 def _measure(depth: int, batch_size: int, iters: int, device: str) -> dict:
@@ -204,13 +244,14 @@ def _measure(depth: int, batch_size: int, iters: int, device: str) -> dict:
     return {"ms_per_iter": 1000 * float(np.median(times[1:])), "memory_bytes": int(mem), "device": str(dev)}
 
 
-def resnet1202_cost(device="auto", iters: int = 2, batch_size: int | None = None, depth: int = 1202) -> dict:
+def resnet1202_cost(device="auto", iters: int | None = None, batch_size: int | None = None, depth: int = 1202) -> dict:
     """What training ResNet-1202 (Table 6's last row) would cost here, from a short measured run in a fresh
-    process: ``iters`` SGD steps at ``batch_size`` (default 128 on a GPU, 4 on a CPU, scaled to 128 per
+    process: ``iters`` timed SGD steps after one untimed, at ``batch_size`` (default 128 on a GPU, 2 on a CPU, scaled to 128 per
     image), fp32 eager. Returns ms per 128-image iteration, the hours for the paper's 64k iterations, and
     the memory measured (on a CPU, for the measured batch only)."""
     dev = pick_device(device)
-    batch_size = batch_size or (128 if dev.type == "cuda" else 4)
+    batch_size = batch_size or (128 if dev.type == "cuda" else 2)
+    iters = iters or (10 if dev.type == "cuda" else 1)
     code = ("import json,sys; from resnet_lib.experiments.shipped import _measure; "
             f"print(json.dumps(_measure({depth}, {batch_size}, {iters}, {str(dev)!r})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
@@ -222,3 +263,15 @@ def resnet1202_cost(device="auto", iters: int = 2, batch_size: int | None = None
             "device": m["device"], "measured_batch": batch_size, "measured_iters": iters,
             "ms_per_iter_b128": round(ms128, 1), "hours_for_64k": round(ms128 * 64_000 / 3.6e6, 1),
             "memory_mb_measured": round(m["memory_bytes"] / 2**20), "scaled_from_smaller_batch": batch_size != 128}
+
+
+def resnet1202_text(cost: dict) -> str:
+    """One sentence on what the measured run says ResNet-1202 would cost here (Table 6's last row)."""
+    paper = targets()["cifar10_table6_test_error_pct"]["ResNet-1202"]
+    how = (f"measured over {cost['measured_iters']} SGD step(s) at batch {cost['measured_batch']} and scaled to "
+           "128 images per step" if cost["scaled_from_smaller_batch"] else
+           f"measured over {cost['measured_iters']} SGD steps at batch 128")
+    return (f"**{cost['net']}** ({cost['params']:,} parameters; the paper: {paper}% test error) would take about "
+            f"{cost['ms_per_iter_b128']:,.0f} ms per iteration on {cost['device']} ({how}, fp32), so "
+            f"**{cost['hours_for_64k']:,} hours** for the paper's 64k iterations; the step took "
+            f"{cost['memory_mb_measured']:,} MB of memory at batch {cost['measured_batch']}. It is not trained here.")
