@@ -14,7 +14,8 @@
 # A later call on the same warm machine needs no pieces. Back here, from the last call's files:
 #   mkdir -p build/campaign && tar xzf campaign.tgz -C build/campaign      # to continue it next time
 #   tar xzf results_cifar10.tgz -C results/cifar10 && git add results/cifar10   # finished runs, shipped
-# Environment: CAMPAIGN (table6), SEEDS (1,2,3), BENCH (0), STATE (/tmp/resnet_session).
+# Environment: CAMPAIGN (table6), SEEDS (1,2,3), BENCH (0), STATE (/tmp/resnet_session), CAMPAIGN_ARGS (extra
+# options of the campaign command, e.g. "--scale 0.001 --subset 512" for a dry run on a CPU).
 set -euo pipefail
 BUDGET=${1:-0}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -22,6 +23,7 @@ STATE=${STATE:-/tmp/resnet_session}
 CAMPAIGN=${CAMPAIGN:-table6}
 SEEDS=${SEEDS:-1,2,3}
 OUT=${OUT:-$STATE/out}
+PY=${PYTHON:-python3}
 export PYTHONPATH=$ROOT${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 export RESNET_DATA=${RESNET_DATA:-$STATE/data}
 export TQDM_MININTERVAL=${TQDM_MININTERVAL:-20}
@@ -37,7 +39,7 @@ fi
 if [ ! -f "$RESNET_DATA/cifar10/cifar10_uint8.npz" ]; then
   have=$(ls "$STATE/pack" | tr '\n' ' ')
   if [ -d "$STATE/pack/a" ] && [ -d "$STATE/pack/b" ] && [ -d "$STATE/pack/c" ]; then
-    python bench/pack_cifar.py unpack "$STATE/pack/a" "$STATE/pack/b" "$STATE/pack/c"
+    "$PY" bench/pack_cifar.py unpack "$STATE/pack/a" "$STATE/pack/b" "$STATE/pack/c"
   else
     echo "CIFAR-10 pieces here so far: ${have:-none}; carry the others (build/cifar_pack/a, b, c) in the next call"
     exit 0
@@ -46,21 +48,21 @@ fi
 [ "$BUDGET" = 0 ] && { echo "CIFAR-10 ready; give a budget in seconds to train"; exit 0; }
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-python -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+"$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
 START=$(date +%s)
 if [ "${BENCH:-0}" = 1 ]; then
   REF=build/ref/naive_reference.py
   [ -f "$REF" ] || REF=../shared/bench/naive_reference.py
-  python bench/gpu_campaign.py --k 1,2,5,8 --iters 200 --reference "$REF" | tee "$OUT/bench_campaign.jsonl" \
+  "$PY" bench/gpu_campaign.py --k 1,2,5,8 --iters 200 --reference "$REF" | tee "$OUT/bench_campaign.jsonl" \
     || echo "!! the bench failed; the campaign goes on"
 fi
 LEFT=$(( BUDGET - ($(date +%s) - START) ))
-python -m resnet_lib campaign "$CAMPAIGN" --out "$STATE/campaign" --seeds "$SEEDS" --budget-s "$LEFT" \
-  --export results/cifar10 2>&1 | tee "$OUT/campaign.log"
+"$PY" -m resnet_lib campaign "$CAMPAIGN" --out "$STATE/campaign" --seeds "$SEEDS" --budget-s "$LEFT" \
+  ${CAMPAIGN_ARGS:-} --export "${EXPORT:-results/cifar10}" 2>&1 | tee "$OUT/campaign.log"
 
 # back to the caller: the campaign's state (results, and checkpoints only of runs not finished) and the export
 (cd "$STATE/campaign" && find . -name result.json -o -name campaign.json > "$STATE/keep" &&
  for d in runs/*/*/; do [ -f "$d/result.json" ] || { [ -f "$d/checkpoint.pt" ] && echo "$d/checkpoint.pt"; }; done >> "$STATE/keep" &&
  tar czf "$OUT/campaign.tgz" -T "$STATE/keep")
-[ -d results/cifar10 ] && tar czf "$OUT/results_cifar10.tgz" -C results/cifar10 .
+[ -d "${EXPORT:-results/cifar10}" ] && tar czf "$OUT/results_cifar10.tgz" -C "${EXPORT:-results/cifar10}" .
 ls -la "$OUT"
