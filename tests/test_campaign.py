@@ -94,3 +94,36 @@ def test_fp16_weights_load_without_pickle(tmp_path):
     back = shipped.shipped_nets(tmp_path)["ResNet-20"]
     x = torch.randn(4, 3, 32, 32)
     torch.testing.assert_close(back(x), net(x), rtol=2e-2, atol=2e-2)
+
+
+def _planted(depth, residual, seed, test_err, iters=64_000):
+    return {"name": f"{'ResNet' if residual else 'plain'}-{depth}", "seed": seed, "final": {"test_err": test_err},
+            "spec": {"depth": depth, "residual": residual, "shortcut": "A"}, "config": {"iters": iters},
+            "history": {"iteration": [1], "train_err": [0.5], "test_err": [0.5]}}
+
+
+def test_table6_and_fig6_from_planted_records():
+    runs = [_planted(20, True, s, e) for s, e in ((1, 0.080), (2, 0.082), (3, 0.084))]
+    runs += [_planted(110, True, 1, 0.065), _planted(20, False, 1, 0.09), _planted(56, True, 1, 0.5, iters=100)]
+    rows = shipped.table6_rows(runs, own=[{"spec": {"depth": 20, "residual": True}, "final": {"test_err": 0.53}}])
+    assert [r["net"] for r in rows] == ["ResNet-20", "ResNet-110"]  # plain nets and short runs are not Table 6
+    assert rows[0]["n"] == 3 and rows[0]["test error % (ours)"] == "8.20 ± 0.20" and rows[0]["paper %"] == "8.75"
+    assert rows[0]["your run %"] == 53.0 and rows[1]["your run %"] is None
+    assert rows[1]["test error % (ours)"] == "6.50" and "mean 6.61" in rows[1]["paper %"]
+    assert [(r["name"], r["seed"]) for r in shipped.fig6_runs(runs)] == [("plain-20", 1), ("ResNet-20", 1), ("ResNet-110", 1)]
+
+
+def test_fig7_claims_and_plot():
+    stds = {"plain-20": [1.0, 2.0, 3.0], "ResNet-20": [0.5, 0.6, 0.7], "plain-56": [2.0] * 5, "ResNet-56": [0.4] * 5}
+    rows = shipped.fig7_medians(stds)
+    assert [(r["depth"], r["ResNet < plain"]) for r in rows] == [(20, True), (56, True)]
+    fig = shipped.plot_fig7(stds, own={"plain-20": [1, 1, 1]})
+    assert len(fig.axes) == 4
+
+
+def test_resnet1202_cost_is_measured_in_a_fresh_process():
+    """The machinery on a small net (ResNet-1202 itself takes seconds on a CPU: notebook 03 runs it)."""
+    cost = shipped.resnet1202_cost("cpu", iters=1, batch_size=2, depth=8)
+    assert cost["net"] == "ResNet-8" and cost["ms_per_iter_b128"] > 0 and cost["scaled_from_smaller_batch"]
+    assert cost["hours_for_64k"] == round(cost["ms_per_iter_b128"] * 64_000 / 3.6e6, 1)
+    assert "64k iterations" in shipped.resnet1202_text(cost)

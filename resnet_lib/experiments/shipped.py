@@ -244,14 +244,21 @@ def _measure(depth: int, batch_size: int, iters: int, device: str) -> dict:
     return {"ms_per_iter": 1000 * float(np.median(times[1:])), "memory_bytes": int(mem), "device": str(dev)}
 
 
-def resnet1202_cost(device="auto", iters: int | None = None, batch_size: int | None = None, depth: int = 1202) -> dict:
+def resnet1202_cost(device="auto", iters: int | None = None, batch_size: int | None = None, depth: int = 1202,
+                    cache=None) -> dict:
     """What training ResNet-1202 (Table 6's last row) would cost here, from a short measured run in a fresh
     process: ``iters`` timed SGD steps after one untimed, at ``batch_size`` (default 128 on a GPU, 2 on a CPU, scaled to 128 per
     image), fp32 eager. Returns ms per 128-image iteration, the hours for the paper's 64k iterations, and
-    the memory measured (on a CPU, for the measured batch only)."""
+    the memory measured (on a CPU, for the measured batch only). With ``cache`` (a JSON path), a measurement
+    stored there for the same device and settings is reused, like a stored run."""
     dev = pick_device(device)
     batch_size = batch_size or (128 if dev.type == "cuda" else 2)
     iters = iters or (10 if dev.type == "cuda" else 1)
+    if cache and Path(cache).exists():
+        old = json.loads(Path(cache).read_text())
+        if (old.get("device"), old.get("measured_batch"), old.get("measured_iters"), old.get("net")) == \
+                (str(dev), batch_size, iters, CifarNetSpec(depth).name):
+            return old
     code = ("import json,sys; from resnet_lib.experiments.shipped import _measure; "
             f"print(json.dumps(_measure({depth}, {batch_size}, {iters}, {str(dev)!r})))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=os.environ.copy())
@@ -259,10 +266,13 @@ def resnet1202_cost(device="auto", iters: int | None = None, batch_size: int | N
         raise RuntimeError(f"measuring ResNet-{depth} failed: {out.stderr.strip()[-500:]}")
     m = json.loads(out.stdout.strip().splitlines()[-1])
     ms128 = m["ms_per_iter"] * 128 / batch_size
-    return {"net": CifarNetSpec(depth).name, "params": sum(p.numel() for p in cifar_resnet(depth).parameters()),
+    cost = {"net": CifarNetSpec(depth).name, "params": sum(p.numel() for p in cifar_resnet(depth).parameters()),
             "device": m["device"], "measured_batch": batch_size, "measured_iters": iters,
             "ms_per_iter_b128": round(ms128, 1), "hours_for_64k": round(ms128 * 64_000 / 3.6e6, 1),
             "memory_mb_measured": round(m["memory_bytes"] / 2**20), "scaled_from_smaller_batch": batch_size != 128}
+    if cache:
+        atomic_write_json(cache, {**cost, "provenance": provenance(dev)})
+    return cost
 
 
 def resnet1202_text(cost: dict) -> str:
