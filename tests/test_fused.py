@@ -4,7 +4,7 @@ import dataclasses
 import pytest
 import torch
 
-from resnet_lib.data.cifar import load_cifar10, make_loaders
+from resnet_lib.data.cifar import TensorLoader, load_cifar10, make_loaders
 from resnet_lib.engine.config import TrainConfig
 from resnet_lib.engine.loop import fit
 from resnet_lib.experiments.cifar_runs import CifarRun
@@ -80,6 +80,7 @@ def _runs(iters, **kw):
 def _alone(run, data, dtype):
     """One run trained by the engine's ``fit`` exactly as ``run_cifar`` sets it up (seed, init, loaders)."""
     train, test = make_loaders(data, batch_size=run.train.batch_size, subset=run.subset, seed=run.train.seed)
+    test = TensorLoader(test.x[:32], test.y[:32], 32, mean=test.mean)  # evaluation does not touch the weights
     torch.manual_seed(run.train.seed)
     net = cifar_resnet(run.depth, run.shortcut, run.residual).to(dtype)
     if dtype == torch.float64:
