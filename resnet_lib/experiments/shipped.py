@@ -220,16 +220,17 @@ def plot_fig7(paper_scale: dict, own: dict | None = None):
 # ----------------------------------------------------------------------------- ResNet-1202's cost
 
 def _measure(depth: int, batch_size: int, iters: int, device: str) -> dict:
-    """Runs in a fresh process (``resnet1202_cost``): ms per SGD step and the memory it takes on top of the
-    model, measured (CUDA: peak allocated; CPU: growth of the process's peak resident size)."""
+    """Runs in a fresh process (``resnet1202_cost``): ms per SGD step, and the memory the training takes:
+    weights, gradients, momentum and activations (CUDA: peak allocated; CPU: growth of the process's peak
+    resident size from before the net was built)."""
     dev = pick_device(device)
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     torch.manual_seed(0)
     net = cifar_resnet(depth).to(dev)
     opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=1e-4)
     x = torch.randn(batch_size, 3, 32, 32, device=dev)
     y = torch.randint(0, 10, (batch_size,), device=dev)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
-    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
     times = []
     for _ in range(iters + 1):  # the first step warms up (allocations, kernel choice) and is not timed
         sync()
@@ -277,11 +278,14 @@ def resnet1202_cost(device="auto", iters: int | None = None, batch_size: int | N
 
 def resnet1202_text(cost: dict) -> str:
     """One sentence on what the measured run says ResNet-1202 would cost here (Table 6's last row)."""
-    paper = targets()["cifar10_table6_test_error_pct"]["ResNet-1202"]
+    paper = _paper_cell(int(cost["net"].split("-")[1]))
+    paper = f"{paper}% test error" if paper else "not in Table 6"
     how = (f"measured over {cost['measured_iters']} SGD step(s) at batch {cost['measured_batch']} and scaled to "
            "128 images per step" if cost["scaled_from_smaller_batch"] else
            f"measured over {cost['measured_iters']} SGD steps at batch 128")
-    return (f"**{cost['net']}** ({cost['params']:,} parameters; the paper: {paper}% test error) would take about "
-            f"{cost['ms_per_iter_b128']:,.0f} ms per iteration on {cost['device']} ({how}, fp32), so "
-            f"**{cost['hours_for_64k']:,} hours** for the paper's 64k iterations; the step took "
-            f"{cost['memory_mb_measured']:,} MB of memory at batch {cost['measured_batch']}. It is not trained here.")
+    ms = cost["ms_per_iter_b128"]
+    per_iter = f"{ms:,.0f} ms" if ms < 10_000 else f"{ms / 1000:,.0f} s"
+    return (f"**{cost['net']}** ({cost['params']:,} parameters; the paper: {paper}) would take about "
+            f"{per_iter} per iteration on {cost['device']} ({how}, fp32), so **{cost['hours_for_64k']:,} hours** for "
+            f"the paper's 64k iterations; training took {cost['memory_mb_measured']:,} MB of memory (weights, gradients, "
+            f"momentum and activations at batch {cost['measured_batch']}). It is not trained here.")
