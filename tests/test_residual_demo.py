@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from resnet_lib.experiments import residual_demo as rd
-from resnet_lib.models.cifar import BasicBlock, cifar_resnet
+from resnet_lib.models.blocks import BasicBlock
+from resnet_lib.models.cifar import cifar_resnet
 
 
 def test_zero_branch_block_is_exactly_the_identity():

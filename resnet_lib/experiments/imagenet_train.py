@@ -44,7 +44,7 @@ from ..data.imagenet import (
 from ..engine.config import TrainConfig
 from ..engine.distributed import DistEnv
 from ..engine.loop import fit
-from ..models.registry import build_model
+from ..models.imagenet import ImageNetSpec, from_spec
 from .imagenet_eval import evaluate_modes
 
 IMAGENET_TRAIN_IMAGES = 1_281_167  # ILSVRC-2012 training set; 5005 iterations per epoch at batch 256
@@ -177,22 +177,15 @@ def folder_data(root, *, batch_size: int = 256, aug: AugConfig = AugConfig(), se
 # Training
 # ---------------------------------------------------------------------------------------------------
 
-def model_spec(depth: int, num_classes: int, residual: bool = True, shortcut: str = "B",
-               small_input: bool = False) -> dict:
-    """The JSON description ``resnet_lib.train.build_model`` rebuilds a network from."""
-    return {"kind": "imagenet", "depth": depth, "residual": residual, "shortcut": shortcut,
-            "num_classes": num_classes, "small_input": small_input}
-
-
-def train_imagenet(data: RunData, spec: dict, recipe: ImageNetRecipe = ImageNetRecipe(), *, run_dir=None,
+def train_imagenet(data: RunData, spec: ImageNetSpec, recipe: ImageNetRecipe = ImageNetRecipe(), *, run_dir=None,
                    device="auto", progress: bool = True) -> tuple[torch.nn.Module, dict]:
     """Build the network of ``spec`` (seeded by ``recipe.train.seed``) and train it with ``fit`` and a
     :class:`PlateauSchedule`; returns ``(model, result)``. Runs under torchrun unchanged."""
     torch.manual_seed(recipe.train.seed)
-    model = build_model(spec)
+    model = from_spec(spec)
     schedule = PlateauSchedule(recipe.train.lr, recipe.plateau)
     result = fit(model, data.train, data.val, recipe.train, run_dir=run_dir, schedule=schedule, device=device,
-                 progress=progress, spec=spec, desc=f"ResNet-{spec['depth']}")
+                 progress=progress, spec=spec.to_dict(), desc=f"ResNet-{spec.depth}")
     result["lr_drops"] = list(schedule.drops)
     return model, result
 
@@ -262,7 +255,7 @@ def cli(argv: list[str] | None = None) -> int:
                                 eval_every=min(a.eval_every or epoch, a.iters),
                                 checkpoint_every=min(a.eval_every or epoch, a.iters))
     recipe = ImageNetRecipe(cfg, PlateauConfig(patience=a.patience), aug)
-    spec = model_spec(a.depth, len(data.classes), not a.plain, a.shortcut, a.small_input)
+    spec = ImageNetSpec(a.depth, not a.plain, a.shortcut, len(data.classes), small_input=a.small_input)
     run_dir = Path(a.out) if a.out else output_dir() / "runs" / f"imagenet_{'plain' if a.plain else 'resnet'}{a.depth}"
     model, result = train_imagenet(data, spec, recipe, run_dir=run_dir, device=device, progress=env.main)
     summary = {"run_dir": str(run_dir), **result.get("final", {}), "lr_drops": result["lr_drops"],

@@ -21,7 +21,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.cifar import load_cifar10, stratified_indices
-from ..models.cifar import BasicBlock, cifar_resnet
+from ..models.blocks import BasicBlock
+from ..models.cifar import cifar_resnet
 
 BLOCKS = ("plain", "residual", "highway")
 

@@ -15,7 +15,6 @@ torchvision's order (conv before its BN): the CIFAR nets of ``models.cifar`` and
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -23,10 +22,10 @@ import torch
 from torch import nn
 
 from ..base.device import autocast, pick_device, use_bf16
-from ..data.cifar import TensorLoader, load_cifar10, make_loaders, stratified_indices
-from ..engine.loop import fit
-from ..models.cifar import cifar_resnet
-from .cifar_runs import list_runs, paper_recipe
+from ..data.cifar import TensorLoader, load_cifar10, stratified_indices
+from .cifar_runs import CifarRun, list_runs, paper_recipe, run_cifar
+
+BRIEF_TEST_IMAGES = 500  # the test set of train_brief: enough for a response std, not for an error
 
 
 def conv3x3_bn_pairs(model: nn.Module) -> list[tuple[str, nn.BatchNorm2d]]:
@@ -139,26 +138,17 @@ def stored_runs(root) -> dict[tuple[int, bool], dict]:
 def train_brief(depth: int, residual: bool, root, iters: int = 30, batch_size: int = 64, subset: int = 5000,
                 device="auto", progress: bool = True, data=None) -> dict:
     """A short run of the paper's recipe (Sec. 4.2, with the warm-up for 110 layers) on a stratified subset,
-    stored under ``root`` like notebook 03's runs; an existing one is reused. Evaluates on 500 test images
-    only, since this run exists for its layer responses, not its error."""
-
+    through notebook 03's runner (``cifar_runs.run_cifar``), stored under ``root``; an existing one is reused.
+    Its test set is 500 stratified test images only, since this run exists for its layer responses, not its
+    error."""
     cfg = dataclasses.replace(paper_recipe(depth).with_iters(iters), batch_size=batch_size, eval_every=iters,
                               checkpoint_every=0)
-    name = f"{'resnet' if residual else 'plain'}{depth}_brief_it{iters}_b{batch_size}_n{subset}"
-    run_dir = Path(root) / name
-    dev = pick_device(device)
-    if not (run_dir / "result.json").exists():
-        data = data or load_cifar10()
-        train_src, test_src = make_loaders(data, batch_size=batch_size, subset=subset, device=dev)
-        keep = stratified_indices(test_src.y.cpu(), 500, seed=0).to(test_src.device)
-        small = TensorLoader(test_src.x[keep], test_src.y[keep], 500, mean=test_src.mean, device=dev)
-        torch.manual_seed(cfg.seed)
-        spec = {"kind": "cifar", "depth": depth, "residual": residual, "shortcut": "A", "num_classes": 10}
-        fit(cifar_resnet(depth, residual=residual), train_src, small, cfg, run_dir=run_dir, device=dev,
-            progress=progress, spec=spec, desc=name)
-    res = json.loads((run_dir / "result.json").read_text())
-    res["run_dir"] = str(run_dir)
-    return res
+    data = data or load_cifar10()
+    keep = stratified_indices(data.y_test, BRIEF_TEST_IMAGES, seed=0)
+    small = dataclasses.replace(data, x_test=data.x_test[keep], y_test=data.y_test[keep])
+    run = CifarRun(depth, residual, "A", cfg, subset=subset)
+    res = run_cifar(run, root, device, progress=progress, data=small)
+    return {**res, "run_dir": str(Path(root) / run.slug)}
 
 
 def response_source(n: int = 500, batch_size: int = 250, device="cpu", data=None):
