@@ -21,15 +21,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 import torchvision
 from matplotlib.patches import Rectangle
-from PIL import Image
 from torch import Tensor
 from torchvision.models.detection._utils import BoxCoder
 
 from ..base.paths import tiny_imagenet_dir
+from .images import read_image
 
 IMAGE_SIZE = 64  # Tiny ImageNet images are 64x64
 
@@ -152,12 +151,13 @@ class BoxSet:
                 f"mean box area {box_area_fraction(self.boxes, self.images.shape[-1]).mean():.2f} of the image)")
 
 
-def read_image(path: Path, size: int = IMAGE_SIZE) -> np.ndarray:
-    with Image.open(path) as im:
-        if im.size != (size, size):
-            raise ValueError(f"{path} is {im.size[0]}x{im.size[1]}, but its boxes were read for {size}x{size}; "
-                             "pass the images' true size as size=")
-        return np.asarray(im.convert("RGB"))  # some Tiny ImageNet JPEGs are grayscale
+def read_sized_image(path: Path, size: int = IMAGE_SIZE) -> torch.Tensor:
+    """``images.read_image`` (uint8, 3 x H x W), checked to be the size its boxes were read for."""
+    img = read_image(path)
+    if img.shape[-2:] != (size, size):
+        raise ValueError(f"{path} is {img.shape[-1]}x{img.shape[-2]}, but its boxes were read for {size}x{size}; "
+                         "pass the images' true size as size=")
+    return img
 
 
 def select(records: list[BoxRecord], classes: list[str], per_class: int | None = None) -> list[BoxRecord]:
@@ -178,7 +178,7 @@ def to_box_set(records: list[BoxRecord], classes: list[str], size: int = IMAGE_S
     missing = sorted({r.wnid for r in records} - set(index))
     if missing:
         raise ValueError(f"classes {missing[:3]} of these records are not in the class list; pass them in classes=")
-    images = torch.from_numpy(np.stack([read_image(r.image, size) for r in records])).permute(0, 3, 1, 2)
+    images = torch.stack([read_sized_image(r.image, size) for r in records])
     return BoxSet(images.contiguous(), torch.tensor([index[r.wnid] for r in records]),
                   torch.tensor([r.box for r in records], dtype=torch.float32), list(classes),
                   [r.image.name for r in records])

@@ -27,20 +27,10 @@ import torch
 from ..base.device import pick_device, use_bf16
 from ..base.io import atomic_write_json
 from ..base.paths import output_dir, tiny_imagenet_dir
-from ..data.imagenet import (
-    IMAGENET_EIGVAL,
-    IMAGENET_EIGVEC,
-    TINY_AUG,
-    AugConfig,
-    FolderDataset,
-    FolderSource,
-    LazyImages,
-    TensorSource,
-    image_folders,
-    load_tiny_imagenet,
-    pixel_mean,
-    pixel_mean_of_files,
-)
+from ..data.imagenet import IMAGENET_EIGVAL, IMAGENET_EIGVEC, TINY_AUG, AugConfig, pixel_mean
+from ..data.imagenet_sources import FolderDataset, FolderSource, LazyImages, TensorSource, pixel_mean_of_files
+from ..data.images import image_folders
+from ..data.tiny_imagenet import load_tiny_imagenet
 from ..engine.config import TrainConfig
 from ..engine.distributed import DistEnv
 from ..engine.loop import fit

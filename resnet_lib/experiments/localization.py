@@ -216,7 +216,7 @@ def crop_boxes(boxes: Tensor, windows: Tensor, size: int) -> Tensor:
     return B.clip_boxes(moved, (size, size))
 
 
-def crop_resize(images: Tensor, windows: Tensor, size: int) -> Tensor:
+def crop_windows(images: Tensor, windows: Tensor, size: int) -> Tensor:
     """Cut each image's window (N, 4) out and resize it to ``size`` x ``size`` in one batched call
     (torchvision's RoIAlign, bilinear); returns float images in 0..255."""
     rois = torch.cat([torch.arange(len(windows), dtype=windows.dtype)[:, None], windows], 1)
@@ -240,7 +240,7 @@ def random_crops(images: Tensor, boxes: Tensor, min_crop: int, flip: bool, g: to
         raise ValueError(f"random_crops expects square images, got {h}x{w}; resize or pad them first")
     B.check_boxes(boxes, h, w, "random_crops")
     windows = random_windows(n, w, min_crop, g)
-    out = crop_resize(images, windows, w)
+    out = crop_windows(images, windows, w)
     new_boxes = crop_boxes(boxes, windows, w)
     if flip:
         mirror = torch.rand(n, generator=g) < 0.5
@@ -355,7 +355,7 @@ def predict_boxes(model: RPNLocalizer, images: Tensor, classes: Tensor, *, mean:
         x = images[start:start + batch_size]
         if mode == "1-crop":  # the centre crop, resized to the network's input size as in training
             window = center_window(len(x), w, crop or model.cfg.crop)
-            x = crop_resize(x, window, w)
+            x = crop_windows(x, window, w)
         with autocast(dev, bf16):
             out = model(normalize(x.to(dev), mean.to(dev), std.to(dev)))
         boxes = class_boxes(out, classes[start:start + batch_size].to(dev), vote).float().cpu()
