@@ -26,6 +26,7 @@ import torchvision
 from matplotlib.patches import Rectangle
 from torch import Tensor
 from torchvision.models.detection._utils import BoxCoder
+from torchvision.ops import roi_align
 
 from ..base.paths import tiny_imagenet_dir
 from .images import read_image
@@ -282,3 +283,53 @@ def box_grid(images: Tensor, layers: list[list[tuple[Tensor, str, list[str] | No
             ax.set_axis_off()
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- crops that carry their boxes
+
+def crop_boxes(boxes: Tensor, windows: Tensor, size: int) -> Tensor:
+    """Boxes seen through crop ``windows`` (N, 4) that are resized to ``size`` x ``size``: shifted by the
+    window's corner, scaled, clipped to the crop (the part of an object inside the crop is its box)."""
+    x0, y0 = windows[:, 0:1], windows[:, 1:2]
+    scale = size / (windows[:, 2:3] - windows[:, 0:1])
+    moved = (boxes - torch.cat([x0, y0, x0, y0], 1)) * scale
+    return clip_boxes(moved, (size, size))
+
+
+def crop_windows(images: Tensor, windows: Tensor, size: int) -> Tensor:
+    """Cut each image's window (N, 4) out and resize it to ``size`` x ``size`` in one batched call
+    (torchvision's RoIAlign, bilinear); returns float images in 0..255."""
+    rois = torch.cat([torch.arange(len(windows), dtype=windows.dtype)[:, None], windows], 1)
+    return roi_align(images.float(), rois, output_size=size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
+
+
+def random_windows(n: int, size: int, min_crop: int, g: torch.Generator) -> Tensor:
+    """Random square windows of side ``min_crop``..``size`` px inside ``size`` x ``size`` images."""
+    side = torch.randint(min_crop, size + 1, (n,), generator=g).float()
+    x0 = (torch.rand(n, generator=g) * (size - side + 1)).floor()
+    y0 = (torch.rand(n, generator=g) * (size - side + 1)).floor()
+    return torch.stack([x0, y0, x0 + side, y0 + side], 1)
+
+
+def random_crops(images: Tensor, boxes: Tensor, min_crop: int, flip: bool, g: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Random square crops of ``min_crop`` to full size, resized back to the image size, and random
+    mirror images, with the boxes moved along (Sec. 3.4's random crops, with its scale augmentation in
+    the form of a random crop size). Returns float images in 0..255 and the boxes."""
+    n, _, h, w = images.shape
+    if h != w:
+        raise ValueError(f"random_crops expects square images, got {h}x{w}; resize or pad them first")
+    check_boxes(boxes, h, w, "random_crops")
+    windows = random_windows(n, w, min_crop, g)
+    out = crop_windows(images, windows, w)
+    new_boxes = crop_boxes(boxes, windows, w)
+    if flip:
+        mirror = torch.rand(n, generator=g) < 0.5
+        out = torch.where(mirror[:, None, None, None], out.flip(-1), out)
+        flipped = torch.stack([w - new_boxes[:, 2], new_boxes[:, 1], w - new_boxes[:, 0], new_boxes[:, 3]], 1)
+        new_boxes = torch.where(mirror[:, None], flipped, new_boxes)
+    return out, new_boxes
+
+
+def center_window(n: int, size: int, crop: int) -> Tensor:
+    o = (size - crop) / 2
+    return torch.tensor([[o, o, o + crop, o + crop]]).expand(n, 4).clone()
