@@ -17,6 +17,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import nn
@@ -157,3 +158,80 @@ def response_source(n: int = 500, batch_size: int = 250, device="cpu", data=None
     mean = data.x_train.float().div_(255).mean(0, keepdim=True)
     keep = stratified_indices(data.y_test, n, seed=0)
     return TensorLoader(data.x_test[keep], data.y_test[keep], batch_size, mean=mean, device=device)
+
+
+# ----------------------------------------------------------------------------- beside the paper (notebook 04)
+
+def net_label(depth: int, residual: bool) -> str:
+    return f"{'ResNet' if residual else 'plain'}-{depth}"
+
+
+def plot_responses(stds: dict[tuple[int, bool], np.ndarray], depths: list[int]):
+    """Fig. 7: each net's response stds in layer order (top) and sorted by magnitude (bottom), log scale."""
+    fig, axs = plt.subplots(2, 1, figsize=(9, 6.5))
+    colors = dict(zip(depths, ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]))
+    for (d, r), s in stds.items():
+        kw = dict(color=colors[d], ls="-" if r else "--", label=net_label(d, r))
+        axs[0].plot(np.arange(1, len(s) + 1), s, **kw)
+        axs[1].plot(np.arange(1, len(s) + 1), sorted_by_magnitude(s), **kw)
+    axs[0].set_xlabel("layer index (original order)")
+    axs[1].set_xlabel("layer index (sorted by magnitude)")
+    for ax in axs:
+        ax.set_ylabel("std")
+        ax.set_yscale("log")
+    axs[0].legend(ncol=3, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def response_summary(stds: dict[tuple[int, bool], np.ndarray], depths: list[int]) -> list[dict]:
+    """Per depth: the plain and the residual net's median response std, and whether the ResNet's is smaller."""
+    out = []
+    for d in depths:
+        p, r = float(np.median(stds[(d, False)])), float(np.median(stds[(d, True)]))
+        out.append({"depth": d, "plain median std": p, "ResNet median std": r, "ResNet < plain": r < p})
+    return out
+
+
+def _deeper_smaller(summary: list[dict]) -> bool:
+    medians = [s["ResNet median std"] for s in summary]
+    return all(a > b for a, b in zip(medians, medians[1:]))
+
+
+def paper_rows(summary: list[dict], nets: dict[tuple[int, bool], dict]) -> list[dict]:
+    """Notebook 04's rows: Fig. 7 has no numbers, only two claims, (1) a ResNet's responses are smaller than
+    its plain twin's and (2) deeper ResNets have smaller responses; ``nets`` gives each net's origin and length."""
+    rows = []
+    for s in summary:
+        d, plain, res = s["depth"], nets[(s["depth"], False)], nets[(s["depth"], True)]
+        rows.append({"quantity": f"median response std, plain-{d}", "ours": round(s["plain median std"], 3),
+                     "paper": None, "unit": "", "note": f"{plain['origin']}, {plain['iters']} iterations"})
+        rows.append({"quantity": f"median response std, ResNet-{d}", "ours": round(s["ResNet median std"], 3),
+                     "paper": "smaller than plain (Fig. 7)", "unit": "", "note": f"{res['origin']}, {res['iters']} iterations"})
+    smaller = sum(s["ResNet < plain"] for s in summary)
+    rows.append({"quantity": "ResNet responses smaller than plain, depths", "ours": f"{smaller}/{len(summary)}",
+                 "paper": f"{len(summary)}/{len(summary)}", "unit": "", "note": "median over layers"})
+    rows.append({"quantity": "deeper ResNet has smaller responses", "ours": "yes" if _deeper_smaller(summary) else "no",
+                 "paper": "yes", "unit": "", "note": "ResNet-" + " > ResNet-".join(str(s["depth"]) for s in summary)})
+    return rows
+
+
+def verdict(summary: list[dict], nets: dict[tuple[int, bool], dict], brief_iters: int) -> str:
+    """What notebook 04's measurements show, in Markdown bullets; ``brief_iters``: length of the runs trained here."""
+    lines = [
+        f"- ResNet responses are smaller than the plain net's at {sum(s['ResNet < plain'] for s in summary)} of "
+        f"{len(summary)} depths (median std: " + "; ".join(
+            f"{s['depth']} layers: plain {s['plain median std']:.2f}, ResNet {s['ResNet median std']:.2f}"
+            for s in summary) + ").",
+        f"- Deeper ResNets have smaller responses: **{'yes' if _deeper_smaller(summary) else 'no'}** (median std by "
+        "depth " + ", ".join(f"{s['depth']}: {s['ResNet median std']:.2f}" for s in summary)
+        + "; the paper has them decreasing).",
+    ]
+    if any(n["origin"] == "trained here" for n in nets.values()):
+        lines.append(
+            f"- Some nets were trained for only {brief_iters} iterations here. After so few steps the BN scales have "
+            "hardly moved from 1 and the running statistics lag the weights, so the responses say more about how "
+            "training *starts* than about the converged nets of Fig. 7; plain nets of 56 and 110 layers in particular "
+            "may have diverged or be unstable. Run notebook 03 with the paper's schedule (or larger `ITERS`) for the "
+            "real comparison.")
+    return "\n".join(lines)
