@@ -10,7 +10,7 @@ from resnet_lib.base.paper import targets
 def test_notebook_05_records_three_test_modes_beside_the_paper(run_tiny, nb_out):
     res = run_tiny("05")
     p = res["parameters"]
-    assert (p["CLASSES"], p["VAL_PER_CLASS"], p["ITERS"], p["EVAL_EVERY"]) == (2, 4, 4, 2)
+    assert (p["NUM_CLASSES"], p["VAL_PER_CLASS"], p["ITERS"], p["EVAL_EVERY"]) == (2, 4, 4, 2)
 
     # every mode tested on the 8 validation images: errors are multiples of 1/8
     assert set(res["tests"]) == {"center", "10crop", "multiscale"}

@@ -9,8 +9,8 @@ image_size, epochs, identity_steps, flow_batch, highway_depth``.
 """
 from __future__ import annotations
 
-import numpy as np
 import matplotlib.pyplot as plt
+import numpy as np
 from matplotlib.figure import Figure
 
 MEAN_PREDICTOR_MSE = 1 - 2 / np.pi  # learning y = x for |N(0, 1)| inputs: predicting the mean scores 0.363
