@@ -256,3 +256,11 @@ def paper_rows(maps: dict[str, dict], note: str = "") -> list[dict]:
                          "paper": round(t8[paper_key]["ResNet-101"] - t8[paper_key]["VGG-16"], 1), "unit": "points",
                          "note": "paper: ResNet-101 over VGG-16 (Table 8); Table 7's VOC 2007 gain is 3.2"})
     return rows
+
+
+def box_layers(detection: dict[str, Tensor], target: dict[str, Tensor], classes: list[str], thresh: float = 0.3) -> list:
+    """``data.boxes.draw_boxes`` layers for one image: the true boxes in lime, the detections scoring at least
+    ``thresh`` in red with their class name and score."""
+    keep = detection["scores"] >= thresh
+    labels = [f"{classes[int(c) - 1][:9]} {s:.2f}" for c, s in zip(detection["labels"][keep], detection["scores"][keep])]
+    return [(target["boxes"], "lime", None), (detection["boxes"][keep], "red", labels)]
