@@ -15,7 +15,13 @@ def test_notebook_03_tiny_run_saves_its_table(run_tiny, nb_out):
         assert 0 <= t["train_err_pct"] <= 100 and 0 <= t["test_err_pct"] <= 100
         assert t["iters"] == 8 and t["train_images"] == 500
     assert res["table"][1]["params"] == 75290  # 6n+2 with n=1, option A
-    assert "text" in res["degradation"]
+    # the verdict is the one degradation() gives for the table's own training errors
+    story, err = res["degradation"], {t["net"]: t["train_err_pct"] for t in res["table"]}
+    assert (story["shallow"], story["deep"]) == (8, 14)
+    assert story["plain_gap_pts"] == pytest.approx(err["plain-14"] - err["plain-8"], abs=0.02)
+    assert story["resnet_gap_pts"] == pytest.approx(err["ResNet-14"] - err["ResNet-8"], abs=0.02)
+    shows = story["plain_gap_pts"] > 1
+    assert story["text"].startswith("This run shows" if shows else "This run does not show degradation")
     qs = [r["quantity"] for r in res["rows"]]
     assert "ResNet-14 test error" in qs and "ResNet-14 parameters" in qs
     assert (nb_out / NB / "fig6_curves.png").stat().st_size > 10_000
