@@ -87,6 +87,18 @@ def _check_image(image: Path, where: str) -> Path:
     return image
 
 
+def _annotation_lines(path: Path, form: str):
+    """``(where, fields)`` of each non-blank line of an annotation file, checked to have ``form``'s fields."""
+    n_fields = len(form.split())
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        where, fields = f"{path}:{n}", line.split()
+        if len(fields) != n_fields:
+            raise ValueError(f"{where}: expected '{form}' ({n_fields} fields), got {len(fields)}: {line!r}")
+        yield where, fields
+
+
 def read_train_boxes(wnid: str, root: str | os.PathLike | None = None, size: int = IMAGE_SIZE) -> list[BoxRecord]:
     """The boxes of one training class, from ``train/<wnid>/<wnid>_boxes.txt``."""
     folder = tiny_imagenet_dir(root) / "train" / wnid
@@ -95,13 +107,7 @@ def read_train_boxes(wnid: str, root: str | os.PathLike | None = None, size: int
         raise FileNotFoundError(f"{path} is missing: class {wnid} has no box file; check that {wnid} is in "
                                 "wnids.txt and that the train folder was unzipped completely")
     records = []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        fields = line.split()
-        if len(fields) != 5:
-            raise ValueError(f"{where}: expected 'file x0 y0 x1 y1' (5 fields), got {len(fields)}: {line!r}")
+    for where, fields in _annotation_lines(path, "file x0 y0 x1 y1"):
         image = _check_image(folder / "images" / fields[0], where)
         records.append(BoxRecord(image, wnid, parse_box(fields[1:], where, size)))
     return records
@@ -117,13 +123,7 @@ def read_val_annotations(root: str | os.PathLike | None = None, classes: list[st
         raise FileNotFoundError(f"{path} is missing; unzip the val folder of tiny-imagenet-200 there")
     known = set(classes if classes is not None else read_wnids(base))
     records = []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        fields = line.split()
-        if len(fields) != 6:
-            raise ValueError(f"{where}: expected 'file wnid x0 y0 x1 y1' (6 fields), got {len(fields)}: {line!r}")
+    for where, fields in _annotation_lines(path, "file wnid x0 y0 x1 y1"):
         if fields[1] not in known:
             raise ValueError(f"{where}: class {fields[1]} is not in the class list (wnids.txt); "
                              "add it to wnids.txt or delete that line")

@@ -57,6 +57,14 @@ def make_shortcut(option: str, in_planes: int, out_planes: int, stride: int) -> 
     return nn.Sequential(conv1x1(in_planes, out_planes, stride), nn.BatchNorm2d(out_planes))
 
 
+def add_shortcut(block: nn.Module, out: Tensor, x: Tensor) -> Tensor:
+    """A block's last step: Eq. (1)/(2), y = F(x) + x (or W_s x with a ``downsample``), then the ReLU after the
+    addition (Fig. 2); a plain block (``residual=False``) has the ReLU only."""
+    if block.residual:
+        out = out + (x if block.downsample is None else block.downsample(x))
+    return block.relu(out)
+
+
 class BasicBlock(nn.Module):
     """Two 3x3 convs (Fig. 5 left); with ``residual`` the output is relu(F(x) + x) (Eqn. 1, Fig. 2).
     ``residual=False`` drops the shortcut: the plain nets of Sec. 4.1 and 4.2."""
@@ -75,18 +83,12 @@ class BasicBlock(nn.Module):
         self.downsample = make_shortcut(shortcut, in_planes, planes, stride) if residual else None
 
     def forward(self, x: Tensor) -> Tensor:
-        identity = x
         out = self.conv1(x)
         out = self.bn1(out)
         out = self.relu(out)
         out = self.conv2(out)
         out = self.bn2(out)
-        if self.residual:
-            if self.downsample is not None:
-                identity = self.downsample(x)
-            out = out + identity  # Eq. (1)/(2): y = F(x) + x (or W_s x); ReLU after the addition (Fig. 2)
-        out = self.relu(out)
-        return out
+        return add_shortcut(self, out, x)
 
 
 def init_weights(model: nn.Module) -> None:

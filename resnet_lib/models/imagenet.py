@@ -32,7 +32,7 @@ from torch import Tensor, nn
 
 # The conv helpers, the option A/B/C shortcut and BasicBlock are shared with the CIFAR nets and come first in
 # torchvision's reading order: they live in ``models.blocks``. This module continues with Bottleneck.
-from .blocks import BasicBlock, check_shortcut, conv1x1, conv3x3, init_weights, make_shortcut, spec_fields
+from .blocks import BasicBlock, add_shortcut, check_shortcut, conv1x1, conv3x3, init_weights, make_shortcut, spec_fields
 
 # Table 1: blocks per stage (conv2_x .. conv5_x) for each depth, and which block builds it.
 _STAGES = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
@@ -95,7 +95,6 @@ class Bottleneck(nn.Module):
         self.downsample = make_shortcut(shortcut, in_planes, out_planes, stride) if residual else None
 
     def forward(self, x: Tensor) -> Tensor:
-        identity = x
         out = self.conv1(x)
         out = self.bn1(out)
         out = self.relu(out)
@@ -104,12 +103,7 @@ class Bottleneck(nn.Module):
         out = self.relu(out)
         out = self.conv3(out)
         out = self.bn3(out)
-        if self.residual:
-            if self.downsample is not None:
-                identity = self.downsample(x)
-            out = out + identity
-        out = self.relu(out)
-        return out
+        return add_shortcut(self, out, x)
 
 
 class ImageNetResNet(nn.Module):
