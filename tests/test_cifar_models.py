@@ -8,7 +8,9 @@ import torch.nn.functional as F
 
 from resnet_lib.base.paper import cifar_params_exact
 from resnet_lib.models.blocks import BasicBlock, ZeroPadShortcut
-from resnet_lib.models.cifar import cifar_plain, cifar_resnet, count_parameters
+from resnet_lib.models.cifar import CifarNetSpec, cifar_plain, cifar_resnet, count_parameters
+from resnet_lib.models.imagenet import ImageNetSpec
+from resnet_lib.models.registry import build_model
 
 
 @pytest.mark.parametrize("depth", [20, 32, 44, 56, 110, 1202])
@@ -90,9 +92,6 @@ def test_torch_compile_matches_eager():
 
 
 def test_specs_round_trip_through_the_dict_checkpoints_store():
-    from resnet_lib.models.cifar import CifarNetSpec
-    from resnet_lib.models.imagenet import ImageNetSpec
-    from resnet_lib.models.registry import build_model
     for spec in (CifarNetSpec(32, False, "B"), ImageNetSpec(50, shortcut="C", num_classes=7, small_input=True)):
         d = spec.to_dict()
         assert type(spec).from_dict(d) == spec and build_model(d).spec == spec

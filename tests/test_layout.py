@@ -153,3 +153,21 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_no_import_cycle_between_modules():
     assert find_cycle(_module_graph()) is None, f"import cycle: {' -> '.join(find_cycle(_module_graph()))}"
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]  # the check can fail
+
+
+def test_one_alias_per_module_across_notebooks():
+    """``cx`` means one module in every notebook, and a module goes by one name."""
+    names: dict[str, set[str]] = {}  # alias -> modules
+    aliases: dict[str, set[str]] = {}  # module -> aliases
+    for path in NOTEBOOKS:
+        for cell in json.loads(path.read_text())["cells"]:
+            if cell["cell_type"] != "code":
+                continue
+            for node in ast.walk(ast.parse("".join(cell["source"]))):
+                if isinstance(node, (ast.Import, ast.ImportFrom)):
+                    for a in node.names:
+                        module = f"{node.module}.{a.name}" if isinstance(node, ast.ImportFrom) else a.name
+                        names.setdefault(a.asname or a.name, set()).add(module)
+                        aliases.setdefault(module, set()).add(a.asname or a.name)
+    assert not {a: m for a, m in names.items() if len(m) > 1}, "one name, several modules"
+    assert not {m: a for m, a in aliases.items() if len(a) > 1}, "one module, several names"
