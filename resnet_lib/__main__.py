@@ -9,6 +9,7 @@ COMMANDS = {
     "fetch": ("resnet_lib.data.cifar:cli", "fetch and verify CIFAR-10 into the cache folder"),
     "train": ("resnet_lib.experiments.cifar_runs:cli", "train a CIFAR-10 plain or residual net (paper Section 4.2)"),
     "run-notebooks": ("resnet_lib.runner.cli:run_notebooks", "the main job: execute every notebook, then the summary"),
+    "book": ("resnet_lib.runner.book:cli", "the executed notebooks as a static site: <out>/book/index.html"),
     "parameterize": ("resnet_lib.runner.cli:parameterize", "write notebooks with (tiny) parameters injected, unexecuted"),
     "sweep": ("resnet_lib.runner.sweep:cli", "run a notebook over a grid of parameters and gather the results"),
     "train-imagenet": ("resnet_lib.experiments.imagenet_train:cli", "train on an ImageFolder / Tiny ImageNet (torchrun-ready)"),
