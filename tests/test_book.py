@@ -118,7 +118,7 @@ def test_widgets_become_their_last_state():
              "out": {"model_name": "OutputModel", "state": {"outputs": [
                  {"output_type": "display_data", "data": {"image/png": "iVBORw0KGgo="}, "metadata": {}}]}}}
     view = "application/vnd.jupyter.widget-view+json"
-    cell = {"cell_type": "code", "execution_count": 1, "metadata": {}, "source": "", "outputs": [
+    cell = {"cell_type": "code", "id": "planted", "execution_count": 1, "metadata": {}, "source": "", "outputs": [
         {"output_type": "display_data", "metadata": {}, "data": {view: {"model_id": m}, "text/plain": "HBox()"}}
         for m in ("bar", "ui")]}
     nb = book.static_notebook({"nbformat": 4, "nbformat_minor": 5, "cells": [cell], "metadata": {
