@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlparse
 
 import pytest
 
-from resnet_lib.paths import project_root
+from resnet_lib.base.paths import project_root
 from resnet_lib.runner import book, notebooks
 
 SHOTS = project_root() / "build" / "book"
