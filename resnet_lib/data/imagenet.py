@@ -42,6 +42,7 @@ from torchvision.ops import roi_align
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
+from ..base.errors import UserError
 from ..base.paths import tiny_imagenet_dir
 from .boxes import read_wnids, read_words
 
@@ -116,10 +117,10 @@ def list_images(root: str | Path, classes: Sequence[str] | None = None) -> tuple
     samples = []
     for label, name in enumerate(classes):
         files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:  # as torchvision's ImageFolder: a class nothing can teach or test is a broken data set
+            raise UserError(f"class folder {root / name} holds no images (extensions {', '.join(IMAGE_EXTENSIONS)}); "
+                            "add its images, or remove the folder from every split so the class is left out")
         samples += [(p, label) for p in files]
-    if not samples:
-        raise ValueError(f"image folder {root} has class folders but no images with extensions "
-                         f"{', '.join(IMAGE_EXTENSIONS)}")
     return samples, classes
 
 
@@ -239,8 +240,13 @@ def tiny_imagenet_samples(root: str | Path, split: str, classes: Sequence[str]) 
         if missing:
             raise ValueError(f"classes {missing[:5]} have no folder under {root / 'train'}; the data set "
                              "is incomplete: unzip tiny-imagenet-200.zip again")
-        return [(p, index[w]) for w in classes
-                for p in sorted((root / "train" / w / "images").glob("*.JPEG"), key=_natural)]
+        found = {w: sorted((root / "train" / w / "images").glob("*.JPEG"), key=_natural) for w in classes}
+        empty = [w for w in classes if not found[w]]
+        if empty:
+            raise UserError(f"class folder {root / 'train' / empty[0] / 'images'} holds no .JPEG images"
+                            f"{f' (nor do {len(empty) - 1} more)' if len(empty) > 1 else ''}: the data set is "
+                            "incomplete; unzip tiny-imagenet-200.zip again, or choose other classes")
+        return [(p, index[w]) for w in classes for p in found[w]]
     if split == "val":
         ann = root / "val" / "val_annotations.txt"
         if not ann.is_file():

@@ -18,6 +18,7 @@ the items of a list are checked against the default's items (``DEPTHS = [20, 56]
 from __future__ import annotations
 
 import ast
+import difflib
 import json
 import os
 from pathlib import Path
@@ -93,7 +94,7 @@ def parameter_problems(known: dict, params: dict) -> list[str]:
     problems = []
     for name, value in params.items():
         if name not in known:
-            close = [k for k in known if k.lower() == name.lower()]
+            close = [k for k in known if k.lower() == name.lower()] or difflib.get_close_matches(name, known, 1, 0.75)
             hint = f" (did you mean {close[0]}?)" if close else ""
             problems.append(f"unknown parameter {name!r}{hint}")
         elif not type_ok(known[name], value):
@@ -105,9 +106,9 @@ def parameter_problems(known: dict, params: dict) -> list[str]:
     return problems
 
 
-def _raise(notebook: str, known: dict, problems: list[str]) -> None:
-    raise ParameterError(f"{notebook}: " + "; ".join(problems) +
-                         f". Its parameters are: {', '.join(f'{k}={v!r}' for k, v in known.items())}")
+def _report(notebook: str, known: dict, problems: list[str]) -> str:
+    return (f"{notebook}: " + "; ".join(problems) +
+            f". Its parameters are: {', '.join(f'{k}={v!r}' for k, v in known.items())}")
 
 
 def check_parameters(path: str | os.PathLike, params: dict) -> None:
@@ -115,7 +116,7 @@ def check_parameters(path: str | os.PathLike, params: dict) -> None:
     known = read_parameters(path)
     problems = parameter_problems(known, params)
     if problems:
-        _raise(Path(path).name, known, problems)
+        raise ParameterError(_report(Path(path).name, known, problems))
 
 
 def find_notebook_file(name: str) -> Path:
@@ -133,7 +134,8 @@ def _assigned_names(cells: list[dict]) -> set[str]:
     """Names that the notebook's own code cells assign (constants of later cells, not parameters)."""
     names = set()
     for cell in cells:
-        if cell.get("cell_type") != "code" or "parameters" in cell.get("metadata", {}).get("tags", []):
+        tags = cell.get("metadata", {}).get("tags", [])
+        if cell.get("cell_type") != "code" or "parameters" in tags or "injected-parameters" in tags:
             continue
         src = "\n".join("" if ln.lstrip().startswith(("%", "!")) else ln for ln in _source(cell).splitlines())
         try:
@@ -165,7 +167,8 @@ def check_notebook_parameters(namespace: dict, notebook: str) -> None:
         k not in later and not k.startswith("_") and (k.isupper() or k.upper() in known))}
     problems = [f"parameter {k} is not defined: run the parameters cell first" for k in known if k not in namespace]
     problems += parameter_problems(known, given)
+    unknown = [i for i, p in enumerate(problems) if p.startswith("unknown")]
+    if unknown:  # in Jupyter, a parameter just added to the cell but not saved is unknown to the file
+        problems[unknown[-1]] += " (a parameter you added to the parameters cell counts once the notebook is saved)"
     if problems:
-        problems[-1] += (" (if you added a parameter to the parameters cell, save the notebook first: this "
-                         "check reads the saved file)") if any(p.startswith("unknown") for p in problems) else ""
-        _raise(path.name, known, problems)
+        raise ParameterError(_report(path.name, known, problems))
