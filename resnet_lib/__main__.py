@@ -7,6 +7,7 @@ is reported as one line, ``error: <what, why, the fix>``, with exit code 2 and n
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import sys
 
@@ -68,6 +69,8 @@ def _message(e: BaseException) -> str:
     """The exception's own message; an OSError without one (``[Errno 28] No space left on device``)
     gets the file it concerns."""
     text = str(e) or type(e).__name__
+    if isinstance(e, json.JSONDecodeError):  # its message names neither the file nor the problem
+        text = f"a stored JSON file is damaged or was cut short ({text}); --debug shows which"
     if isinstance(e, OSError) and e.filename and str(e.filename) not in text:
         text += f": {e.filename}"
     return text

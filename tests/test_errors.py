@@ -3,6 +3,7 @@ code 2 and no traceback; ``--debug`` or RESNET_DEBUG=1 shows the traceback. The 
 runs them, in a subprocess."""
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -69,6 +70,9 @@ def test_the_handler_catches_user_errors_only(monkeypatch, capsys):
     monkeypatch.setattr(cifar_runs, "cli", raising(OSError(28, "No space left on device", "/x/checkpoint.pt")))
     assert main(["train"]) == EXIT_USER_ERROR
     assert "error: [Errno 28] No space left on device: '/x/checkpoint.pt'" in capsys.readouterr().err
+    monkeypatch.setattr(cifar_runs, "cli", raising(json.JSONDecodeError("Expecting value", "{", 1)))
+    assert main(["train"]) == EXIT_USER_ERROR
+    assert "error: a stored JSON file is damaged or was cut short" in capsys.readouterr().err
     monkeypatch.setattr(cifar_runs, "cli", raising(ZeroDivisionError("a bug")))
     with pytest.raises(ZeroDivisionError):
         main(["train"])
