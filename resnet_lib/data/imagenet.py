@@ -189,9 +189,15 @@ class ImageSet:
     classes: list[str]
     names: list[str]
     skipped: list[str] = dataclasses.field(default_factory=list)
+    paths: list[str] = dataclasses.field(default_factory=list)  # each image's file, when loaded from files
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def subset(self, idx: torch.Tensor) -> "ImageSet":
+        """The images at positions ``idx`` (same classes)."""
+        paths = [self.paths[i] for i in idx.tolist()] if self.paths else []
+        return ImageSet(self.images[idx], self.labels[idx], self.classes, self.names, [], paths)
 
 
 def _tiny_classes(root: Path, classes: int | Sequence[str] | None) -> list[str]:
@@ -284,7 +290,7 @@ def load_tiny_imagenet(root: str | Path | None = None, split: str = "train",
         raise ValueError(f"no {split} images found under {root} for classes {wnids[:5]}...")
     images, kept, skipped = load_images([p for p, _ in samples], on_bad_image=on_bad_image, progress=progress)
     labels = torch.tensor([samples[i][1] for i in kept], dtype=torch.long)
-    return ImageSet(images, labels, wnids, _class_names(root, wnids), skipped)
+    return ImageSet(images, labels, wnids, _class_names(root, wnids), skipped, [str(samples[i][0]) for i in kept])
 
 
 # ---------------------------------------------------------------------------------------------------
