@@ -19,6 +19,7 @@ COMMANDS = {
     "book": ("resnet_lib.runner.book:cli", "the executed notebooks as a static site: <out>/book/index.html"),
     "parameterize": ("resnet_lib.runner.cli:parameterize", "write notebooks with (tiny) parameters injected, unexecuted"),
     "sweep": ("resnet_lib.runner.sweep:cli", "run a notebook over a grid of parameters and gather the results"),
+    "readme": ("resnet_lib.runner.readme:cli", "rewrite the README's result blocks from results/ (--check: compare)"),
     "train-imagenet": ("resnet_lib.experiments.imagenet_train:cli", "train on an ImageFolder / Tiny ImageNet (torchrun-ready)"),
 }
 

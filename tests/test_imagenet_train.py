@@ -98,6 +98,7 @@ def test_a_stored_run_is_reused_only_on_an_exact_match(tiny, tmp_path, capsys):
     old_identity = json.loads((out / T.IDENTITY).read_text())
 
     fewer = _cli(tiny, out, "--train-per-class", "8", capsys=capsys)  # a data option: trains again
+    assert (out / "checkpoint.pt").stat().st_mtime_ns != stamp, "a stored run was reused under other settings"
     assert fewer["images"]["counts"]["train"] == 12 and first["images"]["counts"]["train"] == 18
     [aside] = tmp_path.glob("run.*")  # the older run is kept beside it, untouched
     assert aside.name == f"run.{T.identity_hash(old_identity)}"
