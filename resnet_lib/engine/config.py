@@ -12,7 +12,7 @@ class TrainConfig:
     batch_size: int = 128              # images per iteration, all ranks together (Section 4.2)
     lr: float = 0.1                    # starting learning rate
     momentum: float = 0.9
-    weight_decay: float = 1e-4         # on every parameter, BN's too, as in the authors' Torch code
+    weight_decay: float = 1e-4         # on every parameter, BN's too, as in fb.resnet.torch (FAIR's reimplementation)
     iters: int = 64_000                # "terminate training at 64k iterations"
     milestones: tuple[int, ...] = (32_000, 48_000)  # lr divided by 10 at each
     warmup: bool = False               # ResNet-110: lr 0.01 "until the training error is below 80%"

@@ -111,7 +111,8 @@ def list_runs(root: str | os.PathLike) -> list[dict]:
 
 def cli(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="python -m resnet_lib train",
-                                 description="Train a CIFAR-10 net of Section 4.2 (defaults: the paper's full recipe).")
+                                 description="Train a CIFAR-10 net of Section 4.2 (defaults: the paper's recipe; "
+                                             "precision: see --amp).")
     ap.add_argument("--depth", type=int, default=20, help="6n+2: 20, 32, 44, 56, 110, 1202")
     ap.add_argument("--plain", action="store_true", help="no shortcuts (the paper's plain net)")
     ap.add_argument("--shortcut", default="A", choices=["A", "B", "C"])
@@ -124,7 +125,9 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--normalize", default="pixel_mean", choices=["pixel_mean", "channel"])
     ap.add_argument("--eval-every", type=int, default=None)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"])
+    ap.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"],
+                    help="precision: 'auto' uses bfloat16 autocast where the device is fast at it (recent GPUs and "
+                         "CPUs), else float32; 'bf16' always; 'off' float32, as the paper trained")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default=None, help="runs folder (default: outputs/runs)")
     ap.add_argument("--force", action="store_true", help="retrain even if the run is stored")

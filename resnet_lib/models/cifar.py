@@ -126,7 +126,7 @@ class CifarNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(64, spec.num_classes)
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):  # He et al. 2015 ([13]): N(0, 2/fan_out) as in the authors' code
+            if isinstance(m, nn.Conv2d):  # He et al. 2015 ([13]): N(0, 2/fan_out) as in fb.resnet.torch
                 nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
             elif isinstance(m, nn.BatchNorm2d):
                 nn.init.ones_(m.weight)
