@@ -48,8 +48,8 @@ from .boxes import read_wnids, read_words
 
 # AlexNet's colour augmentation [21, Section 4.1] uses the PCA of ImageNet's RGB pixel values. These are
 # the eigenvalues/eigenvectors (pixels in [0, 1]) that fb.resnet.torch, Facebook AI Research's
-# public Torch reimplementation of this paper's recipe (not the authors' code), ships; rows of _IMAGENET_EIGVEC are R, G, B, columns the
-# principal components.
+# public Torch reimplementation of this paper's recipe (not the authors' code), ships; rows of
+# _IMAGENET_EIGVEC are R, G, B, columns the principal components.
 IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
 IMAGENET_EIGVEC = ((-0.5675, 0.7192, 0.4009),
                    (-0.5808, -0.0045, -0.8140),
