@@ -51,10 +51,24 @@ def gpu_speed(root: Path) -> str:
     return "\n".join(lines)
 
 
+def full_recipe_run(root: Path | None = None) -> dict:
+    """The H200 full-recipe ResNet-20 run: the summary line at the end of its log (``final``, ``wall_s``, ...)."""
+    log = ((root or project_root()) / H200 / "full_recipe_resnet20.log").read_text()
+    return [r for r in _jsonl(log) if "iters" in r][-1]
+
+
+def fig6_runs(root: Path | None = None) -> dict:
+    """The H200 quarter-schedule runs of Fig. 6's four nets, ``{("plain" | "resnet", depth): result}``."""
+    res = {}
+    for key, stem in FIG6.items():
+        [path] = sorted(((root or project_root()) / H200).glob(f"{stem}_it*.json"))
+        res[key] = json.loads(path.read_text())
+    return res
+
+
 def gpu_full_recipe(root: Path) -> str:
-    """ResNet-20 with Section 4.2's full recipe, beside Table 6: the summary line at the end of the log."""
-    log = (root / H200 / "full_recipe_resnet20.log").read_text()
-    run = [r for r in _jsonl(log) if "iters" in r][-1]
+    """ResNet-20 with Section 4.2's full recipe, beside Table 6."""
+    run = full_recipe_run(root)
     return "\n".join([
         "| ResNet-20, full recipe | test error | wall time |", "|---|---|---|",
         f"| paper, Table 6 | {cifar_table6()[20]:.2f}% | |",
@@ -64,10 +78,7 @@ def gpu_full_recipe(root: Path) -> str:
 
 def gpu_fig6(root: Path) -> str:
     """Fig. 6's four nets at a quarter of the schedule: final training / test error, and the degradation."""
-    res = {}
-    for key, stem in FIG6.items():
-        [path] = sorted((root / H200).glob(f"{stem}_it*.json"))
-        res[key] = json.loads(path.read_text())
+    res = fig6_runs(root)
     iters = res["plain", 20]["config"]["iters"]
     cell = lambda r: f"{_pct(r['final']['train_err'])} / {_pct(r['final']['test_err'])}"
     ratio = res["plain", 56]["final"]["train_err"] / res["plain", 20]["final"]["train_err"]
