@@ -17,6 +17,7 @@ progress and writes checkpoints and results.
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import os
 import time
@@ -29,7 +30,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..base.device import autocast, pick_device, use_bf16
-from ..base.io import atomic_write_json, clean_stale_temps, ensure_writable_dir, provenance
+from ..base.io import _json_default, atomic_write_json, clean_stale_temps, ensure_writable_dir, provenance
 from .checkpoint import (
     CHECKPOINT,
     FORMAT,
@@ -176,6 +177,8 @@ class Trainer:
             self.opt.load_state_dict(ckpt["optimizer"])
             self.schedule.load_state_dict(ckpt["schedule"])
             self.state = state
+        except DamagedFile:
+            raise  # found before anything was loaded
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             self.model.load_state_dict(initial)
             raise DamagedFile(f"{path} holds a run state this version cannot resume ({type(e).__name__}: "
@@ -303,6 +306,7 @@ class Trainer:
                   "precision": "bf16 autocast" if self.bf16 else "fp32", "channels_last": self.cl,
                   "world_size": self.env.world, "cuda_graph": bool(getattr(self, "graphed", False)),
                   "graph_captures": step.captures if step else 0, "provenance": provenance(self.dev), **self.extra}
+        result = json.loads(json.dumps(result, default=_json_default))  # as stored: what a later reuse returns
         if self.run_dir and self.env.main:
             atomic_write_json(self.run_dir / RESULT, result)
         return result

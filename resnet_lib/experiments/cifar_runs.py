@@ -136,7 +136,7 @@ def list_runs(root: str | os.PathLike) -> list[dict]:
     incomplete result is moved aside with a warning and left out."""
     out = []
     for p in sorted(Path(root).glob(f"*/{RESULT}")):
-        r = read_result(p, required=RUN_KEYS, rebuild="the command or notebook that made it")
+        r = read_result(p, rebuild="the command or notebook that made it")
         if r is not None:
             out.append({**r, "run_dir": str(p.parent)})
     return out

@@ -15,7 +15,6 @@ torchvision's order (conv before its BN): the CIFAR nets of ``models.cifar`` and
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
 import numpy as np
@@ -24,6 +23,7 @@ from torch import nn
 
 from ..base.device import autocast, pick_device, use_bf16
 from ..data.cifar import TensorLoader, load_cifar10, make_loaders, stratified_indices
+from ..engine.checkpoint import RESULT, read_result, run_identity
 from ..engine.loop import fit
 from ..models.cifar import cifar_resnet
 from .cifar_runs import list_runs, paper_recipe
@@ -146,19 +146,21 @@ def train_brief(depth: int, residual: bool, root, iters: int = 30, batch_size: i
                               checkpoint_every=0)
     name = f"{'resnet' if residual else 'plain'}{depth}_brief_it{iters}_b{batch_size}_n{subset}"
     run_dir = Path(root) / name
-    dev = pick_device(device)
-    if not (run_dir / "result.json").exists():
+    spec = {"kind": "cifar", "depth": depth, "residual": residual, "shortcut": "A", "num_classes": 10}
+    identity = run_identity(spec, cfg, {"subset": subset, "curve_images": 500, "final_images": 500})
+    rebuild = (f"resnet_lib.experiments.responses.train_brief({depth}, {residual}, {str(root)!r}, iters={iters}, "
+               f"batch_size={batch_size}, subset={subset}) (notebook 04 calls it)")
+    res = read_result(run_dir / RESULT, identity, rebuild)  # weights only, checked: a stored run is reused
+    if res is None:
+        dev = pick_device(device)
         data = data or load_cifar10()
         train_src, test_src = make_loaders(data, batch_size=batch_size, subset=subset, device=dev)
         keep = stratified_indices(test_src.y.cpu(), 500, seed=0).to(test_src.device)
         small = TensorLoader(test_src.x[keep], test_src.y[keep], 500, mean=test_src.mean, device=dev)
         torch.manual_seed(cfg.seed)
-        spec = {"kind": "cifar", "depth": depth, "residual": residual, "shortcut": "A", "num_classes": 10}
-        fit(cifar_resnet(depth, residual=residual), train_src, small, cfg, run_dir=run_dir, device=dev,
-            progress=progress, spec=spec, desc=name)
-    res = json.loads((run_dir / "result.json").read_text())
-    res["run_dir"] = str(run_dir)
-    return res
+        res = fit(cifar_resnet(depth, residual=residual), train_src, small, cfg, run_dir=run_dir, device=dev,
+                  progress=progress, spec=spec, desc=name, identity=identity, rebuild=rebuild)
+    return {**res, "run_dir": str(run_dir)}
 
 
 def response_source(n: int = 500, batch_size: int = 250, device="cpu", data=None):
