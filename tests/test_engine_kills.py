@@ -19,6 +19,27 @@ ROOT = Path(__file__).resolve().parents[1]
 ITERS = 60
 
 
+class _PausingFile:
+    def __init__(self, f):
+        self.f, self.writes = f, 0
+
+    def write(self, b):
+        self.writes += 1
+        if self.writes == 12:
+            self.f.flush()
+            time.sleep(0.03)
+        return self.f.write(b)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.f.close()
+
+    def __getattr__(self, name):
+        return getattr(self.f, name)
+
+
 def _train(run_dir: Path, slow_writes: bool) -> dict:
     import torch
 
@@ -28,9 +49,9 @@ def _train(run_dir: Path, slow_writes: bool) -> dict:
     from resnet_lib.models.cifar import cifar_resnet
 
     torch.set_num_threads(1)
-    if slow_writes:  # widen the window between a checkpoint's write and its rename, so kills land inside
-        real_fsync = os.fsync
-        os.fsync = lambda fd: (time.sleep(0.03), real_fsync(fd))[1]
+    if slow_writes:  # pause each file write half-way (part of it on disk), so that kills land inside writes
+        real_fdopen = os.fdopen
+        os.fdopen = lambda fd, *a, **kw: _PausingFile(real_fdopen(fd, *a, **kw))
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (48, 3, 16, 16), dtype=torch.uint8, generator=g)
     train = TensorLoader(x, torch.arange(48) % 10, 16, augment=True, shuffle=True, drop_last=True, seed=0)
