@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import io as pyio
 import json
 import os
 import re
@@ -338,34 +339,45 @@ def test_divergence_keeps_the_checkpoint_from_before_the_bad_step(tmp_path):
     assert list(tmp_path.glob("checkpoint.pt.diverged-*"))  # the diverged one kept aside, not deleted
 
 
-def test_a_full_disk_during_a_checkpoint_loses_nothing(tmp_path, monkeypatch):
+class _FillsUp(pyio.RawIOBase):
+    """A file on a disk that fills up after ``room`` bytes (unbuffered, so closing it succeeds: torch.save
+    then reports only ``RuntimeError: [enforce fail at inline_container.cc]``)."""
+
+    def __init__(self, fd, room):
+        self.fd, self.room = fd, room
+
+    def writable(self):
+        return True
+
+    def write(self, b):
+        if len(b) > self.room:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        self.room -= len(b)
+        return os.write(self.fd, b)
+
+    def close(self):
+        if not self.closed:
+            os.close(self.fd)
+        super().close()
+
+
+@pytest.mark.parametrize("disk", ["dev_full", "fills_up"])
+def test_a_full_disk_during_a_checkpoint_loses_nothing(tmp_path, monkeypatch, disk):
     cfg = TrainConfig(batch_size=16, iters=8, milestones=(4,), eval_every=4, checkpoint_every=2)
     full, _ = _fit(tmp_path / "full", cfg)
     real_fdopen = os.fdopen
     calls = {"n": 0}
 
-    class FullDisk:
-        def __init__(self, f):
-            self.f = f
-
-        def __enter__(self):
-            return self
-
-        def __exit__(self, *exc):
-            self.f.close()
-
-        def write(self, b):
-            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-
-        def __getattr__(self, k):
-            return getattr(self.f, k)
-
     def fdopen(fd, *a, **kw):  # the third checkpoint (iteration 6) meets a full disk
-        f = real_fdopen(fd, *a, **kw)
-        if ".checkpoint.pt." not in os.readlink(f"/proc/self/fd/{fd}"):
-            return f
-        calls["n"] += 1
-        return FullDisk(f) if calls["n"] == 3 else f
+        if ".checkpoint.pt." in os.readlink(f"/proc/self/fd/{fd}"):
+            calls["n"] += 1
+            if calls["n"] == 3 and disk == "fills_up":
+                return _FillsUp(fd, room=5000)
+            if calls["n"] == 3:  # /dev/full: every write fails with ENOSPC, as on a full disk
+                full = os.open("/dev/full", os.O_WRONLY)
+                os.close(fd)
+                return real_fdopen(full, *a, **kw)
+        return real_fdopen(fd, *a, **kw)
     monkeypatch.setattr(io.os, "fdopen", fdopen)
     with pytest.raises(io.WriteFailed) as e:
         _fit(tmp_path / "run", cfg)
