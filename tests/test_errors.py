@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -28,7 +29,8 @@ def cli(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
 def assert_one_message(r: subprocess.CompletedProcess, *words: str) -> str:
     assert r.returncode == EXIT_USER_ERROR, (r.returncode, r.stderr[-2000:])
     assert "Traceback" not in r.stderr, r.stderr
-    errors = [ln for ln in r.stderr.splitlines() if ln.startswith("error: ")]
+    # ours ("error: ...") or argparse's ("python -m resnet_lib train: error: ..." after its usage line)
+    errors = [ln for ln in r.stderr.splitlines() if re.match(r"(python -m resnet_lib [\w-]+: )?error: ", ln)]
     assert len(errors) == 1, r.stderr
     for w in words:
         assert w in errors[0], f"{w!r} not in {errors[0]!r}"

@@ -17,9 +17,10 @@ import torch
 import torchvision
 
 from .. import __version__
+from .errors import UserError
 
 
-class OutputNotWritable(ValueError):
+class OutputNotWritable(UserError):
     """The output folder cannot be created or written to."""
 
 

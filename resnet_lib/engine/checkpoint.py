@@ -23,6 +23,7 @@ from pathlib import Path
 import torch
 import torch.nn as nn
 
+from ..base.errors import UserError
 from ..base.io import _json_default, atomic_keep_copy, atomic_torch_save
 from ..models.registry import build_model
 from .config import TrainConfig
@@ -40,7 +41,7 @@ CHECKPOINT_KEYS = ("format", "identity", "model", "optimizer", "schedule", "stat
 RESULT_KEYS = ("format", "identity", "spec", "config", "history", "final", "provenance")
 
 
-class RunStoreError(ValueError):
+class RunStoreError(UserError):
     """A stored run file that cannot be used; the message names the file and what to do."""
 
 

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..base.device import autocast, pick_device, use_bf16
+from ..base.errors import UserError
 from ..base.io import _json_default, atomic_write_json, clean_stale_temps, ensure_writable_dir, provenance
 from .checkpoint import (
     CHECKPOINT,
@@ -53,8 +54,8 @@ from .step import make_optimizer, resolve_formats, sgd_step
 HISTORY_KEYS = ("iteration", "lr", "train_loss", "train_err", "test_loss", "test_err")
 
 
-class TrainingDiverged(RuntimeError):
-    pass
+class TrainingDiverged(UserError, RuntimeError):
+    """The loss became NaN or exploded; the message says what to change and which checkpoint is good."""
 
 
 @torch.no_grad()
