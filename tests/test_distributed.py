@@ -154,4 +154,4 @@ def test_plateau_schedule_resumes_from_its_state():
     b.load_state_dict(json.loads(json.dumps(a.state_dict())))
     assert [b.lr_at(i) for i in range(10)] == [a.lr_at(i) for i in range(10)] and b.drops == [3, 6]
     with pytest.raises(ValueError, match="monitor"):
-        PlateauConfig(monitor="val")
+        PlateauConfig(monitor="test")  # the old name: "val" or "holdout" now say which images

@@ -19,6 +19,10 @@ def test_notebook_05_records_three_test_modes_beside_the_paper(run_tiny, nb_out)
         assert 0.0 <= errs["top1"] <= 100.0
         assert errs["top1"] / 12.5 == pytest.approx(round(errs["top1"] / 12.5), abs=1e-4), mode
 
+    # the plateau rule watched held-out training images; the reported validation images steered nothing
+    assert res["images"]["schedule_monitor"] == "holdout" and res["images"]["curve_set"] == "holdout"
+    assert res["images"]["counts"] == {"train": 28, "holdout": 4, "val": 8}
+
     # the training curve has one point per check (iterations 2 and 4) and lr drops within the run
     assert res["history"]["iteration"] == [2, 4]
     assert all(0 < d <= 4 for d in res["lr_drops"])

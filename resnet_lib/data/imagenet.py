@@ -39,9 +39,9 @@ from torchvision.ops import roi_align
 from torchvision.transforms.v2 import functional as TF
 
 # AlexNet's colour augmentation [21, Section 4.1] uses the PCA of ImageNet's RGB pixel values. These are
-# the eigenvalues/eigenvectors (pixels in [0, 1]) that fb.resnet.torch, the authors' public Torch
-# reimplementation of this paper's recipe, ships; rows of _IMAGENET_EIGVEC are R, G, B, columns the
-# principal components.
+# the eigenvalues/eigenvectors (pixels in [0, 1]) that fb.resnet.torch, Facebook AI Research's
+# public Torch reimplementation of this paper's recipe (not the authors' code), ships; rows of
+# _IMAGENET_EIGVEC are R, G, B, columns the principal components.
 IMAGENET_EIGVAL = (0.2175, 0.0188, 0.0045)
 IMAGENET_EIGVEC = ((-0.5675, 0.7192, 0.4009),
                    (-0.5808, -0.0045, -0.8140),

@@ -12,6 +12,8 @@ from PIL import Image, UnidentifiedImageError
 from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
+from ..base.errors import UserError
+
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 DECODE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError)  # what Pillow raises on a bad file
 
@@ -39,10 +41,10 @@ def list_images(root: str | Path, classes: Sequence[str] | None = None) -> tuple
     samples = []
     for label, name in enumerate(classes):
         files = sorted(p for p in (root / name).rglob("*") if p.suffix.lower() in IMAGE_EXTENSIONS)
+        if not files:  # as torchvision's ImageFolder: a class nothing can teach or test is a broken data set
+            raise UserError(f"class folder {root / name} holds no images (extensions {', '.join(IMAGE_EXTENSIONS)}); "
+                            "add its images, or remove the folder from every split so the class is left out")
         samples += [(p, label) for p in files]
-    if not samples:
-        raise ValueError(f"image folder {root} has class folders but no images with extensions "
-                         f"{', '.join(IMAGE_EXTENSIONS)}")
     return samples, classes
 
 

@@ -8,6 +8,7 @@ from typing import Sequence
 
 import torch
 
+from ..base.errors import UserError
 from ..base.paths import tiny_imagenet_dir
 from .boxes import read_wnids, read_words
 from .images import check_same_classes, find_classes, load_images
@@ -22,9 +23,15 @@ class ImageSet:
     classes: list[str]
     names: list[str]
     skipped: list[str] = dataclasses.field(default_factory=list)
+    paths: list[str] = dataclasses.field(default_factory=list)  # each image's file, when loaded from files
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def subset(self, idx: torch.Tensor) -> "ImageSet":
+        """The images at positions ``idx`` (same classes)."""
+        paths = [self.paths[i] for i in idx.tolist()] if self.paths else []
+        return ImageSet(self.images[idx], self.labels[idx], self.classes, self.names, [], paths)
 
 
 def _tiny_classes(root: Path, classes: int | Sequence[str] | None) -> list[str]:
@@ -73,8 +80,13 @@ def tiny_imagenet_samples(root: str | Path, split: str, classes: Sequence[str]) 
         if missing:
             raise ValueError(f"classes {missing[:5]} have no folder under {root / 'train'}; the data set "
                              "is incomplete: unzip tiny-imagenet-200.zip again")
-        return [(p, index[w]) for w in classes
-                for p in sorted((root / "train" / w / "images").glob("*.JPEG"), key=_natural)]
+        found = {w: sorted((root / "train" / w / "images").glob("*.JPEG"), key=_natural) for w in classes}
+        empty = [w for w in classes if not found[w]]
+        if empty:
+            raise UserError(f"class folder {root / 'train' / empty[0] / 'images'} holds no .JPEG images"
+                            f"{f' (nor do {len(empty) - 1} more)' if len(empty) > 1 else ''}: the data set is "
+                            "incomplete; unzip tiny-imagenet-200.zip again, or choose other classes")
+        return [(p, index[w]) for w in classes for p in found[w]]
     if split == "val":
         ann = root / "val" / "val_annotations.txt"
         if not ann.is_file():
@@ -112,4 +124,4 @@ def load_tiny_imagenet(root: str | Path | None = None, split: str = "train",
         raise ValueError(f"no {split} images found under {root} for classes {wnids[:5]}...")
     images, kept, skipped = load_images([p for p, _ in samples], on_bad_image=on_bad_image, progress=progress)
     labels = torch.tensor([samples[i][1] for i in kept], dtype=torch.long)
-    return ImageSet(images, labels, wnids, _class_names(root, wnids), skipped)
+    return ImageSet(images, labels, wnids, _class_names(root, wnids), skipped, [str(samples[i][0]) for i in kept])

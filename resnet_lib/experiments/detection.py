@@ -3,11 +3,12 @@
 
 What follows the paper:
 
-- Faster R-CNN (torchvision's ``FasterRCNN``: RPN, RoI pooling, box head) on a network pretrained here
+- Faster R-CNN (torchvision's ``FasterRCNN``: RPN, RoI feature extraction, box head) on a network pretrained here
   for classification and then fine-tuned.
 - The ResNet split of the appendix: "we compute the full-image shared conv feature maps using those
   layers whose strides on the image are no greater than 16 pixels (i.e., conv1, conv2_x, conv3_x, and
-  conv4_x)"; RoI pooling on conv4_x; "conv5_x and up are adopted for each region", ending in the
+  conv4_x)"; RoI features from conv4_x (the paper: RoI pooling; here torchvision's RoIAlign, see Departures);
+  "conv5_x and up are adopted for each region", ending in the
   classifier and box regressor (``ResNetC4``, ``ResNetC5Head``).
 - "BN layers are fixed during fine-tuning": every BatchNorm becomes torchvision's ``FrozenBatchNorm2d``
   with the statistics from pretraining.
@@ -17,9 +18,10 @@ What follows the paper:
 
 Departures: scenes composed from Tiny ImageNet's boxed objects stand in for VOC/COCO when no detection set
 is at hand (``data.detection_sets.compose_scenes``); VOC itself is read through torchvision's
-``VOCDetection`` (``data.detection_sets.voc_detection``). RoIs are pooled to ``roi_size`` (default 4, so
-conv5_x gives 2x2; the paper's implementation pools 14x14 and conv5_x gives 7x7) and fewer RoIs and anchors
-are sampled per image.
+``VOCDetection`` (``data.detection_sets.voc_detection``). RoIAlign (``MultiScaleRoIAlign``, bilinear
+sampling) replaces the paper's RoI max pooling (quantised bins); RoIs are pooled to ``roi_size`` (default 4,
+so conv5_x gives 2x2; the paper's implementation pools 14x14 and conv5_x gives 7x7) and fewer RoIs and
+anchors are sampled per image.
 """
 from __future__ import annotations
 

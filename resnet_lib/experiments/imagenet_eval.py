@@ -157,8 +157,10 @@ def paper_rows(tests: dict, history: dict, lr_drops: list, *, depth: int, num_cl
     return rows
 
 
-def verdict(tests: dict, lr_drops: list, *, n_val: int, epochs: float, iters: int, num_classes: int) -> str:
-    """What notebook 05's test modes show, in Markdown bullets, with the noise of an error rate on ``n_val`` images."""
+def verdict(tests: dict, lr_drops: list, *, n_val: int, epochs: float, iters: int, num_classes: int,
+            images: dict | None = None) -> str:
+    """What notebook 05's test modes show, in Markdown bullets, with the noise of an error rate on ``n_val`` images;
+    ``images`` (``imagenet_train.image_roles``) says which images steered the schedule and which were reported."""
     c, t, m = (tests[k]["top1"] for k in MODES)
     se = 100 * ((c / 100) * (1 - c / 100) / n_val) ** 0.5  # standard error of one error rate, in points
     order = ("in the paper's order, multi-scale < 10-crop < centre" if m < t < c else
@@ -173,4 +175,6 @@ def verdict(tests: dict, lr_drops: list, *, n_val: int, epochs: float, iters: in
         f"centre-crop error by {t - c:+.1f} points ({beyond(t - c)} twice that noise) and multi-scale changes the "
         f"10-crop error by {m - t:+.1f} points ({beyond(m - t)} twice that noise); on ImageNet the paper gains "
         f"{_paper_errors(34)['gain_34B']:.2f} points from 10-crop (Table 3) to multi-scale (Table 4).\n"
-        f"- The plateau rule divided the lr {len(lr_drops)} time(s) in {iters} iterations.")
+        f"- The plateau rule divided the lr {len(lr_drops)} time(s) in {iters} iterations."
+        + (f" It watched {images['schedule_images']}; the {images['trained_on']} images trained on and those held "
+           f"out are disjoint from {images['reported']}, on which every error above is reported." if images else ""))

@@ -45,8 +45,8 @@ def plan(notebook: Path, grid: dict[str, list], fixed: dict | None = None, tiny:
     base = {**(notebooks.tiny_parameters(notebook) if tiny else {}), **(fixed or {})}
     points = [{**base, **fit_to_defaults(defaults, p)} for p in expand(grid)]
     for p in points:
+        _check_items(notebook, defaults, p)  # first: its fix is written as a sweep's -g option
         notebooks.check_parameters(notebook, p)
-        _check_items(notebook, defaults, p)
     names = [point_name({k: p[k] for k in grid}) for p in points]
     if len(set(names)) != len(names):
         raise ValueError("two grid points get the same name; use values that differ after "
