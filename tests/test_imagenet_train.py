@@ -12,6 +12,7 @@ from test_distributed import _fake_tiny_imagenet
 from resnet_lib.data.imagenet import TINY_AUG
 from resnet_lib.engine.loop import evaluate
 from resnet_lib.experiments import imagenet_train as T
+from resnet_lib.models.imagenet import ImageNetSpec
 
 
 def test_holdout_split_is_stratified_disjoint_and_fixed():
@@ -48,7 +49,7 @@ def _train(data, monitor):
     recipe = T.ImageNetRecipe(T.imagenet_train_config(iters=4, batch_size=8, lr=0.05, eval_every=1,
                                                       checkpoint_every=0, amp="off"),
                               T.PlateauConfig(patience=0, monitor=monitor), TINY_AUG)
-    model, result = T.train_imagenet(data, T.model_spec(18, 2), recipe, device="cpu", progress=False)
+    model, result = T.train_imagenet(data, ImageNetSpec(18, num_classes=2), recipe, device="cpu", progress=False)
     return model, result
 
 

@@ -43,7 +43,7 @@ from ..data.imagenet import IMAGENET_EIGVAL, IMAGENET_EIGVEC, TINY_AUG, AugConfi
 from ..data.imagenet_sources import FolderDataset, FolderSource, LazyImages, TensorSource, pixel_mean_of_files
 from ..data.images import image_folders
 from ..data.tiny_imagenet import load_tiny_imagenet
-from ..engine.checkpoint import CHECKPOINT, RESULT
+from ..engine.checkpoint import CHECKPOINT, RESULT, identity_hash
 from ..engine.config import TrainConfig
 from ..engine.distributed import DistEnv
 from ..engine.loop import fit
@@ -272,10 +272,6 @@ def run_identity(spec: dict, recipe: ImageNetRecipe, data: dict, world_size: int
     ident = {"spec": spec, "train": dataclasses.asdict(recipe.train), "plateau": dataclasses.asdict(recipe.plateau),
              "aug": dataclasses.asdict(recipe.aug), "data": data, "world_size": world_size}
     return json.loads(json.dumps(ident, sort_keys=True))  # tuples -> lists, as stored
-
-
-def identity_hash(identity: dict) -> str:
-    return hashlib.sha256(json.dumps(identity, sort_keys=True).encode()).hexdigest()[:10]
 
 
 def claim_run_dir(run_dir, identity: dict, main: bool = True) -> Path | None:
