@@ -6,7 +6,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 OUT    ?= outputs
 
-.PHONY: run test lab bench fetch clean-outputs
+.PHONY: run test lab bench book fetch clean-outputs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -14,10 +14,16 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 ## The main job: fetch CIFAR-10, execute every notebook with papermill on its defaults, write
-## executed copies, figures and a results table beside the paper's numbers under $(OUT)/.
+## executed copies, figures and a results table beside the paper's numbers under $(OUT)/, and
+## ends with the book of them: $(OUT)/book/index.html.
 run: $(STAMP)
 	$(BIN)/python -m resnet_lib fetch
 	$(BIN)/python -m resnet_lib run-notebooks --out $(OUT)
+
+## The executed notebooks as a static site to read in any browser, offline: $(OUT)/book/index.html
+## (`make run` ends with it; this rebuilds it from $(OUT)/executed/ without running anything).
+book: $(STAMP)
+	$(BIN)/python -m resnet_lib book --out $(OUT)
 
 ## The test suite: unit tests, every notebook under papermill and nbval with tiny parameters.
 test: $(STAMP)

@@ -24,3 +24,9 @@ def run_tiny(nb_out):
         assert executed.exists()
         return json.loads((nb_out / nb.stem / "results.json").read_text())
     return _run
+
+
+def pytest_collection_modifyitems(items):
+    """test_book.py builds the book from the notebooks the notebook tests executed into ``nb_out``:
+    it runs last, so those executions are reused rather than repeated."""
+    items.sort(key=lambda item: item.path.name == "test_book.py")

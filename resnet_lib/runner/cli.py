@@ -5,7 +5,7 @@ import argparse
 import json
 from pathlib import Path
 
-from resnet_lib.runner import notebooks
+from . import book, notebooks
 
 
 def _params(pairs: list[str]) -> dict:
@@ -28,6 +28,7 @@ def run_notebooks(argv: list[str]) -> int:
     ap.add_argument("--only", nargs="*", help="notebook names or number prefixes, e.g. 03 04")
     a = ap.parse_args(argv)
     notebooks.run_all(a.out, tiny=a.tiny, only=a.only)
+    print(f"book: {book.build(a.out)}")  # the executed notebooks as pages to read
     return 0
 
 
