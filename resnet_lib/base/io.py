@@ -16,6 +16,7 @@ import torch
 import torchvision
 
 from .. import __version__
+from .device import cpu_path
 
 
 def _atomic_replace(path: Path, write) -> Path:
@@ -86,6 +87,7 @@ def provenance(device: torch.device | str | None = None, **extra) -> dict:
         "device": device_name(device),
         "host": platform.node(),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **({"cpu_path": cpu_path()} if torch.device(device or "cpu").type == "cpu" else {}),
         **extra,
     }
 

@@ -22,12 +22,13 @@ NETS = ("plain", "resnet")
 
 def plan_runs(depths, nets=NETS, *, subset: int = 0, epochs: float = 0, iters: int = 0, lr: float = 0.1,
               batch_size: int = 128, evals: int = 10, seed: int = 0, shortcut: str = "A",
-              val_split: bool = False, amp: str = "auto", test_subset: int = 0,
+              val_split: bool = False, amp: str = "auto", test_subset: int = 0, final_on_subset: bool = False,
               lr_drops=(0.5, 0.75), warmup: bool | None = None) -> list[CifarRun]:
     """Every run of the grid, checked up front: bad depths, net kinds, sizes or budgets fail here,
     before minutes of training. ``iters`` wins over ``epochs``; 0 for both means the paper's 64k.
     ``lr_drops``: fractions of the run at which the lr is divided by 10 (the paper: 32k and 48k of 64k).
-    ``warmup``: lr 0.01 until training error < 80% (None: as the paper, for 110 layers and deeper)."""
+    ``warmup``: lr 0.01 until training error < 80% (None: as the paper, for 110 layers and deeper).
+    ``final_on_subset``: the final test error on the ``test_subset`` images too (else on all 10k)."""
     bad = [n for n in nets if n not in NETS]
     if bad:
         raise ValueError(f"unknown net kind(s) {bad}; use 'plain' and/or 'resnet'")
@@ -59,7 +60,8 @@ def plan_runs(depths, nets=NETS, *, subset: int = 0, epochs: float = 0, iters: i
         cfg = dataclasses.replace(cfg, lr=lr, batch_size=batch_size, seed=seed, amp=amp, milestones=milestones,
                                   eval_every=max(1, cfg.iters // evals), checkpoint_every=max(1, cfg.iters // 4))
         for net in nets:
-            runs.append(CifarRun(depth, net == "resnet", shortcut, cfg, subset, val_split, test_subset=test_subset))
+            runs.append(CifarRun(depth, net == "resnet", shortcut, cfg, subset, val_split, test_subset=test_subset,
+                                 final_on_subset=final_on_subset))
     return runs
 
 

@@ -33,6 +33,7 @@ class CifarRun:
     val_split: bool = False            # True: 45k train / 5k validation, as the paper chose its schedule
     normalize: str = "pixel_mean"      # Section 4.2; "channel" for mean/std per channel
     test_subset: int = 0               # >0: curve points on a stratified subset of the test set; final on all
+    final_on_subset: bool = False      # True: the final test error is the subset's too (no extra pass over 10k)
 
     def __post_init__(self):
         CifarNetSpec(self.depth, self.residual, self.shortcut)  # validates depth and option early
@@ -55,7 +56,8 @@ class CifarRun:
         t = self.train
         return (f"{'resnet' if self.residual else 'plain'}{self.depth}{self.shortcut if self.residual else ''}"
                 f"_it{t.iters}_lr{t.lr:g}_b{t.batch_size}_n{self.subset or 'all'}{'_val' if self.val_split else ''}"
-                f"_{self.normalize}_s{t.seed}" + (f"_t{self.test_subset}" if self.test_subset else ""))
+                f"_{self.normalize}_s{t.seed}" + (f"_t{self.test_subset}" if self.test_subset else "")
+                + ("f" if self.test_subset and self.final_on_subset else ""))
 
 
 def paper_recipe(depth: int) -> TrainConfig:
@@ -90,10 +92,13 @@ def run_cifar(run: CifarRun, root: str | os.PathLike | None = None, device="auto
     spec = {"kind": "cifar", "depth": run.depth, "residual": run.residual, "shortcut": run.shortcut,
             "num_classes": 10}
     res = fit(model, train_src, curve_src, run.train, run_dir=run_dir, device=dev, progress=progress, spec=spec,
-              stop_after=stop_after, desc=run.name, final_source=test_src if curve_src is not test_src else None)
+              stop_after=stop_after, desc=run.name,
+              final_source=test_src if curve_src is not test_src and not run.final_on_subset else None)
     if "final" in res:
         res.update(name=run.name, run={k: v for k, v in dataclasses.asdict(run).items() if k != "train"},
-                   train_examples=train_src.num_examples, eval_set="val5k" if run.val_split else "test10k")
+                   train_examples=train_src.num_examples,
+                   eval_set=("val" if run.val_split else "test") + (f"{curve_src.num_examples}" if run.final_on_subset
+                                                                    else ("5k" if run.val_split else "10k")))
         atomic_write_json(run_dir / RESULT, res)
     return res
 
