@@ -62,6 +62,7 @@ def main() -> int:
     ap.add_argument("--threads", type=int, default=1, help="torch threads per process")
     ap.add_argument("--runs", default=str(ROOT / "outputs" / "calibration_nb03_runs"), help="run folders (not committed)")
     ap.add_argument("--out", default=str(ROOT / "results" / "calibration" / "nb03"))
+    ap.add_argument("--only-stored", action="store_true", help="gather the finished runs only, train nothing")
     ap.add_argument("--_one", default=None, help=argparse.SUPPRESS)
     a = ap.parse_args()
     if a._one:
@@ -69,6 +70,16 @@ def main() -> int:
         return 0
     jobs = [(s, amp, d, n) for amp in a.amp for s in a.seeds for d in (56, 20) for n in ("plain", "resnet")]
     argv = [x for x in sys.argv[1:]]
+
+    if a.only_stored:
+        from resnet_lib.experiments import cifar_grid as cx
+
+        def stored(job):
+            seed, amp, depth, net = job
+            run, = cx.plan_runs([depth], [net], subset=a.subset, iters=a.iters, lr=a.lr, batch_size=a.batch,
+                                evals=a.evals, seed=seed, test_subset=a.test_subset, final_on_subset=True, amp=amp)
+            return (Path(a.runs) / amp / run.slug / "result.json").exists()
+        jobs = [j for j in jobs if stored(j)]
 
     def launch(job):
         out = subprocess.run([sys.executable, __file__, *argv, "--_one", json.dumps(job)], capture_output=True,
