@@ -22,7 +22,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -38,13 +37,15 @@ def one(a, seed: int, amp: str, depth: int, net: str) -> dict:
     from resnet_lib.experiments.cifar_runs import run_cifar
     run, = cx.plan_runs([depth], [net], subset=a.subset, iters=a.iters, lr=a.lr, batch_size=a.batch, evals=a.evals,
                         seed=seed, test_subset=a.test_subset, final_on_subset=True, amp=amp, lr_drops=(0.5, 0.75))
-    t0 = time.perf_counter()
     res = run_cifar(run, Path(a.runs) / amp, device="cpu", progress=False)
     bf16, cl = resolve_formats(torch.device("cpu"), run.train)
+    # the path as the run recorded it when it trained (this process may only be gathering it)
+    path = {**cpu_path(bf16, cl), **res["provenance"].get("cpu_path", {}), "precision": res["precision"],
+            "memory_format": "channels_last" if res["channels_last"] else "NCHW"}
     return {"name": res["name"], "depth": depth, "net": net, "seed": seed, "amp": amp,
             "train_err": res["final"]["train_err"], "test_err": res["final"]["test_err"],
-            "curve_train_err": res["history"]["train_err"], "wall_s": round(time.perf_counter() - t0, 1),
-            "img_per_s": res["img_per_s"], "cpu_path": cpu_path(bf16, cl)}
+            "curve_train_err": res["history"]["train_err"], "wall_s": res["wall_s"], "img_per_s": res["img_per_s"],
+            "trained_utc": res["provenance"]["time_utc"], "cpu_path": path}
 
 
 def main() -> int:
