@@ -164,6 +164,8 @@ def test_calibration_table_and_summary_follow_the_stored_runs(tmp_path):
     ours = {"subset": 5000, "batch": 32, "iters": 200, "lr": 0.02}
     _calibration_file(tmp_path, "a.json", ours, {0: (0.60, 0.80, 0.50, 0.49), 1: (0.62, 0.81, 0.52, 0.55)})
     _calibration_file(tmp_path, "b.json", {**ours, "lr": 0.1}, {0: (0.70, 0.88, 0.60, 0.85)}, precision="bf16 autocast")
+    (tmp_path / "c.json").write_text(json.dumps({"setting": ours, "runs": [  # interrupted: one net only, left out
+        {"name": "plain-20", "seed": 2, "train_err": 0.6, "cpu_path": {"precision": "fp32", "onednn_isa": "x"}}]}))
     rows = calibration_table(tmp_path)
     assert [(r["lr"], r["seed"], r["precision"]) for r in rows] == [(0.02, 0, "fp32"), (0.02, 1, "fp32"),
                                                                     (0.1, 0, "bf16 autocast")]
