@@ -22,10 +22,10 @@ def test_real_cifar10_statistics(data):
 
 def test_crop_flip_known_answers():
     x = torch.arange(2 * 1 * 4 * 4, dtype=torch.float32).view(2, 1, 4, 4) + 1
-    centre = cd.random_crop_flip(x, torch.tensor([[2, 2], [2, 2]]), torch.tensor([False, True]), pad=2)
+    centre = cd.pad_crop_flip(x, torch.tensor([[2, 2], [2, 2]]), torch.tensor([False, True]), pad=2)
     assert torch.equal(centre[0], x[0])
     assert torch.equal(centre[1], x[1].flip(-1))
-    corner = cd.random_crop_flip(x, torch.tensor([[0, 0], [4, 4]]), torch.tensor([False, False]), pad=2)
+    corner = cd.pad_crop_flip(x, torch.tensor([[0, 0], [4, 4]]), torch.tensor([False, False]), pad=2)
     assert torch.equal(corner[0, 0, :2], torch.zeros(2, 4)) and torch.equal(corner[0, 0, 2:, 2:], x[0, 0, :2, :2])
     assert torch.equal(corner[1, 0, :2, :2], x[1, 0, 2:, 2:]) and torch.count_nonzero(corner[1, 0, 2:]) == 0
 

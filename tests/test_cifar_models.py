@@ -7,7 +7,10 @@ import torch
 import torch.nn.functional as F
 
 from resnet_lib.base.paper import cifar_params_exact
-from resnet_lib.models.cifar import BasicBlock, ZeroPadShortcut, cifar_plain, cifar_resnet, count_parameters
+from resnet_lib.models.blocks import BasicBlock, ZeroPadShortcut
+from resnet_lib.models.cifar import CifarNetSpec, cifar_plain, cifar_resnet, count_parameters
+from resnet_lib.models.imagenet import ImageNetSpec
+from resnet_lib.models.registry import build_model
 
 
 @pytest.mark.parametrize("depth", [20, 32, 44, 56, 110, 1202])
@@ -86,3 +89,14 @@ def test_torch_compile_matches_eager():
     x = torch.randn(2, 3, 32, 32)
     compiled = torch.compile(net)
     torch.testing.assert_close(compiled(x), net(x), rtol=1e-4, atol=1e-4)
+
+
+def test_specs_round_trip_through_the_dict_checkpoints_store():
+    for spec in (CifarNetSpec(32, False, "B"), ImageNetSpec(50, shortcut="C", num_classes=7, small_input=True)):
+        d = spec.to_dict()
+        assert type(spec).from_dict(d) == spec and build_model(d).spec == spec
+    assert CifarNetSpec.from_dict({"depth": 14}) == CifarNetSpec(14)  # older checkpoints: no kind, defaults
+    with pytest.raises(ValueError, match="unknown keys"):
+        CifarNetSpec.from_dict({"depth": 14, "width": 2})
+    with pytest.raises(ValueError, match="unknown model kind 'vit'"):
+        build_model({"kind": "vit"})

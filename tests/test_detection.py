@@ -6,7 +6,8 @@ import torch
 from PIL import Image
 
 from resnet_lib.data import boxes as B
-from resnet_lib.experiments import detection as D
+from resnet_lib.data import detection_sets as dsets
+from resnet_lib.experiments import detection as det
 from resnet_lib.models.imagenet import plain18, resnet18
 
 
@@ -23,8 +24,8 @@ def _solid_objects(n=6):
 
 def test_composed_scenes_boxes_hold_their_objects():
     src = _solid_objects()
-    cfg = D.SceneConfig(size=128, min_objects=2, max_objects=4, background_blur=4)
-    scenes = D.compose_scenes(src, 12, cfg, seed=1)
+    cfg = dsets.SceneConfig(size=128, min_objects=2, max_objects=4, background_blur=4)
+    scenes = dsets.compose_scenes(src, 12, cfg, seed=1)
     assert scenes.images.shape == (12, 3, 128, 128) and scenes.images.dtype == torch.uint8
     for img, t in zip(scenes.images, scenes.targets):
         assert 2 <= len(t["labels"]) <= 4 and t["labels"].min() >= 1 and t["labels"].max() <= 3
@@ -46,15 +47,15 @@ def test_composed_scenes_boxes_hold_their_objects():
 
 def test_scene_config_checks():
     with pytest.raises(ValueError, match="min_objects <= max_objects"):
-        D.SceneConfig(min_objects=3, max_objects=2)
+        dsets.SceneConfig(min_objects=3, max_objects=2)
     with pytest.raises(ValueError, match="min_box"):
-        D.object_crops(_solid_objects(), min_box=100)
+        dsets.object_crops(_solid_objects(), min_box=100)
 
 
 def test_backbone_split_and_frozen_bn():
     net = resnet18(num_classes=3).eval()
     mean, std = torch.zeros(1, 3, 1, 1), torch.ones(1, 3, 1, 1)
-    model = D.build_faster_rcnn(net, 3, 128, mean, std, D.DetConfig())
+    model = det.build_faster_rcnn(net, 3, 128, mean, std, det.DetConfig())
     assert model.backbone.out_channels == 256  # conv4_x of ResNet-18
     assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     feats = model.backbone(torch.randn(1, 3, 128, 128))
@@ -68,14 +69,14 @@ def test_backbone_split_and_frozen_bn():
 def test_short_detector_fine_tune_lowers_the_loss():
     torch.manual_seed(0)
     src = _solid_objects()
-    scenes = D.compose_scenes(src, 16, D.SceneConfig(size=96, min_side=24, max_side=40), seed=0)
+    scenes = dsets.compose_scenes(src, 16, dsets.SceneConfig(size=96, min_side=24, max_side=40), seed=0)
     mean, std = torch.full((1, 3, 1, 1), 0.4), torch.full((1, 3, 1, 1), 0.3)
-    cfg = D.DetConfig(epochs=6, batch_size=4, lr=0.02, amp="off")
-    model = D.build_faster_rcnn(plain18(num_classes=3), 3, 96, mean, std, cfg)
-    hist = D.train_detector(model, scenes.images, scenes.targets, cfg, device="cpu", progress=False)
+    cfg = det.DetConfig(epochs=6, batch_size=4, lr=0.02, amp="off")
+    model = det.build_faster_rcnn(plain18(num_classes=3), 3, 96, mean, std, cfg)
+    hist = det.train_detector(model, scenes.images, scenes.targets, cfg, device="cpu", progress=False)
     assert {"loss", "loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"} <= set(hist)
     assert hist["loss"][-1] < 0.8 * hist["loss"][0], hist["loss"]
-    maps, dets = D.evaluate_detector(model, scenes.images[:4], scenes.targets[:4], 3, device="cpu", amp="off")
+    maps, dets = det.evaluate_detector(model, scenes.images[:4], scenes.targets[:4], 3, device="cpu", amp="off")
     assert len(dets) == 4 and 0.0 <= maps["map"] <= maps["map_50"] <= 1.0
 
 
@@ -83,18 +84,18 @@ def test_coco_map_hand_made():
     t = [{"boxes": torch.tensor([[0.0, 0, 20, 20], [40, 40, 80, 80]]), "labels": torch.tensor([1, 2])}]
     sizes = [(100, 100)]
     perfect = [{"boxes": t[0]["boxes"].clone(), "labels": torch.tensor([1, 2]), "scores": torch.tensor([0.9, 0.8])}]
-    m = D.coco_map(perfect, t, 2, sizes)
+    m = det.coco_map(perfect, t, 2, sizes)
     assert m["map"] == pytest.approx(1.0) and m["map_50"] == pytest.approx(1.0)
     # class 2's box at IoU 23/40 = 0.575: right at thresholds 0.5 and 0.55, wrong from 0.6 on
     shifted = [{"boxes": torch.tensor([[0.0, 0, 20, 20], [40, 40, 80, 63]]), "labels": torch.tensor([1, 2]),
                 "scores": torch.tensor([0.9, 0.8])}]
-    m = D.coco_map(shifted, t, 2, sizes)
+    m = det.coco_map(shifted, t, 2, sizes)
     assert m["map_50"] == pytest.approx(1.0)
     assert m["per_class_ap50"][2] == pytest.approx(1.0)
     assert m["map"] == pytest.approx((1.0 + 2 / 10) / 2, abs=0.01)  # class 2 right at 2 of 10 IoU thresholds
     wrong_class = [{"boxes": t[0]["boxes"].clone(), "labels": torch.tensor([2, 1]), "scores": torch.tensor([0.9, 0.8])}]
-    assert D.coco_map(wrong_class, t, 2, sizes)["map_50"] == pytest.approx(0.0)
-    assert D.coco_map([{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long),
+    assert det.coco_map(wrong_class, t, 2, sizes)["map_50"] == pytest.approx(0.0)
+    assert det.coco_map([{"boxes": torch.zeros(0, 4), "labels": torch.zeros(0, dtype=torch.long),
                         "scores": torch.zeros(0)}], t, 2, sizes)["map"] == 0.0
 
 
@@ -114,7 +115,7 @@ def _fake_voc(root, objects):
 
 def test_voc_adapter_reads_torchvision_voc(tmp_path):
     root = _fake_voc(tmp_path, [("dog", 1, 1, 50, 40), ("person", 30, 20, 100, 80)])
-    images, targets, classes = D.voc_detection(root, "2007", "train")
+    images, targets, classes = dsets.voc_detection(root, "2007", "train")
     assert images[0].shape == (3, 80, 100) and images[0].dtype == torch.uint8
     assert targets[0]["boxes"].tolist() == [[0.0, 0.0, 50.0, 40.0], [29.0, 19.0, 100.0, 80.0]]
     assert [classes[i - 1] for i in targets[0]["labels"].tolist()] == ["dog", "person"]
@@ -128,7 +129,7 @@ def test_voc_adapter_reads_torchvision_voc(tmp_path):
 def test_voc_bad_annotations_name_file_and_object(tmp_path, obj, message):
     root = _fake_voc(tmp_path, [("cat", 1, 1, 5, 5), obj])
     with pytest.raises(ValueError, match=message) as err:
-        D.voc_detection(root, "2007", "train")
+        dsets.voc_detection(root, "2007", "train")
     assert "000001.xml, object 2" in str(err.value)
 
 
@@ -136,6 +137,6 @@ def test_voc_missing_image_and_devkit(tmp_path):
     root = _fake_voc(tmp_path, [("cat", 1, 1, 5, 5)])
     (root / "VOCdevkit" / "VOC2007" / "JPEGImages" / "000001.jpg").unlink()
     with pytest.raises(FileNotFoundError, match="names image 000001.jpg"):
-        D.voc_detection(root, "2007", "train")
+        dsets.voc_detection(root, "2007", "train")
     with pytest.raises(FileNotFoundError, match="VOC2012 is missing"):
-        D.voc_detection(root, "2012", "train")
+        dsets.voc_detection(root, "2012", "train")

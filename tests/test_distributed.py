@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from PIL import Image
 
 from resnet_lib.data.imagenet import TINY_AUG
-from resnet_lib.experiments.imagenet_train import cli, model_spec, tiny_imagenet_data
-from resnet_lib.models.registry import build_model
+from resnet_lib.experiments.imagenet_train import cli, tiny_imagenet_data
+from resnet_lib.models.imagenet import ImageNetSpec, from_spec
 
 ITERS, BATCH, LR, SEED = 3, 8, 0.02, 0
 ATOL, RTOL = 1e-5, 1e-4
@@ -63,7 +63,7 @@ def _reference(data_root: Path, groups: int) -> dict[str, torch.Tensor]:
     data = tiny_imagenet_data(data_root, batch_size=BATCH, aug=TINY_AUG, seed=SEED, channels_last=False,
                               progress=False)
     torch.manual_seed(SEED)
-    model = build_model(model_spec(18, len(data.classes))).train()
+    model = from_spec(ImageNetSpec(18, num_classes=len(data.classes))).train()
     opt = torch.optim.SGD(model.parameters(), lr=LR, momentum=0.9, weight_decay=1e-4)
     batches = (b for epoch in range(ITERS) for b in data.train.batches(epoch))  # across epoch ends, as fit
     for x, y in islice(batches, ITERS):
@@ -154,4 +154,4 @@ def test_plateau_schedule_resumes_from_its_state():
     b.load_state_dict(json.loads(json.dumps(a.state_dict())))
     assert [b.lr_at(i) for i in range(10)] == [a.lr_at(i) for i in range(10)] and b.drops == [3, 6]
     with pytest.raises(ValueError, match="monitor"):
-        PlateauConfig(monitor="val")
+        PlateauConfig(monitor="test")  # the old name: "val" or "holdout" now say which images

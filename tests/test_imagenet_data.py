@@ -11,6 +11,9 @@ from PIL import Image
 
 from resnet_lib.base.paths import tiny_imagenet_dir
 from resnet_lib.data import imagenet as D
+from resnet_lib.data import imagenet_sources as S
+from resnet_lib.data import images as IM
+from resnet_lib.data import tiny_imagenet as TI
 
 NO_AUG = D.AugConfig(short_side=(64, 64), crop=64, flip=False, lighting_std=0.0, test_short_side=64,
                      test_scales=(64,))
@@ -164,34 +167,34 @@ def _folder(root: Path, classes=("cat", "dog"), n=3, sizes=((40, 60), (50, 50), 
 
 def test_missing_and_empty_folders_are_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="does not exist"):
-        D.list_images(tmp_path / "nope")
+        IM.list_images(tmp_path / "nope")
     (tmp_path / "empty").mkdir()
     with pytest.raises(ValueError, match="no class sub-folders"):
-        D.list_images(tmp_path / "empty")
+        IM.list_images(tmp_path / "empty")
     (tmp_path / "noimg" / "cat").mkdir(parents=True)
     with pytest.raises(ValueError, match="no images"):
-        D.list_images(tmp_path / "noimg")
+        IM.list_images(tmp_path / "noimg")
 
 
 def test_class_lists_must_match_between_train_and_val(tmp_path):
     _folder(tmp_path / "train", ("cat", "dog"))
     _folder(tmp_path / "val", ("cat", "emu"))
     with pytest.raises(ValueError, match="class lists differ.*dog.*emu"):
-        D.image_folders(tmp_path / "train", tmp_path / "val")
+        IM.image_folders(tmp_path / "train", tmp_path / "val")
 
 
 def test_undecodable_images_raise_or_are_counted(tmp_path):
     root = _folder(tmp_path / "train")
     (root / "cat" / "broken.png").write_bytes(b"not an image")
-    samples, _ = D.list_images(root)
+    samples, _ = IM.list_images(root)
     paths = [p for p, _ in samples]
     with pytest.raises(ValueError, match="broken.png.*on_bad_image='skip'"):
-        D.load_images(paths, size=32, progress=False)
-    imgs, kept, skipped = D.load_images(paths, size=32, on_bad_image="skip", progress=False)
+        IM.load_images(paths, size=32, progress=False)
+    imgs, kept, skipped = IM.load_images(paths, size=32, on_bad_image="skip", progress=False)
     assert imgs.shape == (6, 3, 32, 32) and len(kept) == 6 and skipped == [str(root / "cat" / "broken.png")]
-    ds = D.FolderDataset(samples, D.AugConfig().scaled(1 / 8), torch.zeros(3, 28, 28), train=True,
+    ds = S.FolderDataset(samples, D.AugConfig().scaled(1 / 8), torch.zeros(3, 28, 28), train=True,
                          on_bad_image="skip")
-    src = D.FolderSource(ds, 7, workers=0, channels_last=False)
+    src = S.FolderSource(ds, 7, workers=0, channels_last=False)
     (x, y), = list(src.batches(0))
     assert len(x) == 6 and src.skipped == 1
 
@@ -200,13 +203,13 @@ def test_undecodable_images_raise_or_are_counted(tmp_path):
 def test_tiny_imagenet_reader_follows_the_standard_layout():
     root = tiny_imagenet_dir()
     wnids = (root / "wnids.txt").read_text().split()
-    tr = D.load_tiny_imagenet(root, "train", classes=3, per_class=5, progress=False)
+    tr = TI.load_tiny_imagenet(root, "train", classes=3, per_class=5, progress=False)
     assert tr.images.shape == (15, 3, 64, 64) and tr.images.dtype == torch.uint8
     assert tr.labels.tolist() == [0] * 5 + [1] * 5 + [2] * 5 and tr.classes == wnids[:3]
-    va = D.load_tiny_imagenet(root, "val", classes=3, per_class=4, progress=False)
+    va = TI.load_tiny_imagenet(root, "val", classes=3, per_class=4, progress=False)
     assert va.labels.bincount().tolist() == [4, 4, 4]
     ann = dict(line.split("\t")[:2] for line in (root / "val" / "val_annotations.txt").read_text().splitlines())
-    first = D.tiny_imagenet_samples(root, "val", wnids[:3])[0]
+    first = TI.tiny_imagenet_samples(root, "val", wnids[:3])[0]
     assert wnids[:3][first[1]] == ann[first[0].name]
 
 
@@ -218,11 +221,11 @@ def test_tiny_imagenet_with_foreign_val_classes_is_an_error(tmp_path):
     write_png(torch.zeros(3, 64, 64, dtype=torch.uint8), str(root / "train" / "n1" / "images" / "n1_0.JPEG"))
     write_png(torch.zeros(3, 64, 64, dtype=torch.uint8), str(root / "val" / "images" / "val_0.JPEG"))
     (root / "val" / "val_annotations.txt").write_text("val_0.JPEG\tn2\t0\t0\t10\t10\n")
-    assert len(D.load_tiny_imagenet(root, "train", progress=False)) == 1
+    assert len(TI.load_tiny_imagenet(root, "train", progress=False)) == 1
     with pytest.raises(ValueError, match="class lists differ"):
-        D.load_tiny_imagenet(root, "val", progress=False)
+        TI.load_tiny_imagenet(root, "val", progress=False)
     with pytest.raises(FileNotFoundError, match="wnids.txt"):
-        D.load_tiny_imagenet(tmp_path, "train", progress=False)
+        TI.load_tiny_imagenet(tmp_path, "train", progress=False)
 
 
 # ------------------------------------------------------------------------------------------ sources
@@ -231,24 +234,24 @@ def test_tiny_imagenet_with_foreign_val_classes_is_an_error(tmp_path):
 def test_ranks_share_each_global_batch_exactly(world):
     n, b = 103, 12 if world == 2 else 9
     for epoch in (0, 1):
-        one = D.rank_batches(n, b, epoch, True, 7, 0, 1, drop_last=True)
-        parts = [D.rank_batches(n, b, epoch, True, 7, r, world, drop_last=True) for r in range(world)]
+        one = S.rank_batches(n, b, epoch, True, 7, 0, 1, drop_last=True)
+        parts = [S.rank_batches(n, b, epoch, True, 7, r, world, drop_last=True) for r in range(world)]
         assert all(len(p) == len(one) == n // b for p in parts)
         for k, batch in enumerate(one):
             assert sorted(batch) == sorted(i for p in parts for i in p[k])
-    assert D.rank_batches(n, b, 0, True, 7, 0, 1, True) != D.rank_batches(n, b, 1, True, 7, 0, 1, True)
-    evals = [D.rank_batches(n, b, 0, False, 0, r, world, drop_last=False) for r in range(world)]
+    assert S.rank_batches(n, b, 0, True, 7, 0, 1, True) != S.rank_batches(n, b, 1, True, 7, 0, 1, True)
+    evals = [S.rank_batches(n, b, 0, False, 0, r, world, drop_last=False) for r in range(world)]
     assert sorted(i for p in evals for batch in p for i in batch) == list(range(n))  # each image once
     with pytest.raises(ValueError, match="not divisible"):
-        D.rank_batches(n, 10, 0, True, 0, 0, 3, True)
+        S.rank_batches(n, 10, 0, True, 0, 0, 3, True)
 
 
 def test_two_ranks_see_the_images_one_process_sees():
     g = torch.Generator().manual_seed(0)
-    data = D.ImageSet(torch.randint(0, 256, (40, 3, 64, 64), dtype=torch.uint8, generator=g),
+    data = TI.ImageSet(torch.randint(0, 256, (40, 3, 64, 64), dtype=torch.uint8, generator=g),
                       torch.arange(40) % 4, ["a", "b", "c", "d"], ["a", "b", "c", "d"])
     mean = D.pixel_mean(data.images, 56)
-    src = D.TensorSource(data, 8, D.TINY_AUG, mean, seed=3, channels_last=False)
+    src = S.TensorSource(data, 8, D.TINY_AUG, mean, seed=3, channels_last=False)
     one = list(src.batches(1))
     r0, r1 = list(src.batches(1, rank=0, world=2)), list(src.batches(1, rank=1, world=2))
     assert len(one) == len(src) == 5
@@ -262,10 +265,10 @@ def test_two_ranks_see_the_images_one_process_sees():
 
 def test_folder_source_splits_like_the_tensor_source(tmp_path):
     root = _folder(tmp_path / "train", ("a", "b", "c"), n=4)
-    samples, _ = D.list_images(root)
+    samples, _ = IM.list_images(root)
     cfg = D.AugConfig().scaled(1 / 8)
-    ds = D.FolderDataset(samples, cfg, torch.zeros(3, cfg.crop, cfg.crop), train=True, seed=1)
-    src = D.FolderSource(ds, 4, workers=0, channels_last=False)
+    ds = S.FolderDataset(samples, cfg, torch.zeros(3, cfg.crop, cfg.crop), train=True, seed=1)
+    src = S.FolderSource(ds, 4, workers=0, channels_last=False)
     one = list(src.batches(0))
     halves = [list(src.batches(0, rank=r, world=2)) for r in (0, 1)]
     assert len(one) == 3
@@ -277,12 +280,12 @@ def test_folder_source_splits_like_the_tensor_source(tmp_path):
 def test_png_bytes_round_trip():
     import io
     img = torch.randint(0, 256, (3, 5, 7), dtype=torch.uint8)
-    path = io.BytesIO(D.png_bytes(img))
-    assert torch.equal(D.read_image(path), img)
-    assert D.png_bytes(img.float() / 255) == D.png_bytes(img)  # floats in [0, 1] give the same PNG
+    path = io.BytesIO(IM.png_bytes(img))
+    assert torch.equal(IM.read_image(path), img)
+    assert IM.png_bytes(img.float() / 255) == IM.png_bytes(img)  # floats in [0, 1] give the same PNG
 
 
 def test_grayscale_images_are_read_as_rgb(tmp_path):
     Image.fromarray(torch.arange(48, dtype=torch.uint8).view(6, 8).numpy(), mode="L").save(tmp_path / "g.png")
-    img = D.read_image(tmp_path / "g.png")
+    img = IM.read_image(tmp_path / "g.png")
     assert img.shape == (3, 6, 8) and torch.equal(img[0], img[2]) and img[1, 1, 2] == 10

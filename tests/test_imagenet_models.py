@@ -5,6 +5,7 @@ import pytest
 import torch
 import torchvision
 
+from resnet_lib.models import blocks
 from resnet_lib.models import imagenet as im
 from resnet_lib.models.complexity import build_on_meta, count_params
 
@@ -45,7 +46,7 @@ def test_option_a_is_parameter_free_and_defined_for_bottlenecks():
 
 def test_zero_pad_shortcut_subsamples_and_pads_with_zeros():
     x = torch.randn(2, 4, 8, 8)
-    out = im.ZeroPadShortcut(4, 10, stride=2)(x)
+    out = blocks.ZeroPadShortcut(4, 10, stride=2)(x)
     assert out.shape == (2, 10, 4, 4)
     assert torch.equal(out[:, :4], x[:, :, ::2, ::2])
     assert out[:, 4:].abs().sum() == 0

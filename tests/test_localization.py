@@ -5,6 +5,7 @@ import pytest
 import torch
 
 from resnet_lib.data import boxes as B
+from resnet_lib.experiments import fine_tuning as FT
 from resnet_lib.experiments import localization as L
 from resnet_lib.models.imagenet import resnet18
 
@@ -87,7 +88,7 @@ def test_random_crops_move_boxes_along():
     images = torch.zeros(16, 3, 64, 64, dtype=torch.uint8)
     boxes = torch.tensor([[20.0, 10, 40, 30]]).repeat(16, 1)
     images[:, :, 10:30, 20:40] = 255  # a white square exactly where the box is
-    crops, new_boxes = L.random_crops(images, boxes, 40, True, g)
+    crops, new_boxes = B.random_crops(images, boxes, 40, True, g)
     assert crops.shape == (16, 3, 64, 64)
     for img, box in zip(crops, new_boxes):
         bright = (img[0] > 127).nonzero()  # the square after cropping, resizing and flipping
@@ -97,7 +98,7 @@ def test_random_crops_move_boxes_along():
 
 def test_crop_boxes_clip_to_the_window():
     windows = torch.tensor([[16.0, 16, 48, 48]])  # a 32 px window, resized to 64: scale 2
-    assert L.crop_boxes(torch.tensor([[0.0, 20, 32, 40]]), windows, 64).tolist() == [[0.0, 8.0, 32.0, 48.0]]
+    assert B.crop_boxes(torch.tensor([[0.0, 20, 32, 40]]), windows, 64).tolist() == [[0.0, 8.0, 32.0, 48.0]]
 
 
 def _toy_set(n=32, seed=0):
@@ -117,7 +118,7 @@ def _toy_set(n=32, seed=0):
 def test_short_fine_tune_lowers_the_loss():
     torch.manual_seed(0)
     data = _toy_set()
-    mean, std = L.channel_stats(data.images)
+    mean, std = FT.channel_stats(data.images)
     cfg = L.LocConfig(epochs=6, batch_size=16, lr=0.01, amp="off")
     model = L.localizer_from_classifier(resnet18(num_classes=3), 3, cfg)
     hist = L.fine_tune(model, data, cfg, mean=mean, std=std, device="cpu", progress=False)

@@ -15,7 +15,14 @@ def test_notebook_03_tiny_run_saves_its_table(run_tiny, nb_out):
         assert 0 <= t["train_err_pct"] <= 100 and 0 <= t["test_err_pct"] <= 100
         assert t["iters"] == 8 and t["train_images"] == 500
     assert res["table"][1]["params"] == 75290  # 6n+2 with n=1, option A
-    assert "text" in res["degradation"]
+    # the verdict is the one degradation() gives for the table's own training errors
+    story, err = res["degradation"], {t["net"]: t["train_err_pct"] for t in res["table"]}
+    assert (story["shallow"], story["deep"]) == (8, 14)
+    assert story["plain_gap_pts"] == pytest.approx(err["plain-14"] - err["plain-8"], abs=0.02)
+    assert story["resnet_gap_pts"] == pytest.approx(err["ResNet-14"] - err["ResNet-8"], abs=0.02)
+    shows = story["plain_gap_pts"] > 1
+    assert story["text"].startswith("This run shows" if shows else "This run does not show degradation")
+    assert res["parameters"]["AMP"] == "auto"  # the precision parameter is recorded with the results
     qs = [r["quantity"] for r in res["rows"]]
     assert "ResNet-14 test error" in qs and "ResNet-14 parameters" in qs
     assert (nb_out / NB / "fig6_curves.png").stat().st_size > 10_000
@@ -50,3 +57,17 @@ def test_summary_table_escapes_pipes(tmp_path):
     row = [ln for ln in lines if ln.startswith("| demo")][0]
     assert row.count("|") - row.count("\\|") == 6  # five cells, however many pipes they hold
     assert "0.5" in row and "max \\|f(x) - x\\| (%)" in row
+
+
+def test_amp_parameter_reaches_every_run():
+    from resnet_lib.experiments.cifar_grid import plan_runs
+    assert {r.train.amp for r in plan_runs([8, 14], iters=8, amp="off")} == {"off"}
+
+
+def test_a_45k_5k_run_reports_validation_error_not_test_error():
+    from resnet_lib.experiments.cifar_grid import error_set, paper_rows
+    assert error_set({"eval_set": "val5k"}) == "validation" and error_set({"eval_set": "test10k"}) == "test"
+    row = {"net": "ResNet-20", "depth": 20, "residual": True, "params": 1, "iters": 8, "train_images": 45000,
+           "train_err_pct": 1.0, "test_err_pct": 2.0, "error_set": "validation", "paper_test_err_pct": 8.75}
+    [err, _] = paper_rows([row])
+    assert err["quantity"] == "ResNet-20 validation error" and "validation split" in err["note"]

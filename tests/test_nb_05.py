@@ -10,7 +10,7 @@ from resnet_lib.base.paper import targets
 def test_notebook_05_records_three_test_modes_beside_the_paper(run_tiny, nb_out):
     res = run_tiny("05")
     p = res["parameters"]
-    assert (p["CLASSES"], p["VAL_PER_CLASS"], p["ITERS"], p["EVAL_EVERY"]) == (2, 4, 4, 2)
+    assert (p["NUM_CLASSES"], p["VAL_PER_CLASS"], p["ITERS"], p["EVAL_EVERY"]) == (2, 4, 4, 2)
 
     # every mode tested on the 8 validation images: errors are multiples of 1/8
     assert set(res["tests"]) == {"center", "10crop", "multiscale"}
@@ -18,6 +18,10 @@ def test_notebook_05_records_three_test_modes_beside_the_paper(run_tiny, nb_out)
         assert set(errs) == {"top1"}  # 2 classes: no top-5
         assert 0.0 <= errs["top1"] <= 100.0
         assert errs["top1"] / 12.5 == pytest.approx(round(errs["top1"] / 12.5), abs=1e-4), mode
+
+    # the plateau rule watched held-out training images; the reported validation images steered nothing
+    assert res["images"]["schedule_monitor"] == "holdout" and res["images"]["curve_set"] == "holdout"
+    assert res["images"]["counts"] == {"train": 28, "holdout": 4, "val": 8}
 
     # the training curve has one point per check (iterations 2 and 4) and lr drops within the run
     assert res["history"]["iteration"] == [2, 4]

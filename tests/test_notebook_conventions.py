@@ -4,6 +4,7 @@
 - the Python 3 kernel recorded;
 - exactly one ``parameters`` cell, the first code cell, of ``NAME = literal  # comment`` lines,
   with ``OUT_DIR = "../outputs"``; tiny parameters in the metadata that the cell accepts;
+- the next code cell checks the parameters (``resnet_lib.runner.params.check_notebook_parameters``);
 - the first cell says what it shows, which section/table/figure of the paper, and how long;
 - it saves its results under its own name with ``save_results``;
 - at most 2 ``def``/``class`` in its code cells (the library computes, the notebook narrates);
@@ -73,6 +74,20 @@ def _parameters(nb: dict, path: Path) -> list[str]:
     return problems
 
 
+CHECK_CELL = ("from resnet_lib.runner.params import check_notebook_parameters\n"
+              'check_notebook_parameters(globals(), "{stem}")')
+
+
+def _check_cell(nb: dict, stem: str) -> list[str]:
+    """The first code cell after ``parameters`` (where papermill's overrides land just before it) checks
+    them, so plain papermill or Jupyter refuses a misspelt name or a wrong type at once."""
+    tagged = [i for i, c in enumerate(nb["cells"]) if "parameters" in c.get("metadata", {}).get("tags", [])]
+    after = [c for c in nb["cells"][tagged[0] + 1:] if c["cell_type"] == "code"] if len(tagged) == 1 else []
+    if not after or CHECK_CELL.format(stem=stem) not in _src(after[0]):
+        return ["the first code cell after the parameters cell must check them:\n" + CHECK_CELL.format(stem=stem)]
+    return []
+
+
 def _opening(nb: dict) -> list[str]:
     first = nb["cells"][0] if nb["cells"] else {"cell_type": "none", "source": ""}
     text = _src(first)
@@ -130,7 +145,7 @@ def convention_problems(path: str | Path) -> list[str]:
     problems = []
     if nb.get("metadata", {}).get("kernelspec") != KERNELSPEC:
         problems.append(f"metadata.kernelspec must be {KERNELSPEC}")
-    return (problems + _outputs(nb, path) + _parameters(nb, path) + _opening(nb)
+    return (problems + _outputs(nb, path) + _parameters(nb, path) + _check_cell(nb, path.stem) + _opening(nb)
             + _code(nb, path.stem) + _exercises(nb))
 
 
@@ -163,7 +178,7 @@ def _planted(tmp_path: Path) -> Path:
 
 def test_checks_catch_a_planted_notebook(tmp_path):
     found = "\n".join(convention_problems(_planted(tmp_path)))
-    for expected in ("carry outputs", "no comment", "OUT_DIR", "tiny", "# Title", "3 def/class",
+    for expected in ("carry outputs", "no comment", "OUT_DIR", "tiny", "must check them", "# Title", "3 def/class",
                      "save_results", "0 worked answers"):
         assert expected in found, f"{expected!r} not reported in:\n{found}"
 

@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from resnet_lib.experiments import residual_demo as rd
-from resnet_lib.models.cifar import BasicBlock, cifar_resnet
+from resnet_lib.experiments import signal_flow as sf
+from resnet_lib.models.blocks import BasicBlock
+from resnet_lib.models.cifar import cifar_resnet
 
 
 def test_zero_branch_block_is_exactly_the_identity():
@@ -57,10 +59,24 @@ def test_gradient_flow_at_init_plain_explodes_residual_does_not():
     ratio = {}
     for residual in (False, True):
         torch.manual_seed(0)
-        r = rd.flow_at_init(cifar_resnet(56, residual=residual), x, y)
+        r = sf.flow_at_init(cifar_resnet(56, residual=residual), x, y)
         assert len(r["grad_norm"]) == 55 and len(r["act_std"]) == 27
         ratio[residual] = r["grad_norm"][0] / r["grad_norm"][-1]
     assert ratio[False] > 10 * ratio[True]
+
+
+def test_flow_with_and_without_bn():
+    torch.manual_seed(0)
+    x, y = torch.randn(16, 3, 32, 32), torch.randint(0, 10, (16,))
+    with_bn, no_bn = sf.flow_sweep(x, y, (20,), progress=False), sf.flow_sweep(x, y, (20,), progress=False, bn=False)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in sf.without_bn(cifar_resnet(20)).modules())
+    rows = sf.flow_bn_rows(with_bn, no_bn)
+    assert [r["net"] for r in rows] == ["plain-20", "residual-20"]
+    plain = rows[0]
+    # BN keeps the forward signal's scale (Sec. 4.1); without it the plain net's signal shrinks
+    assert 0.5 < plain["signal last/first block, BN"] < 2 and plain["signal last/first block, no BN"] < 0.5
+    text = sf.flow_story(rows)
+    assert "plain-20" in text and f"{plain['grad first/last layer, BN']:.3g}" in text
 
 
 def test_degradation_sweep_records():

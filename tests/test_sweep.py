@@ -10,12 +10,12 @@ from pathlib import Path
 
 import pytest
 
-from resnet_lib.runner import notebooks, sweep
+from resnet_lib.runner import notebooks, sweep, sweep_grid, sweep_tables
 
 # ---------------------------------------------------------------- the grid
 
 def test_parse_grid_reads_literals():
-    grid = sweep.parse_grid(["DEPTHS=20,56", "PLAIN=true,False", "LR=0.1", "NETS=plain,'resnet'",
+    grid = sweep_grid.parse_grid(["DEPTHS=20,56", "PLAIN=true,False", "LR=0.1", "NETS=plain,'resnet'",
                              "PAIRS=[20,56],[110]", "DEVICE=cpu"])
     assert grid == {"DEPTHS": [20, 56], "PLAIN": [True, False], "LR": [0.1], "NETS": ["plain", "resnet"],
                     "PAIRS": [[20, 56], [110]], "DEVICE": ["cpu"]}
@@ -25,28 +25,28 @@ def test_parse_grid_reads_literals():
                                            ("1X=2", "NAME=V1,V2")])
 def test_parse_grid_rejects_malformed(spec, message):
     with pytest.raises(ValueError, match=message):
-        sweep.parse_grid([spec])
+        sweep_grid.parse_grid([spec])
 
 
 def test_parse_grid_rejects_repeated_axis():
     with pytest.raises(ValueError, match="given twice"):
-        sweep.parse_grid(["SEED=0", "SEED=1"])
+        sweep_grid.parse_grid(["SEED=0", "SEED=1"])
 
 
 def test_scalars_fill_list_parameters_and_names_say_the_point():
-    fitted = sweep.fit_to_defaults({"DEPTHS": [20, 56], "SEED": 0}, {"DEPTHS": 20, "SEED": 1})
+    fitted = sweep_grid.fit_to_defaults({"DEPTHS": [20, 56], "SEED": 0}, {"DEPTHS": 20, "SEED": 1})
     assert fitted == {"DEPTHS": [20], "SEED": 1}
-    assert sweep.point_name({"DEPTHS": [20, 56], "PLAIN": True, "NETS": "res net/x"}) == \
+    assert sweep_grid.point_name({"DEPTHS": [20, 56], "PLAIN": True, "NETS": "res net/x"}) == \
         "DEPTHS=20-56_PLAIN=true_NETS=res-net-x"
-    assert [p["SEED"] for p in sweep.expand({"DEPTH": [20, 56], "SEED": [0, 1]})] == [0, 1, 0, 1]
+    assert [p["SEED"] for p in sweep_grid.expand({"DEPTH": [20, 56], "SEED": [0, 1]})] == [0, 1, 0, 1]
 
 
 def test_seed_axes_default_and_explicit():
     grid = {"DEPTHS": [20], "SEED": [0, 1], "DATA_SEED": [3]}
-    assert sweep.seed_axes(grid) == ["SEED", "DATA_SEED"]
-    assert sweep.seed_axes(grid, ["DEPTHS"]) == ["DEPTHS"]
+    assert sweep_grid.seed_axes(grid) == ["SEED", "DATA_SEED"]
+    assert sweep_grid.seed_axes(grid, ["DEPTHS"]) == ["DEPTHS"]
     with pytest.raises(ValueError, match="not a grid axis"):
-        sweep.seed_axes(grid, ["EPOCHS"])
+        sweep_grid.seed_axes(grid, ["EPOCHS"])
 
 
 # ---------------------------------------------------------------- checks before running
@@ -80,7 +80,7 @@ def test_cli_reports_bad_parameters_without_traceback(tmp_path, capsys):
 
 def _fake_point(out: Path, stem: str, params: dict, test_err: float, train_err: float) -> None:
     """What a finished point leaves behind, shaped like notebook 03's results.json."""
-    pdir = out / "points" / sweep.point_name(params)
+    pdir = out / "points" / sweep_grid.point_name(params)
     net = f"{'ResNet' if params['NETS'] == 'resnet' else 'plain'}-{params['DEPTHS']}"
     res = {"name": stem, "provenance": {}, "wall_s_total": 5.0,
            "rows": [{"quantity": f"{net} test error", "ours": test_err, "paper": 8.75, "unit": "%", "note": ""}],
@@ -95,11 +95,11 @@ def _fake_point(out: Path, stem: str, params: dict, test_err: float, train_err: 
 def test_gather_means_spread_and_figure(tmp_path):
     grid = {"DEPTHS": [20, 56], "NETS": ["plain", "resnet"], "SEED": [0, 1, 2]}
     values = {}
-    for i, p in enumerate(sweep.expand(grid)):
+    for i, p in enumerate(sweep_grid.expand(grid)):
         test_err = 10 + p["DEPTHS"] / 10 + (p["NETS"] == "plain") * 5 + p["SEED"] * 0.5
         values.setdefault((p["DEPTHS"], p["NETS"]), []).append(test_err)
         _fake_point(tmp_path, "03_x", p, test_err, train_err=test_err - 3)
-    table, figure = sweep.gather(tmp_path, "03_x", grid)
+    table, figure = sweep_tables.gather(tmp_path, "03_x", grid)
     rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
     err = {(int(r["DEPTHS"]), r["NETS"]): r for r in rows if r["quantity"] == "test_err_pct"}
     assert len(err) == 4
@@ -118,10 +118,10 @@ def test_gather_means_spread_and_figure(tmp_path):
 
 def test_plot_panels_prefer_curves_over_constants(tmp_path):
     grid = {"DEPTHS": [20, 56], "NETS": ["plain", "resnet"], "SEED": [0, 1]}
-    for p in sweep.expand(grid):
+    for p in sweep_grid.expand(grid):
         _fake_point(tmp_path, "03_x", p, 10 + p["DEPTHS"] / 10 + p["SEED"], 5.0 + p["SEED"])
-    records = sweep.collect(tmp_path, "03_x", grid)
-    chosen = sweep._by_coverage([r for r in records if sweep._is_number(r["ours"])], grid, ["SEED"])
+    records = sweep_tables.collect(tmp_path, "03_x", grid)
+    chosen = sweep_tables._by_coverage([r for r in records if sweep_tables._is_number(r["ours"])], grid, ["SEED"])
     assert chosen[:2] == ["train_err_pct", "test_err_pct"]
     assert "iters" not in chosen  # the same at every point
     assert not any("ResNet-20" in q for q in chosen)  # one setting only: no curve
@@ -129,7 +129,7 @@ def test_plot_panels_prefer_curves_over_constants(tmp_path):
 
 def test_gather_without_points_says_what_to_do(tmp_path):
     with pytest.raises(FileNotFoundError, match="run the sweep first"):
-        sweep.gather(tmp_path, "03_x", {"SEED": [0]})
+        sweep_tables.gather(tmp_path, "03_x", {"SEED": [0]})
 
 
 # ---------------------------------------------------------------- one real sweep

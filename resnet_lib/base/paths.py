@@ -21,31 +21,28 @@ def project_root(start: str | os.PathLike | None = None) -> Path:
     return Path.cwd()
 
 
+def _given_or_env(path: str | os.PathLike | None, env: str) -> Path | None:
+    """``path`` if given, else the environment variable ``env`` if set, else None."""
+    chosen = path or os.environ.get(env)
+    return Path(chosen).expanduser() if chosen else None
+
+
 def data_dir(path: str | os.PathLike | None = None) -> Path:
     """Cache folder for downloaded data: ``path``, else $RESNET_DATA, else ``<project>/data``."""
-    if path:
-        return Path(path).expanduser()
-    if os.environ.get("RESNET_DATA"):
-        return Path(os.environ["RESNET_DATA"]).expanduser()
-    return project_root() / "data"
+    return _given_or_env(path, "RESNET_DATA") or project_root() / "data"
 
 
 def output_dir(path: str | os.PathLike | None = None) -> Path:
     """Where notebooks and runs write results: ``path``, else $RESNET_OUT, else ``<project>/outputs``."""
-    if path:
-        return Path(path).expanduser()
-    if os.environ.get("RESNET_OUT"):
-        return Path(os.environ["RESNET_OUT"]).expanduser()
-    return project_root() / "outputs"
+    return _given_or_env(path, "RESNET_OUT") or project_root() / "outputs"
 
 
 def tiny_imagenet_dir(path: str | os.PathLike | None = None) -> Path:
     """Tiny ImageNet in its standard layout: ``path``, else $TINY_IMAGENET, else the first of
     ``<project>/data/tiny-imagenet-200`` and ``<project>/../shared/data/tiny-imagenet-200`` that exists."""
-    if path:
-        return Path(path).expanduser()
-    if os.environ.get("TINY_IMAGENET"):
-        return Path(os.environ["TINY_IMAGENET"]).expanduser()
+    given = _given_or_env(path, "TINY_IMAGENET")
+    if given:
+        return given
     root = project_root()
     for cand in (root / "data" / "tiny-imagenet-200", root.parent / "shared" / "data" / "tiny-imagenet-200"):
         if cand.is_dir():

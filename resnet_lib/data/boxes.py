@@ -21,15 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib.pyplot as plt
-import numpy as np
 import torch
 import torchvision
 from matplotlib.patches import Rectangle
-from PIL import Image
 from torch import Tensor
 from torchvision.models.detection._utils import BoxCoder
+from torchvision.ops import roi_align
 
 from ..base.paths import tiny_imagenet_dir
+from .images import read_image
 
 IMAGE_SIZE = 64  # Tiny ImageNet images are 64x64
 
@@ -87,6 +87,18 @@ def _check_image(image: Path, where: str) -> Path:
     return image
 
 
+def _annotation_lines(path: Path, form: str):
+    """``(where, fields)`` of each non-blank line of an annotation file, checked to have ``form``'s fields."""
+    n_fields = len(form.split())
+    for n, line in enumerate(path.read_text().splitlines(), start=1):
+        if not line.strip():
+            continue
+        where, fields = f"{path}:{n}", line.split()
+        if len(fields) != n_fields:
+            raise ValueError(f"{where}: expected '{form}' ({n_fields} fields), got {len(fields)}: {line!r}")
+        yield where, fields
+
+
 def read_train_boxes(wnid: str, root: str | os.PathLike | None = None, size: int = IMAGE_SIZE) -> list[BoxRecord]:
     """The boxes of one training class, from ``train/<wnid>/<wnid>_boxes.txt``."""
     folder = tiny_imagenet_dir(root) / "train" / wnid
@@ -95,13 +107,7 @@ def read_train_boxes(wnid: str, root: str | os.PathLike | None = None, size: int
         raise FileNotFoundError(f"{path} is missing: class {wnid} has no box file; check that {wnid} is in "
                                 "wnids.txt and that the train folder was unzipped completely")
     records = []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        fields = line.split()
-        if len(fields) != 5:
-            raise ValueError(f"{where}: expected 'file x0 y0 x1 y1' (5 fields), got {len(fields)}: {line!r}")
+    for where, fields in _annotation_lines(path, "file x0 y0 x1 y1"):
         image = _check_image(folder / "images" / fields[0], where)
         records.append(BoxRecord(image, wnid, parse_box(fields[1:], where, size)))
     return records
@@ -117,13 +123,7 @@ def read_val_annotations(root: str | os.PathLike | None = None, classes: list[st
         raise FileNotFoundError(f"{path} is missing; unzip the val folder of tiny-imagenet-200 there")
     known = set(classes if classes is not None else read_wnids(base))
     records = []
-    for n, line in enumerate(path.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        where = f"{path}:{n}"
-        fields = line.split()
-        if len(fields) != 6:
-            raise ValueError(f"{where}: expected 'file wnid x0 y0 x1 y1' (6 fields), got {len(fields)}: {line!r}")
+    for where, fields in _annotation_lines(path, "file wnid x0 y0 x1 y1"):
         if fields[1] not in known:
             raise ValueError(f"{where}: class {fields[1]} is not in the class list (wnids.txt); "
                              "add it to wnids.txt or delete that line")
@@ -152,12 +152,13 @@ class BoxSet:
                 f"mean box area {box_area_fraction(self.boxes, self.images.shape[-1]).mean():.2f} of the image)")
 
 
-def read_image(path: Path, size: int = IMAGE_SIZE) -> np.ndarray:
-    with Image.open(path) as im:
-        if im.size != (size, size):
-            raise ValueError(f"{path} is {im.size[0]}x{im.size[1]}, but its boxes were read for {size}x{size}; "
-                             "pass the images' true size as size=")
-        return np.asarray(im.convert("RGB"))  # some Tiny ImageNet JPEGs are grayscale
+def read_sized_image(path: Path, size: int = IMAGE_SIZE) -> torch.Tensor:
+    """``images.read_image`` (uint8, 3 x H x W), checked to be the size its boxes were read for."""
+    img = read_image(path)
+    if img.shape[-2:] != (size, size):
+        raise ValueError(f"{path} is {img.shape[-1]}x{img.shape[-2]}, but its boxes were read for {size}x{size}; "
+                         "pass the images' true size as size=")
+    return img
 
 
 def select(records: list[BoxRecord], classes: list[str], per_class: int | None = None) -> list[BoxRecord]:
@@ -178,7 +179,7 @@ def to_box_set(records: list[BoxRecord], classes: list[str], size: int = IMAGE_S
     missing = sorted({r.wnid for r in records} - set(index))
     if missing:
         raise ValueError(f"classes {missing[:3]} of these records are not in the class list; pass them in classes=")
-    images = torch.from_numpy(np.stack([read_image(r.image, size) for r in records])).permute(0, 3, 1, 2)
+    images = torch.stack([read_sized_image(r.image, size) for r in records])
     return BoxSet(images.contiguous(), torch.tensor([index[r.wnid] for r in records]),
                   torch.tensor([r.box for r in records], dtype=torch.float32), list(classes),
                   [r.image.name for r in records])
@@ -282,3 +283,53 @@ def box_grid(images: Tensor, layers: list[list[tuple[Tensor, str, list[str] | No
             ax.set_axis_off()
     fig.tight_layout()
     return fig
+
+
+# ----------------------------------------------------------------------------- crops that carry their boxes
+
+def crop_boxes(boxes: Tensor, windows: Tensor, size: int) -> Tensor:
+    """Boxes seen through crop ``windows`` (N, 4) that are resized to ``size`` x ``size``: shifted by the
+    window's corner, scaled, clipped to the crop (the part of an object inside the crop is its box)."""
+    x0, y0 = windows[:, 0:1], windows[:, 1:2]
+    scale = size / (windows[:, 2:3] - windows[:, 0:1])
+    moved = (boxes - torch.cat([x0, y0, x0, y0], 1)) * scale
+    return clip_boxes(moved, (size, size))
+
+
+def crop_windows(images: Tensor, windows: Tensor, size: int) -> Tensor:
+    """Cut each image's window (N, 4) out and resize it to ``size`` x ``size`` in one batched call
+    (torchvision's RoIAlign, bilinear); returns float images in 0..255."""
+    rois = torch.cat([torch.arange(len(windows), dtype=windows.dtype)[:, None], windows], 1)
+    return roi_align(images.float(), rois, output_size=size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
+
+
+def random_windows(n: int, size: int, min_crop: int, g: torch.Generator) -> Tensor:
+    """Random square windows of side ``min_crop``..``size`` px inside ``size`` x ``size`` images."""
+    side = torch.randint(min_crop, size + 1, (n,), generator=g).float()
+    x0 = (torch.rand(n, generator=g) * (size - side + 1)).floor()
+    y0 = (torch.rand(n, generator=g) * (size - side + 1)).floor()
+    return torch.stack([x0, y0, x0 + side, y0 + side], 1)
+
+
+def random_crops(images: Tensor, boxes: Tensor, min_crop: int, flip: bool, g: torch.Generator) -> tuple[Tensor, Tensor]:
+    """Random square crops of ``min_crop`` to full size, resized back to the image size, and random
+    mirror images, with the boxes moved along (Sec. 3.4's random crops, with its scale augmentation in
+    the form of a random crop size). Returns float images in 0..255 and the boxes."""
+    n, _, h, w = images.shape
+    if h != w:
+        raise ValueError(f"random_crops expects square images, got {h}x{w}; resize or pad them first")
+    check_boxes(boxes, h, w, "random_crops")
+    windows = random_windows(n, w, min_crop, g)
+    out = crop_windows(images, windows, w)
+    new_boxes = crop_boxes(boxes, windows, w)
+    if flip:
+        mirror = torch.rand(n, generator=g) < 0.5
+        out = torch.where(mirror[:, None, None, None], out.flip(-1), out)
+        flipped = torch.stack([w - new_boxes[:, 2], new_boxes[:, 1], w - new_boxes[:, 0], new_boxes[:, 3]], 1)
+        new_boxes = torch.where(mirror[:, None], flipped, new_boxes)
+    return out, new_boxes
+
+
+def center_window(n: int, size: int, crop: int) -> Tensor:
+    o = (size - crop) / 2
+    return torch.tensor([[o, o, o + crop, o + crop]]).expand(n, 4).clone()

@@ -295,13 +295,13 @@ class TensorLoader:
         x = self.x[idx].float().div_(255.0)
         x = (x - self.mean) / self.std
         if self.augment:
-            x = random_crop_flip(x, shifts[idx], flips[idx], self.pad)
+            x = pad_crop_flip(x, shifts[idx], flips[idx], self.pad)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x, self.y[idx]
 
 
-def random_crop_flip(x: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor, pad: int = 4) -> torch.Tensor:
+def pad_crop_flip(x: torch.Tensor, shifts: torch.Tensor, flips: torch.Tensor, pad: int = 4) -> torch.Tensor:
     """Zero-pad each image by ``pad``, take the HxW window at offset ``shifts[i] = (dy, dx)``, and mirror
     it where ``flips[i]``: one ``torch.gather`` over the flattened padded images does all three."""
     n, c, h, w = x.shape

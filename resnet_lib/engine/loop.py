@@ -6,6 +6,10 @@ rank's share of each global batch of ``epoch`` from batch ``start`` on, determin
 contract is what makes a resumed run end exactly where an uninterrupted one does: the checkpoint
 records (iteration, epoch, batch) and the source regenerates the rest of the epoch.
 
+A :class:`Trainer` reads in the order it works, as pytorch/examples' ``multigpu_torchrun.py`` does:
+``resume`` (a stored result or checkpoint), ``train`` (epochs of ``step``), ``drain`` (read the losses
+back, stop on divergence), ``evaluate_and_log``, ``save_checkpoint``, ``finish`` (the result, written once).
+
 Under torchrun (RANK / WORLD_SIZE / LOCAL_RANK set), ``fit`` wraps the model in
 DistributedDataParallel, each rank takes its slice of every global batch, and only rank 0 shows
 progress and writes checkpoints and results.
@@ -17,6 +21,7 @@ import json
 import math
 import os
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -25,17 +30,32 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from ..base.device import autocast, pick_device, use_bf16
-from ..base.io import atomic_torch_save, atomic_write_json, provenance
-from .checkpoint import CHECKPOINT, RESULT, check_checkpoint
+from ..base.errors import UserError
+from ..base.io import _json_default, atomic_write_json, clean_stale_temps, ensure_writable_dir, provenance
+from .checkpoint import (
+    CHECKPOINT,
+    FORMAT,
+    RESULT,
+    DamagedFile,
+    check_identity,
+    keep_checkpoint_before,
+    load_checkpoint,
+    load_state_checked,
+    move_aside,
+    read_result,
+    run_identity,
+    save_checkpoint,
+)
 from .config import StepSchedule, TrainConfig
 from .cuda_graph import CudaGraphStep, use_cuda_graph
 from .distributed import DistEnv
 from .step import make_optimizer, resolve_formats, sgd_step
 
+HISTORY_KEYS = ("iteration", "lr", "train_loss", "train_err", "test_loss", "test_err")
 
-class TrainingDiverged(RuntimeError):
-    pass
 
+class TrainingDiverged(UserError, RuntimeError):
+    """The loss became NaN or exploded; the message says what to change and which checkpoint is good."""
 
 
 @torch.no_grad()
@@ -56,148 +76,268 @@ def evaluate(model: nn.Module, source, device="auto", amp: str | bool = "auto") 
     return {"loss": total_loss / n, "err": wrong / n}
 
 
+@dataclass
+class Tally:
+    """Training loss and errors summed over the steps since the last reset."""
+    loss_sum: float = 0.0  # sum over images of the per-image loss
+    wrong: int = 0
+    seen: int = 0
+
+    def add(self, mean_loss: float, wrong: int, n: int) -> None:
+        self.loss_sum += mean_loss * n
+        self.wrong += wrong
+        self.seen += n
+
+
+@dataclass
+class RunState:
+    """Where a run stands; stored in each checkpoint as plain numbers and lists."""
+    iteration: int = 0               # SGD steps done
+    epoch: int = 0
+    batch: int = 0                   # next batch of ``epoch``
+    wall: float = 0.0                # seconds of training so far, over every resumed piece
+    since_eval: Tally = field(default_factory=Tally)   # for the curve's training loss and error
+    since_warm: Tally = field(default_factory=Tally)   # for the warm-up rule's training error
+    history: dict = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunState":
+        return cls(**{**d, "since_eval": Tally(**d["since_eval"]), "since_warm": Tally(**d["since_warm"])})
+
+
+@dataclass
+class Pending:
+    """A step whose loss is still on the device (read back by ``drain``)."""
+    iteration: int
+    lr: float
+    n: int
+    values: torch.Tensor  # (loss, wrong)
+
+
+class Trainer:
+    """Trains one model by ``cfg`` with its data, schedule and (optional) run folder; see :func:`fit`."""
+
+    def __init__(self, model: nn.Module, train_source, eval_source, cfg: TrainConfig, *, run_dir=None,
+                 schedule=None, device="auto", spec: dict | None = None, identity: dict | None = None,
+                 extra: dict | None = None, rebuild: str | None = None, progress: bool = True,
+                 desc: str = "train", final_source=None):
+        self.dev, self.env = pick_device(device), DistEnv.from_env()
+        if self.env.world > 1 and self.dev.type == "cuda" and self.dev.index is None:  # one GPU per process
+            self.dev = torch.device("cuda", self.env.local_rank)
+            torch.cuda.set_device(self.dev)
+        self.bf16, self.cl = resolve_formats(self.dev, cfg)
+        if train_source.batch_size != cfg.batch_size:
+            raise ValueError(f"the training source makes batches of {train_source.batch_size}, the config asks "
+                             f"for {cfg.batch_size}; build the source with batch_size={cfg.batch_size}")
+        if len(train_source) == 0:
+            raise ValueError("the training source yields no full batch: it has fewer examples than one batch")
+        self.model, self.cfg, self.spec, self.extra = model, cfg, spec, extra or {}
+        self.train_source, self.eval_source, self.final_source = train_source, eval_source, final_source
+        self.run_dir = Path(run_dir) if run_dir else None
+        self.identity = identity if identity is not None else run_identity(spec, cfg)
+        self.rebuild, self.progress, self.desc = rebuild, progress, desc
+        self.schedule = schedule or StepSchedule(cfg)
+        model.to(self.dev, memory_format=torch.channels_last if self.cl else torch.contiguous_format)
+        self.opt = make_optimizer(model, cfg)
+        self.state = RunState()
+        self.pending: list[Pending] = []
+        # steps are read back every `sync_every` iterations on a GPU (and before every evaluation and
+        # checkpoint), so the CPU runs ahead instead of waiting for each step; it divides warmup_window,
+        # so each warm-up check sees every step
+        self.sync_every = cfg.warmup_window if self.dev.type == "cuda" else 1
+
+    # ---------------------------------------------------------------------------------- resume
+    def resume(self) -> dict | None:
+        """Prepare the run folder; return the stored result of this very run if there is one, else load
+        this run's checkpoint if there is one. A damaged or foreign file is moved aside."""
+        if self.run_dir is None:
+            return None
+        if self.env.main:
+            ensure_writable_dir(self.run_dir)
+            clean_stale_temps(self.run_dir)
+        stored = read_result(self.run_dir / RESULT, self.identity, self.rebuild, tuple(self.extra), self.env.main)
+        if stored is not None:
+            return stored
+        path = self.run_dir / CHECKPOINT
+        if path.exists():
+            try:
+                self._load(path)
+            except DamagedFile as e:
+                self._restart()
+                if self.env.main:
+                    move_aside(path, str(e).removeprefix(f"{path} "), self.rebuild)
+        return None
+
+    def _load(self, path: Path) -> None:
+        ckpt = load_checkpoint(path, self.dev, self.rebuild)
+        check_identity(ckpt, path, self.identity)
+        initial = {k: v.clone() for k, v in self.model.state_dict().items()}
+        try:  # the schedule last: a failure before it leaves it untouched, and _restart renews the rest
+            state = RunState.from_dict(ckpt["state"])
+            load_state_checked(self.model, ckpt["model"], path)
+            self.opt.load_state_dict(ckpt["optimizer"])
+            self.schedule.load_state_dict(ckpt["schedule"])
+            self.state = state
+        except DamagedFile:
+            raise  # found before anything was loaded
+        except (KeyError, TypeError, ValueError, RuntimeError) as e:
+            self.model.load_state_dict(initial)
+            raise DamagedFile(f"{path} holds a run state this version cannot resume ({type(e).__name__}: "
+                              f"{str(e)[:120]})") from e
+
+    def _restart(self) -> None:
+        self.opt = make_optimizer(self.model, self.cfg)
+        self.state = RunState()
+
+    # ----------------------------------------------------------------------------------- train
+    def train(self, stop_after: int | None = None) -> bool:
+        """Train to ``cfg.iters`` (or to ``stop_after``); True when the run is complete."""
+        cfg, st = self.cfg, self.state
+        self.net = nn.parallel.DistributedDataParallel(
+            self.model, device_ids=[self.dev.index] if self.dev.type == "cuda" else None) \
+            if self.env.world > 1 else self.model
+        self.graphed = use_cuda_graph(self.dev, cfg, self.env.world)
+        self.graph_step = CudaGraphStep(self.net, self.opt, self.dev, self.bf16) if self.graphed else None
+        end = cfg.iters if stop_after is None else min(cfg.iters, stop_after)
+        self.bar = tqdm(total=cfg.iters, initial=st.iteration, desc=self.desc, dynamic_ncols=True, leave=True,
+                        disable=not (self.progress and self.env.main))
+        self.t_start = time.perf_counter() - st.wall
+        self.net.train()
+        while st.iteration < end:
+            batches = self.train_source.batches(st.epoch, start=st.batch, rank=self.env.rank, world=self.env.world)
+            for x, y in batches:
+                self.step(x, y, end)
+                if st.iteration >= end:
+                    break
+            else:
+                st.epoch, st.batch = st.epoch + 1, 0
+        self.bar.close()
+        if st.iteration < cfg.iters:  # stopped early, as an interruption would: resumable from here
+            self.save_checkpoint()
+            return False
+        return True
+
+    def step(self, x, y, end: int) -> None:
+        """One SGD step, then whatever falls due at the new iteration: read-back, warm-up rule,
+        evaluation, checkpoint."""
+        cfg, st = self.cfg, self.state
+        it = st.iteration
+        lr = self.schedule.lr_at(it)
+        for g in self.opt.param_groups:
+            g["lr"] = lr
+        if self.graph_step is not None:
+            loss, wrong = self.graph_step(x, y)
+        else:
+            x, y = x.to(self.dev, non_blocking=True), y.to(self.dev, non_blocking=True)
+            self.opt.zero_grad(set_to_none=True)
+            loss, wrong = sgd_step(self.net, self.opt, x, y, self.dev, self.bf16)
+        self.pending.append(Pending(it, lr, len(y), torch.stack((loss.float(), wrong.float()))))
+        st.iteration, st.batch = it + 1, st.batch + 1
+        it += 1
+        must_eval = it % cfg.eval_every == 0 or it == cfg.iters
+        must_save = it == cfg.iters or bool(cfg.checkpoint_every and it % cfg.checkpoint_every == 0)
+        if it % self.sync_every == 0 or must_eval or must_save or it >= end:
+            self.drain()
+        if st.since_warm.seen and it % cfg.warmup_window == 0:
+            self.schedule.observe(it, train_err=st.since_warm.wrong / st.since_warm.seen)
+            st.since_warm = Tally()
+        self.bar.update(1)
+        if must_eval:
+            self.evaluate_and_log(it, lr)
+        st.wall = time.perf_counter() - self.t_start
+        if must_save:
+            self.save_checkpoint()
+
+    def drain(self) -> None:
+        """Read back the pending steps' losses (one transfer), add them up, stop on divergence."""
+        if not self.pending:
+            return
+        values = torch.stack([p.values for p in self.pending]).tolist()
+        for p, (loss, wrong) in zip(self.pending, values):
+            if not math.isfinite(loss) or loss > self.cfg.diverge_loss:
+                self.pending.clear()
+                self._diverged(p, loss)
+            self.state.since_eval.add(loss, int(wrong), p.n)
+            self.state.since_warm.add(0.0, int(wrong), p.n)
+        self.pending.clear()
+
+    def _diverged(self, p: Pending, loss: float):
+        cfg, note = self.cfg, ""
+        if self.run_dir is not None and self.env.main:
+            # the weights after step i are first tested by step i+1's loss: keep a checkpoint from before p
+            path, at = keep_checkpoint_before(self.run_dir, p.iteration)
+            note = f" The last good checkpoint, from iteration {at}, is {path}." if path else \
+                " No checkpoint was written before it."
+        self.bar.close()
+        raise TrainingDiverged(
+            f"training diverged at iteration {p.iteration} (loss {loss:.4g}, lr {p.lr:g}). Lower the learning "
+            f"rate, or use the warm-up the paper uses for ResNet-110 (warmup=True: lr {cfg.warmup_lr} until "
+            f"training error < {cfg.warmup_until_err:.0%}).{note}")
+
+    def evaluate_and_log(self, it: int, lr: float) -> None:
+        st = self.state
+        ev = evaluate(self.model, self.eval_source, self.dev, self.bf16)
+        self.schedule.observe(it, test_err=ev["err"])
+        tally = st.since_eval
+        for k, v in (("iteration", it), ("lr", lr), ("train_loss", tally.loss_sum / tally.seen),
+                     ("train_err", tally.wrong / tally.seen), ("test_loss", ev["loss"]), ("test_err", ev["err"])):
+            st.history[k].append(v)
+        st.since_eval = Tally()
+        self.bar.set_postfix(train_err=f"{st.history['train_err'][-1]:.3f}", test_err=f"{ev['err']:.3f}", lr=f"{lr:g}")
+
+    def save_checkpoint(self) -> None:
+        if self.run_dir is None or not self.env.main:
+            return
+        save_checkpoint(self.run_dir, {
+            "identity": self.identity, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+            "schedule": self.schedule.state_dict(), "state": dataclasses.asdict(self.state)})
+
+    # ---------------------------------------------------------------------------------- finish
+    def finish(self) -> dict:
+        """The result: final numbers, the curve, how it ran; written once, atomically, with ``extra``."""
+        cfg, st, hist = self.cfg, self.state, self.state.history
+        final = evaluate(self.model, self.final_source, self.dev, self.bf16) if self.final_source is not None \
+            else {"err": hist["test_err"][-1], "loss": hist["test_loss"][-1]}
+        step = getattr(self, "graph_step", None)
+        result = {"format": FORMAT, "identity": self.identity, "spec": self.spec, "config": dataclasses.asdict(cfg),
+                  "history": hist,
+                  "final": {"train_err": hist["train_err"][-1], "test_err": final["err"], "test_loss": final["loss"]},
+                  "wall_s": round(st.wall, 2), "img_per_s": round(cfg.iters * cfg.batch_size / max(st.wall, 1e-9), 1),
+                  "warmup_ended_at": getattr(self.schedule, "warmup_ended_at", None),
+                  "precision": "bf16 autocast" if self.bf16 else "fp32", "channels_last": self.cl,
+                  "world_size": self.env.world, "cuda_graph": bool(getattr(self, "graphed", False)),
+                  "graph_captures": step.captures if step else 0, "provenance": provenance(self.dev), **self.extra}
+        result = json.loads(json.dumps(result, default=_json_default))  # as stored: what a later reuse returns
+        if self.run_dir and self.env.main:
+            atomic_write_json(self.run_dir / RESULT, result)
+        return result
+
 
 def fit(model: nn.Module, train_source, eval_source, cfg: TrainConfig = TrainConfig(), *,
         run_dir: str | os.PathLike | None = None, schedule=None, device="auto", progress: bool = True,
         spec: dict | None = None, resume: bool = True, stop_after: int | None = None, desc: str = "train",
-        final_source=None) -> dict:
+        final_source=None, identity: dict | None = None, extra: dict | None = None,
+        rebuild: str | None = None) -> dict:
     """Train ``model`` with SGD by ``cfg``; evaluate on ``eval_source`` every ``cfg.eval_every`` iterations.
 
     With ``run_dir``, checkpoints go to ``run_dir/checkpoint.pt`` (atomically) and the result to
-    ``run_dir/result.json``; an existing checkpoint is resumed. ``spec`` (a JSON-able description of
-    the architecture) is stored with both and checked on resume. ``stop_after`` ends the call early at
-    that iteration with a checkpoint, as an interruption would. ``final_source`` (default
-    ``eval_source``) is evaluated once at the end for the final numbers, so the curve points may use a
-    cheaper subset. Returns the result dict.
+    ``run_dir/result.json`` (once, at the end, with ``extra`` merged in). The run's ``identity`` (default:
+    ``spec`` and ``cfg``, see ``checkpoint.run_identity``; pass the data options too) is stored with both:
+    a stored result or checkpoint is used only for the same identity, and a damaged or foreign one is moved
+    aside (``rebuild``, the command that makes the run, is named in the warning). ``resume=False`` starts
+    afresh. ``stop_after`` ends the call early at that iteration with a checkpoint, as an interruption would,
+    and returns ``{"interrupted_at", "history"}``. ``final_source`` (default ``eval_source``) is evaluated
+    once at the end for the final numbers, so the curve points may use a cheaper subset.
     """
-    dev = pick_device(device)
-    env = DistEnv.from_env()
-    if env.world > 1 and dev.type == "cuda" and dev.index is None:  # one GPU per process under torchrun
-        dev = torch.device("cuda", env.local_rank)
-        torch.cuda.set_device(dev)
-    bf16, cl = resolve_formats(dev, cfg)
-    if train_source.batch_size != cfg.batch_size:
-        raise ValueError(f"the training source makes batches of {train_source.batch_size}, the config asks for "
-                         f"{cfg.batch_size}; build the source with batch_size={cfg.batch_size}")
-    if len(train_source) == 0:
-        raise ValueError("the training source yields no full batch: it has fewer examples than one batch")
-    run_dir = Path(run_dir) if run_dir else None
-    model.to(dev, memory_format=torch.channels_last if cl else torch.contiguous_format)
-    opt = make_optimizer(model, cfg)
-    schedule = schedule or StepSchedule(cfg)
-    st = {"iteration": 0, "epoch": 0, "batch": 0, "wall": 0.0, "window": [0.0, 0, 0, 0], "warm": [0, 0],
-          "history": {"iteration": [], "lr": [], "train_loss": [], "train_err": [], "test_loss": [], "test_err": []}}
-
-    ckpt_path = run_dir / CHECKPOINT if run_dir else None
-    if ckpt_path and ckpt_path.exists() and resume:
-        ckpt = torch.load(ckpt_path, map_location=dev, weights_only=False)
-        check_checkpoint(ckpt, ckpt_path, spec, cfg)
-        model.load_state_dict(ckpt["model"])
-        opt.load_state_dict(ckpt["optimizer"])
-        schedule.load_state_dict(ckpt["schedule"])
-        st = ckpt["state"]
-    if st["iteration"] >= cfg.iters and run_dir and (run_dir / RESULT).exists():
-        return json.loads((run_dir / RESULT).read_text())
-
-    net = nn.parallel.DistributedDataParallel(model, device_ids=[dev.index] if dev.type == "cuda" else None) \
-        if env.world > 1 else model
-    # window: loss sum, wrong, seen, iterations since the last evaluation; warm: wrong, seen for the warm-up
-    hist, win, warm_win = st["history"], st["window"], st["warm"]
-    graphed = use_cuda_graph(dev, cfg, env.world)
-    step = CudaGraphStep(net, opt, dev, bf16) if graphed else None
-    # (iteration, lr, batch, [loss, wrong]) of steps not yet read back: on a GPU they are read every
-    # `sync_every` iterations (and before every evaluation and checkpoint), so the CPU runs ahead of the
-    # GPU instead of waiting for each step. It divides warmup_window: each warm-up check sees every step.
-    sync_every = cfg.warmup_window if dev.type == "cuda" else 1
-    pending: list = []
-
-    def drain():
-        if not pending:
-            return
-        values = torch.stack([p[3] for p in pending]).tolist()
-        for (it_, lr_, n, _), (loss_v, wrong) in zip(pending, values):
-            if not math.isfinite(loss_v) or loss_v > cfg.diverge_loss:
-                checkpoint_note = f" The last good checkpoint is {ckpt_path}." if ckpt_path and ckpt_path.exists() else ""
-                raise TrainingDiverged(
-                    f"training diverged at iteration {it_} (loss {loss_v:.4g}, lr {lr_:g}). Lower the learning rate, "
-                    f"or use the warm-up the paper uses for ResNet-110 (warmup=True: lr {cfg.warmup_lr} until "
-                    f"training error < {cfg.warmup_until_err:.0%}).{checkpoint_note}")
-            wrong = int(wrong)
-            win[0] += loss_v * n
-            win[1] += wrong
-            win[2] += n
-            win[3] += 1
-            warm_win[0] += wrong
-            warm_win[1] += n
-        pending.clear()
-
-    def checkpoint():
-        if ckpt_path and env.main:
-            atomic_torch_save(ckpt_path, {"model": model.state_dict(), "optimizer": opt.state_dict(),
-                                          "schedule": schedule.state_dict(), "state": st, "spec": spec,
-                                          "config": dataclasses.asdict(cfg)})
-
-    bar = tqdm(total=cfg.iters, initial=st["iteration"], desc=desc, disable=not (progress and env.main),
-               dynamic_ncols=True, leave=True)
-    t_start = time.perf_counter() - st["wall"]
-    net.train()
-    while st["iteration"] < cfg.iters:
-        for x, y in train_source.batches(st["epoch"], start=st["batch"], rank=env.rank, world=env.world):
-            it = st["iteration"]
-            lr = schedule.lr_at(it)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            if step is not None:
-                loss_t, wrong_t = step(x, y)
-            else:
-                x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-                opt.zero_grad(set_to_none=True)
-                loss_t, wrong_t = sgd_step(net, opt, x, y, dev, bf16)
-            pending.append((it, lr, len(y), torch.stack((loss_t.float(), wrong_t.float()))))
-            st["iteration"] = it = it + 1
-            st["batch"] += 1
-            must_eval = it % cfg.eval_every == 0 or it == cfg.iters
-            must_save = it == cfg.iters or (cfg.checkpoint_every and it % cfg.checkpoint_every == 0)
-            at_stop = stop_after is not None and it >= stop_after
-            if it % sync_every == 0 or must_eval or must_save or at_stop:
-                drain()
-            if warm_win[1] and it % cfg.warmup_window == 0:
-                schedule.observe(it, train_err=warm_win[0] / warm_win[1])
-                warm_win[:] = [0, 0]
-            bar.update(1)
-            if must_eval:
-                ev = evaluate(model, eval_source, dev, bf16)
-                schedule.observe(it, test_err=ev["err"])
-                for k, v in (("iteration", it), ("lr", lr), ("train_loss", win[0] / win[2]),
-                             ("train_err", win[1] / win[2]), ("test_loss", ev["loss"]), ("test_err", ev["err"])):
-                    hist[k].append(v)
-                win[:] = [0.0, 0, 0, 0]
-                bar.set_postfix(train_err=f"{hist['train_err'][-1]:.3f}", test_err=f"{ev['err']:.3f}", lr=f"{lr:g}")
-            st["wall"] = time.perf_counter() - t_start
-            if must_save:
-                checkpoint()
-            if it >= cfg.iters or at_stop:
-                break
-        else:
-            st["epoch"] += 1
-            st["batch"] = 0
-            continue
-        if stop_after is not None and st["iteration"] >= stop_after and st["iteration"] < cfg.iters:
-            checkpoint()
-            bar.close()
-            return {"interrupted_at": st["iteration"], "history": hist}
-    bar.close()
-
-    images = cfg.iters * cfg.batch_size
-    final = evaluate(model, final_source, dev, bf16) if final_source is not None else \
-        {"err": hist["test_err"][-1], "loss": hist["test_loss"][-1]}
-    result = {"spec": spec, "config": dataclasses.asdict(cfg), "history": hist,
-              "final": {"train_err": hist["train_err"][-1], "test_err": final["err"], "test_loss": final["loss"]},
-              "wall_s": round(st["wall"], 2), "img_per_s": round(images / max(st["wall"], 1e-9), 1),
-              "warmup_ended_at": getattr(schedule, "warmup_ended_at", None),
-              "precision": "bf16 autocast" if bf16 else "fp32", "channels_last": cl, "world_size": env.world,
-              "cuda_graph": graphed, "graph_captures": step.captures if step else 0,
-              "provenance": provenance(dev)}
-    if run_dir and env.main:
-        atomic_write_json(run_dir / RESULT, result)
-    return result
+    trainer = Trainer(model, train_source, eval_source, cfg, run_dir=run_dir, schedule=schedule, device=device,
+                      spec=spec, identity=identity, extra=extra, rebuild=rebuild, progress=progress, desc=desc,
+                      final_source=final_source)
+    if resume:
+        stored = trainer.resume()
+        if stored is not None:
+            return stored
+    elif trainer.run_dir is not None:
+        ensure_writable_dir(trainer.run_dir)
+    if not trainer.train(stop_after):
+        return {"interrupted_at": trainer.state.iteration, "history": trainer.state.history}
+    return trainer.finish()

@@ -78,6 +78,11 @@ def train_runs(runs: list[CifarRun], root: str | Path, device="auto", force: boo
     return out
 
 
+def error_set(result: dict) -> str:
+    """What a run's held-out error measures: "validation" for a 45k/5k split (Section 4.2), else "test"."""
+    return "validation" if result.get("eval_set") == "val5k" else "test"
+
+
 def results_table(results: list[dict]) -> list[dict]:
     """One row per run: final training and test error beside Table 6 (the paper has no table for
     plain nets: they appear only as Fig. 6's curves)."""
@@ -89,7 +94,7 @@ def results_table(results: list[dict]) -> list[dict]:
                      "params": count_parameters(cifar_resnet(s["depth"], s["shortcut"], s["residual"])),
                      "iters": r["config"]["iters"], "train_images": r.get("train_examples"),
                      "train_err_pct": round(100 * r["final"]["train_err"], 2),
-                     "test_err_pct": round(100 * r["final"]["test_err"], 2),
+                     "test_err_pct": round(100 * r["final"]["test_err"], 2), "error_set": error_set(r),
                      "paper_test_err_pct": paper.get(s["depth"]) if s["residual"] else None,
                      "wall_s": r["wall_s"]})
     return rows
@@ -151,7 +156,8 @@ def plot_curves(results: list[dict], names=None, axes=None, smooth: bool = False
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
         if ax.lines:
-            ax.legend(title="bold: test, dashed: train", fontsize=8, title_fontsize=8)
+            held = {error_set(r) for r in results}
+            ax.legend(title=f"bold: {' / '.join(sorted(held))}, dashed: train", fontsize=8, title_fontsize=8)
     axes[0].set_ylabel("error (%)")
     fig.suptitle("CIFAR-10 training (Fig. 6 of the paper)")
     fig.tight_layout()
@@ -163,9 +169,12 @@ def paper_rows(table: list[dict]) -> list[dict]:
     params = targets()["cifar10_params_paper"]
     rows = []
     for t in table:
-        rows.append({"quantity": f"{t['net']} test error", "ours": t["test_err_pct"], "paper": t["paper_test_err_pct"],
-                     "unit": "%", "note": f"{t['iters']} iterations on {t['train_images']} images"
-                                          + ("" if t["residual"] else "; paper: curves only (Fig. 6)")})
+        held = t.get("error_set", "test")
+        note = f"{t['iters']} iterations on {t['train_images']} images" + \
+            ("" if t["residual"] else "; paper: curves only (Fig. 6)") + \
+            ("; ours on the 5k validation split, the paper's is test error" if held == "validation" else "")
+        rows.append({"quantity": f"{t['net']} {held} error", "ours": t["test_err_pct"], "paper": t["paper_test_err_pct"],
+                     "unit": "%", "note": note})
         if t["residual"]:
             rows.append({"quantity": f"{t['net']} parameters", "ours": t["params"],
                          "paper": params.get(str(t["depth"])), "unit": "", "note": "Table 6"})

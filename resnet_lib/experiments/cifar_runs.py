@@ -6,16 +6,19 @@ import argparse
 import dataclasses
 import json
 import os
+import shlex
+import sys
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
 
 from ..base.device import pick_device
-from ..base.io import atomic_write_json
+from ..base.io import WriteFailed, ensure_writable_dir
 from ..base.paths import output_dir
 from ..data.cifar import NORMALIZATIONS, TensorLoader, load_cifar10, make_loaders, stratified_indices
-from ..engine.checkpoint import CHECKPOINT, RESULT
+from ..engine.checkpoint import CHECKPOINT, PREVIOUS, RESULT, identity_hash, read_result, run_identity
 from ..engine.config import TrainConfig
 from ..engine.loop import fit
 from ..engine.step import resolve_formats
@@ -52,12 +55,41 @@ class CifarRun:
         return CifarNetSpec(self.depth, self.residual, self.shortcut).name
 
     @property
+    def spec(self) -> dict:
+        """The architecture, as ``models.registry.build_model`` rebuilds it."""
+        return CifarNetSpec(self.depth, self.residual, self.shortcut).to_dict()
+
+    @property
+    def identity(self) -> dict:
+        """Everything that changes this run's numbers: the net, the recipe, the data options."""
+        data = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("depth", "residual", "shortcut", "train")}
+        return run_identity(self.spec, self.train, data)
+
+    @property
     def slug(self) -> str:
+        """The run's folder name: readable settings, then the hash of its whole identity (two runs that
+        differ in any setting, shown here or not, get different folders)."""
         t = self.train
         return (f"{'resnet' if self.residual else 'plain'}{self.depth}{self.shortcut if self.residual else ''}"
                 f"_it{t.iters}_lr{t.lr:g}_b{t.batch_size}_n{self.subset or 'all'}{'_val' if self.val_split else ''}"
-                f"_{self.normalize}_s{t.seed}" + (f"_t{self.test_subset}" if self.test_subset else "")
-                + ("f" if self.test_subset and self.final_on_subset else ""))
+                f"_s{t.seed}-{identity_hash(self.identity)}")
+
+    def command(self, root=None) -> str:
+        """The command that trains this run again: ``python -m resnet_lib train ...`` where its options
+        express the run, else the ``run_cifar`` call."""
+        t, argv = self.train, ["--depth", str(self.depth)]
+        argv += ["--shortcut", self.shortcut] if self.residual else ["--plain"]
+        argv += ["--iters", str(t.iters), "--lr", f"{t.lr:g}", "--batch-size", str(t.batch_size),
+                 "--eval-every", str(t.eval_every), "--seed", str(t.seed), "--amp", t.amp, "--normalize", self.normalize]
+        argv += (["--subset", str(self.subset)] if self.subset else []) + (["--val-split"] if self.val_split else [])
+        if root is not None:
+            argv += ["--out", str(root)]
+        try:
+            same = _run_from_args(_parser().parse_args(argv)).identity == self.identity
+        except (SystemExit, ValueError):
+            same = False
+        return "python -m resnet_lib train " + " ".join(shlex.quote(x) for x in argv) if same else \
+            f"run_cifar({self!r}) (e.g. run the notebook that made it again)"
 
 
 def paper_recipe(depth: int) -> TrainConfig:
@@ -67,15 +99,18 @@ def paper_recipe(depth: int) -> TrainConfig:
 
 def run_cifar(run: CifarRun, root: str | os.PathLike | None = None, device="auto", progress: bool = True,
               data=None, force: bool = False, stop_after: int | None = None) -> dict:
-    """Train one CIFAR net; stored under ``root/<run.slug>/``. An existing finished run is returned
-    as it is (no retraining) unless ``force``; an unfinished one resumes."""
-    run_dir = Path(root) if root else output_dir() / "runs"
-    run_dir = run_dir / run.slug
-    if force and run_dir.exists():
-        for f in (CHECKPOINT, RESULT):
+    """Train one CIFAR net; stored under ``root/<run.slug>/``. A finished run of the same identity is
+    returned as it is (no retraining) unless ``force``; an unfinished one resumes. The folder is checked
+    writable before any data is loaded."""
+    root = Path(root) if root else output_dir() / "runs"
+    run_dir = ensure_writable_dir(root / run.slug, fix="choose another folder (the CLI's --out, the notebook's "
+                                                          "OUT_DIR)")
+    if force:
+        for f in (CHECKPOINT, PREVIOUS, RESULT):
             (run_dir / f).unlink(missing_ok=True)
-    if (run_dir / RESULT).exists():
-        return json.loads((run_dir / RESULT).read_text())
+    rebuild = run.command(root)
+    if (stored := read_result(run_dir / RESULT, run.identity, rebuild, RUN_KEYS)) is not None:
+        return stored
     dev = pick_device(device)
     bf16, cl = resolve_formats(dev, run.train)
     data = data or load_cifar10()
@@ -89,34 +124,35 @@ def run_cifar(run: CifarRun, root: str | os.PathLike | None = None, device="auto
                                  std=test_src.std, device=dev, channels_last=cl)
     torch.manual_seed(run.train.seed)
     model = cifar_resnet(run.depth, run.shortcut, run.residual)
-    spec = {"kind": "cifar", "depth": run.depth, "residual": run.residual, "shortcut": run.shortcut,
-            "num_classes": 10}
-    res = fit(model, train_src, curve_src, run.train, run_dir=run_dir, device=dev, progress=progress, spec=spec,
-              stop_after=stop_after, desc=run.name,
-              final_source=test_src if curve_src is not test_src and not run.final_on_subset else None)
-    if "final" in res:
-        res.update(name=run.name, run={k: v for k, v in dataclasses.asdict(run).items() if k != "train"},
-                   train_examples=train_src.num_examples,
-                   eval_set=("val" if run.val_split else "test") + (f"{curve_src.num_examples}" if run.final_on_subset
-                                                                    else ("5k" if run.val_split else "10k")))
-        atomic_write_json(run_dir / RESULT, res)
-    return res
+    n_test = test_src.num_examples
+    if run.final_on_subset:  # the final error is the curve subset's too
+        n_test = curve_src.num_examples
+    eval_set = ("val" if run.val_split else "test") + (f"{n_test // 1000}k" if n_test % 1000 == 0 else f"{n_test}")
+    extra = {"name": run.name, "run": {k: v for k, v in dataclasses.asdict(run).items() if k != "train"},
+             "train_examples": train_src.num_examples, "eval_set": eval_set}
+    return fit(model, train_src, curve_src, run.train, run_dir=run_dir, device=dev, progress=progress,
+               spec=run.spec, identity=run.identity, extra=extra, rebuild=rebuild, stop_after=stop_after,
+               desc=run.name, final_source=test_src if curve_src is not test_src and not run.final_on_subset else None)
 
 
 def list_runs(root: str | os.PathLike) -> list[dict]:
-    """Every finished run under ``root`` (each result gets its folder as ``run_dir``)."""
+    """Every finished run under ``root`` (each result gets its folder as ``run_dir``); a damaged or
+    incomplete result is moved aside with a warning and left out."""
     out = []
     for p in sorted(Path(root).glob(f"*/{RESULT}")):
-        r = json.loads(p.read_text())
-        r["run_dir"] = str(p.parent)
-        out.append(r)
+        r = read_result(p, rebuild="the command or notebook that made it")
+        if r is not None:
+            out.append({**r, "run_dir": str(p.parent)})
     return out
 
 
+RUN_KEYS = ("name", "run", "train_examples", "eval_set")  # what run_cifar adds to fit's result
 
-def cli(argv: list[str]) -> int:
+
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m resnet_lib train",
-                                 description="Train a CIFAR-10 net of Section 4.2 (defaults: the paper's full recipe).")
+                                 description="Train a CIFAR-10 net of Section 4.2 (defaults: the paper's recipe; "
+                                             "precision: see --amp).")
     ap.add_argument("--depth", type=int, default=20, help="6n+2: 20, 32, 44, 56, 110, 1202")
     ap.add_argument("--plain", action="store_true", help="no shortcuts (the paper's plain net)")
     ap.add_argument("--shortcut", default="A", choices=["A", "B", "C"])
@@ -127,23 +163,47 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--subset", type=int, default=0, help="stratified training subset (0: all)")
     ap.add_argument("--val-split", action="store_true", help="45k/5k train/val split (Section 4.2)")
     ap.add_argument("--normalize", default="pixel_mean", choices=["pixel_mean", "channel"])
-    ap.add_argument("--eval-every", type=int, default=None)
+    ap.add_argument("--eval-every", type=int, default=None,
+                    help="iterations between test-set evaluations (default: 32 over the run, at least 200 apart)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"])
+    ap.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"],
+                    help="precision: 'auto' uses bfloat16 autocast where the device is fast at it (recent GPUs and "
+                         "CPUs), else float32; 'bf16' always; 'off' float32, as the paper trained")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default=None, help="runs folder (default: outputs/runs)")
-    ap.add_argument("--force", action="store_true", help="retrain even if the run is stored")
-    a = ap.parse_args(argv)
+    ap.add_argument("--force", action="store_true", help="retrain even if the run is stored (its files are replaced)")
+    return ap
+
+
+def _run_from_args(a: argparse.Namespace) -> CifarRun:
     cfg = dataclasses.replace(paper_recipe(a.depth), lr=a.lr, batch_size=a.batch_size, seed=a.seed, amp=a.amp)
     if a.iters is not None and a.scale is not None:
-        ap.error("give --iters or --scale, not both")
+        raise ValueError("give --iters or --scale, not both")
     if a.iters is not None:
         cfg = cfg.with_iters(a.iters)
     elif a.scale is not None:
         cfg = cfg.scaled(a.scale)
     if a.eval_every:
         cfg = dataclasses.replace(cfg, eval_every=a.eval_every)
-    run = CifarRun(a.depth, not a.plain, a.shortcut, cfg, a.subset, a.val_split, a.normalize)
-    res = run_cifar(run, a.out, a.device, force=a.force)
+    return CifarRun(a.depth, not a.plain, a.shortcut, cfg, a.subset, a.val_split, a.normalize)
+
+
+def _warn_plainly(message, category, filename, lineno, file=None, line=None):
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def cli(argv: list[str]) -> int:
+    ap = _parser()
+    a = ap.parse_args(argv)
+    run = _run_from_args(a)  # bad values raise UserError/ValueError: one line from resnet_lib.__main__
+    with warnings.catch_warnings():
+        warnings.showwarning = _warn_plainly
+        try:
+            res = run_cifar(run, a.out, a.device, force=a.force)
+        except WriteFailed as e:  # disk full: say so plainly (UserErrors are reported by resnet_lib.__main__)
+            print(f"error: {e.strerror}", file=sys.stderr)
+            return 1
+    if "final" not in res:
+        return 0
     print(json.dumps({"name": res["name"], **res["final"], "wall_s": res["wall_s"], "img_per_s": res["img_per_s"]}))
     return 0

@@ -23,6 +23,7 @@ from torchvision.transforms.v2 import functional as TF
 from tqdm.auto import tqdm
 
 from ..base.device import autocast, pick_device, use_bf16
+from ..base.paper import targets
 from ..data.imagenet import AugConfig, check_crop_fits, mean_for, resize_short_side
 
 MODES = ("center", "10crop", "multiscale")
@@ -112,3 +113,68 @@ def evaluate_modes(model, images, labels: torch.Tensor, cfg: AugConfig, mean: to
                    modes: Sequence[str] = MODES, **kw) -> dict[str, dict[str, float]]:
     """``{mode: {"top1": %, "top5": %}}`` for each test mode."""
     return {m: topk_errors(predict(model, images, m, cfg, mean, **kw), labels) for m in modes}
+
+
+# ----------------------------------------------------------------------------- beside the paper (notebook 05)
+
+def _paper_errors(depth: int) -> dict:
+    """The paper's top-1/top-5 errors for ResNet-``depth``: 10-crop from Table 3 (Table 2 for ResNet-18, which
+    Table 3 lacks), multi-scale from Table 4; and Table 3 minus Table 4 for ResNet-34 B."""
+    t = targets()
+    t3, t4 = t["imagenet_table3_10crop_val_top1_top5"], t["imagenet_table4_single_model_val_top1_top5"]
+    key = {18: None, 34: "ResNet-34 B"}.get(depth, f"ResNet-{depth}")
+    return {"10crop": t3[key] if key else (t["imagenet_table2_top1_10crop"][f"ResNet-{depth}"], None),
+            "multiscale": t4[key] if key else (None, None), "src10": "Table 3" if key else "Table 2",
+            "gain_34B": t3["ResNet-34 B"][0] - t4["ResNet-34 B"][0]}
+
+
+def paper_rows(tests: dict, history: dict, lr_drops: list, *, depth: int, num_classes: int, iters: int) -> list[dict]:
+    """Notebook 05's rows: our three test modes (``evaluate_modes``) beside Tables 2-4, the gain from 10-crop to
+    multi-scale, the training curve's last validation error and the plateau rule's lr drops. Top-5 rows only
+    with more than 5 classes (with 5 or fewer every top-5 error is 0)."""
+    paper = _paper_errors(depth)
+    what = f"Tiny ImageNet, {num_classes} classes, {iters} iterations; paper: ImageNet, ResNet-{depth}"
+    pms = paper["multiscale"][0]
+    rows = [
+        {"quantity": "top-1 error, centre crop", "ours": round(tests["center"]["top1"], 2), "paper": None, "unit": "%",
+         "note": what + " (no single-crop number in the paper)"},
+        {"quantity": "top-1 error, 10-crop", "ours": round(tests["10crop"]["top1"], 2), "paper": paper["10crop"][0],
+         "unit": "%", "note": what + f" ({paper['src10']})"},
+        {"quantity": "top-1 error, multi-scale fully-conv", "ours": round(tests["multiscale"]["top1"], 2),
+         "paper": pms, "unit": "%", "note": what + (" (Table 4)" if pms else " (Table 4 has no ResNet-18)")},
+        {"quantity": "10-crop minus multi-scale top-1",
+         "ours": round(tests["10crop"]["top1"] - tests["multiscale"]["top1"], 2), "paper": round(paper["gain_34B"], 2),
+         "unit": "points", "note": "paper: ResNet-34 B, Table 3 minus Table 4"},
+        {"quantity": "final validation error (training curve)", "ours": round(100 * history["test_err"][-1], 2),
+         "paper": None, "unit": "%", "note": f"chance is {100 * (1 - 1 / num_classes):.0f}%"},
+        {"quantity": "lr drops found by the plateau rule", "ours": len(lr_drops), "paper": None, "unit": "",
+         "note": "paper: 'divided by 10 when the error plateaus' (unstated rule)"},
+    ]
+    if num_classes > 5:
+        rows += [{"quantity": f"top-5 error, {m}", "ours": round(tests[m]["top5"], 2),
+                  "paper": {"10crop": paper["10crop"][1], "multiscale": paper["multiscale"][1]}.get(m),
+                  "unit": "%", "note": what} for m in MODES]
+    return rows
+
+
+def verdict(tests: dict, lr_drops: list, *, n_val: int, epochs: float, iters: int, num_classes: int,
+            images: dict | None = None) -> str:
+    """What notebook 05's test modes show, in Markdown bullets, with the noise of an error rate on ``n_val`` images;
+    ``images`` (``imagenet_train.image_roles``) says which images steered the schedule and which were reported."""
+    c, t, m = (tests[k]["top1"] for k in MODES)
+    se = 100 * ((c / 100) * (1 - c / 100) / n_val) ** 0.5  # standard error of one error rate, in points
+    order = ("in the paper's order, multi-scale < 10-crop < centre" if m < t < c else
+             "10 crops or multi-scale beat the centre crop, but not in the paper's order" if min(t, m) < c else
+             "not in the paper's order (neither 10 crops nor multi-scale beat the centre crop)")
+    beyond = lambda d: "beyond" if abs(d) > 2 * se else "within"
+    return (
+        f"- After {iters} iterations ({epochs:.1f} epochs) the validation top-1 error is "
+        f"**{c:.1f}%** with one centre crop, **{t:.1f}%** with 10 crops and **{m:.1f}%** multi-scale "
+        f"(chance: {100 * (1 - 1 / num_classes):.0f}%): {order}.\n"
+        f"- On {n_val} images the standard error of one such error rate is about {se:.1f} points. 10 crops change the "
+        f"centre-crop error by {t - c:+.1f} points ({beyond(t - c)} twice that noise) and multi-scale changes the "
+        f"10-crop error by {m - t:+.1f} points ({beyond(m - t)} twice that noise); on ImageNet the paper gains "
+        f"{_paper_errors(34)['gain_34B']:.2f} points from 10-crop (Table 3) to multi-scale (Table 4).\n"
+        f"- The plateau rule divided the lr {len(lr_drops)} time(s) in {iters} iterations."
+        + (f" It watched {images['schedule_images']}; the {images['trained_on']} images trained on and those held "
+           f"out are disjoint from {images['reported']}, on which every error above is reported." if images else ""))

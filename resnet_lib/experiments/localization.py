@@ -29,23 +29,17 @@ image (Tiny ImageNet has one), where ILSVRC may have several of the same class.
 from __future__ import annotations
 
 import copy
-import dataclasses
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.models.detection._utils import BalancedPositiveNegativeSampler, Matcher
-from torchvision.ops import roi_align
-from tqdm.auto import tqdm
 
 from ..base.device import autocast, pick_device, use_bf16
 from ..base.paper import targets
 from ..data import boxes as B
-from ..data.cifar import TensorLoader
-from ..engine.config import TrainConfig
-from ..engine.loop import fit
-from ..models.imagenet import imagenet_resnet
+from .fine_tuning import sgd_fine_tune
 
 
 @dataclass(frozen=True)
@@ -201,71 +195,12 @@ def loc_loss(out: dict[str, Tensor], gt_boxes: Tensor, gt_labels: Tensor, cfg: L
     return {"loss": cls_loss + cfg.reg_weight * reg_loss, "cls": cls_loss, "reg": reg_loss}
 
 
-# ----------------------------------------------------------------------------- augmentation
-
-def normalize(images: Tensor, mean: Tensor, std: Tensor) -> Tensor:
-    return (images.float().div(255.0) - mean) / std
-
-
-def crop_boxes(boxes: Tensor, windows: Tensor, size: int) -> Tensor:
-    """Boxes seen through crop ``windows`` (N, 4) that are resized to ``size`` x ``size``: shifted by the
-    window's corner, scaled, clipped to the crop (the part of an object inside the crop is its box)."""
-    x0, y0 = windows[:, 0:1], windows[:, 1:2]
-    scale = size / (windows[:, 2:3] - windows[:, 0:1])
-    moved = (boxes - torch.cat([x0, y0, x0, y0], 1)) * scale
-    return B.clip_boxes(moved, (size, size))
-
-
-def crop_resize(images: Tensor, windows: Tensor, size: int) -> Tensor:
-    """Cut each image's window (N, 4) out and resize it to ``size`` x ``size`` in one batched call
-    (torchvision's RoIAlign, bilinear); returns float images in 0..255."""
-    rois = torch.cat([torch.arange(len(windows), dtype=windows.dtype)[:, None], windows], 1)
-    return roi_align(images.float(), rois, output_size=size, spatial_scale=1.0, sampling_ratio=2, aligned=True)
-
-
-def random_windows(n: int, size: int, min_crop: int, g: torch.Generator) -> Tensor:
-    """Random square windows of side ``min_crop``..``size`` px inside ``size`` x ``size`` images."""
-    side = torch.randint(min_crop, size + 1, (n,), generator=g).float()
-    x0 = (torch.rand(n, generator=g) * (size - side + 1)).floor()
-    y0 = (torch.rand(n, generator=g) * (size - side + 1)).floor()
-    return torch.stack([x0, y0, x0 + side, y0 + side], 1)
-
-
-def random_crops(images: Tensor, boxes: Tensor, min_crop: int, flip: bool, g: torch.Generator) -> tuple[Tensor, Tensor]:
-    """Random square crops of ``min_crop`` to full size, resized back to the image size, and random
-    mirror images, with the boxes moved along (Sec. 3.4's random crops, with its scale augmentation in
-    the form of a random crop size). Returns float images in 0..255 and the boxes."""
-    n, _, h, w = images.shape
-    if h != w:
-        raise ValueError(f"random_crops expects square images, got {h}x{w}; resize or pad them first")
-    B.check_boxes(boxes, h, w, "random_crops")
-    windows = random_windows(n, w, min_crop, g)
-    out = crop_resize(images, windows, w)
-    new_boxes = crop_boxes(boxes, windows, w)
-    if flip:
-        mirror = torch.rand(n, generator=g) < 0.5
-        out = torch.where(mirror[:, None, None, None], out.flip(-1), out)
-        flipped = torch.stack([w - new_boxes[:, 2], new_boxes[:, 1], w - new_boxes[:, 0], new_boxes[:, 3]], 1)
-        new_boxes = torch.where(mirror[:, None], flipped, new_boxes)
-    return out, new_boxes
-
-
-def center_window(n: int, size: int, crop: int) -> Tensor:
-    o = (size - crop) / 2
-    return torch.tensor([[o, o, o + crop, o + crop]]).expand(n, 4).clone()
-
-
 # ----------------------------------------------------------------------------- fine-tuning
-
-def channel_stats(images: Tensor) -> tuple[Tensor, Tensor]:
-    """Per-channel mean and std of uint8 images, shaped (1, 3, 1, 1), for ``normalize``."""
-    x = images.float().div(255.0)
-    return x.mean((0, 2, 3), keepdim=True), x.std((0, 2, 3), keepdim=True)
-
 
 def fine_tune(model: RPNLocalizer, train: B.BoxSet, cfg: LocConfig | None = None, *, mean: Tensor, std: Tensor,
               device="auto", progress: bool = True) -> dict:
-    """Fine-tune ``model`` for localization on ``train`` by SGD; returns the per-epoch mean losses."""
+    """Fine-tune ``model`` for localization on ``train`` by SGD (``fine_tuning.sgd_fine_tune``); returns the
+    per-epoch mean losses."""
     cfg = cfg or model.cfg
     dev = pick_device(device)
     bf16 = use_bf16(dev, cfg.amp)
@@ -274,39 +209,22 @@ def fine_tune(model: RPNLocalizer, train: B.BoxSet, cfg: LocConfig | None = None
     if min(train.images.shape[-2:]) != max(train.images.shape[-2:]):
         raise ValueError("fine_tune expects square images (Tiny ImageNet's are 64x64)")
     model.to(dev, memory_format=torch.channels_last if bf16 else torch.contiguous_format).train()
-    opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    steps = max(1, len(train) // cfg.batch_size)
-    sched = torch.optim.lr_scheduler.MultiStepLR(opt, [round(0.75 * cfg.epochs * steps)], gamma=0.1)
-    g = torch.Generator().manual_seed(cfg.seed)
-    torch.manual_seed(cfg.seed)  # the anchor sampler draws from the global generator
-    hist = {"epoch": [], "loss": [], "cls": [], "reg": []}
     mean, std = mean.to(dev), std.to(dev)
-    bar = tqdm(total=cfg.epochs * steps, desc="fine-tune (loc)", disable=not progress, dynamic_ncols=True)
-    for epoch in range(cfg.epochs):
-        order = torch.randperm(len(train), generator=g)
-        sums = dict.fromkeys(("loss", "cls", "reg"), 0.0)
-        for b in range(steps):
-            idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-            x, boxes = random_crops(train.images[idx], train.boxes[idx], cfg.crop, cfg.flip, g)
-            x = normalize(x.to(dev), mean, std)  # crops come back as float 0..255, as uint8 images would
-            if bf16:
-                x = x.contiguous(memory_format=torch.channels_last)
-            with autocast(dev, bf16):
-                out = model(x)
-            losses = loc_loss(out, boxes.to(dev), train.labels[idx].to(dev), cfg)
-            opt.zero_grad(set_to_none=True)
-            losses["loss"].backward()
-            opt.step()
-            sched.step()
-            for k in sums:
-                sums[k] += losses[k].item() / steps
-            bar.update(1)
-            bar.set_postfix(loss=f"{losses['loss'].item():.3f}")
-        hist["epoch"].append(epoch + 1)
-        for k in sums:
-            hist[k].append(sums[k])
-    bar.close()
-    return hist
+
+    def batch_losses(idx: Tensor, g: torch.Generator) -> dict[str, Tensor]:
+        x, boxes = B.random_crops(train.images[idx], train.boxes[idx], cfg.crop, cfg.flip, g)
+        x = normalize(x.to(dev), mean, std)  # crops come back as float 0..255, as uint8 images would
+        if bf16:
+            x = x.contiguous(memory_format=torch.channels_last)
+        with autocast(dev, bf16):
+            out = model(x)
+        return loc_loss(out, boxes.to(dev), train.labels[idx].to(dev), cfg)
+
+    return sgd_fine_tune(model, len(train), cfg, batch_losses, desc="fine-tune (loc)", progress=progress)
+
+
+def normalize(images: Tensor, mean: Tensor, std: Tensor) -> Tensor:
+    return (images.float().div(255.0) - mean) / std
 
 
 # ----------------------------------------------------------------------------- testing
@@ -354,8 +272,8 @@ def predict_boxes(model: RPNLocalizer, images: Tensor, classes: Tensor, *, mean:
     for start in range(0, len(images), batch_size):
         x = images[start:start + batch_size]
         if mode == "1-crop":  # the centre crop, resized to the network's input size as in training
-            window = center_window(len(x), w, crop or model.cfg.crop)
-            x = crop_resize(x, window, w)
+            window = B.center_window(len(x), w, crop or model.cfg.crop)
+            x = B.crop_windows(x, window, w)
         with autocast(dev, bf16):
             out = model(normalize(x.to(dev), mean.to(dev), std.to(dev)))
         boxes = class_boxes(out, classes[start:start + batch_size].to(dev), vote).float().cpu()
@@ -434,41 +352,6 @@ def evaluate_localization(classifier: nn.Module, localizer: RPNLocalizer, val: B
            "mean_iou_dense": B.paired_iou(boxes["dense"], val.boxes).mean().item(),
            "mean_iou_baseline": B.paired_iou(whole, val.boxes).mean().item()}
     return {"errors": res, "boxes": boxes, "top": top, "top_boxes": top_boxes, "scores": scores}
-
-
-# ----------------------------------------------------------------------------- classification pretraining
-
-@dataclass(frozen=True)
-class PretrainConfig:
-    """Classification pretraining before fine-tuning (Sec. 3.4's recipe, shortened for minutes on a CPU)."""
-    depth: int = 18
-    residual: bool = True
-    epochs: int = 8
-    batch_size: int = 32                # Sec. 3.4 uses 256
-    lr: float = 0.0125                  # Sec. 3.4's 0.1 per 256 images, scaled to the batch; /10 at 50% and 75%
-    pad: int = 8                        # random crops: pad by 8 and crop 64 back, with flips (Sec. 3.4)
-    seed: int = 0
-    amp: str = "auto"
-
-
-def pretrain_classifier(train: B.BoxSet, val: B.BoxSet, cfg: PretrainConfig = PretrainConfig(), *,
-                        mean: Tensor, std: Tensor, device="auto", progress: bool = True) -> tuple[nn.Module, dict]:
-    """A Table 1 network (``models.imagenet``) trained to classify ``train``'s images with
-    ``resnet_lib.engine.loop.fit``. Returns (model, fit's result)."""
-
-    dev = pick_device(device)
-    torch.manual_seed(cfg.seed)
-    model = imagenet_resnet(cfg.depth, residual=cfg.residual, num_classes=len(train.classes))
-    common = dict(mean=mean, std=std, device=dev, channels_last=use_bf16(dev, cfg.amp))
-    src = TensorLoader(train.images, train.labels, cfg.batch_size, augment=True, shuffle=True, drop_last=True,
-                       seed=cfg.seed, pad=cfg.pad, **common)
-    ev = TensorLoader(val.images, val.labels, 256, **common)
-    iters = max(1, cfg.epochs * len(src))
-    tc = TrainConfig(batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, amp=cfg.amp).with_iters(iters)
-    tc = dataclasses.replace(tc, eval_every=len(src), checkpoint_every=0)  # evaluate once per epoch
-    name = f"{'resnet' if cfg.residual else 'plain'}-{cfg.depth}"
-    res = fit(model, src, ev, tc, device=dev, progress=progress, desc=f"pretrain {name}")
-    return model.eval(), res
 
 
 # ----------------------------------------------------------------------------- beside the paper

@@ -5,7 +5,7 @@
   stand in for the paper's conv nets so that a sweep over depths takes a minute on two CPU cores.
 - The identity argument (Sec. 3.1): a residual block whose branch is zero is the identity; a deep stack
   asked to learn y = x, plain against residual.
-- Signal and gradient flow at initialisation in the paper's CIFAR nets (Sec. 4.2).
+- (Signal and gradient flow at initialisation lives in ``signal_flow``.)
 - Highway networks (Sec. 2, "Shortcut Connections"): y = T(x) H(x) + (1 - T(x)) x with a learned gate.
 - The residual-vector idea of Sec. 2 ("Residual Representations"): a two-grid solver of a 1-D Poisson
   problem, which converges fast because its coarse level solves for the residual.
@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ..data.cifar import load_cifar10, stratified_indices
-from ..models.cifar import BasicBlock, cifar_resnet
+from ..models.blocks import BasicBlock
 
 BLOCKS = ("plain", "residual", "highway")
 
@@ -68,8 +68,9 @@ class MLPBlock(nn.Module):
 class HighwayBlock(nn.Module):
     """A highway layer (Srivastava et al. 2015, the paper's [41, 42]): y = T(x) * H(x) + (1 - T(x)) * x.
 
-    H is the same two-layer branch as the residual block's F; the gate T(x) = sigmoid(W_T x + b_T) is one
-    more layer of the same size, so a highway block has about 50% more parameters than a residual one.
+    H is the same two-layer branch as the residual block's F; the gate T(x) = sigmoid(W_T x + b_T) is here one
+    more layer of the same size, so *this* highway block has about 50% more parameters than a residual one
+    (a property of this gate design: highway layers with one gate per layer, or cheaper gates, cost otherwise).
     ``gate_bias`` sets b_T at initialisation: very negative opens the shortcut (T ~ 0: y ~ x), very positive
     "closes" it (T ~ 1: y ~ H(x), a plain block, Sec. 2). ``conv=True`` uses 3x3 convs instead of fc layers.
     """
@@ -234,46 +235,6 @@ def learn_identity(n_blocks: int = 10, width: int = 32, block: str = "residual",
     return losses
 
 
-# ----------------------------------------------------------------------------- flow at initialisation
-
-def _blocks(model: nn.Module) -> list[nn.Module]:
-    return [m for m in model.modules() if hasattr(m, "conv1") and hasattr(m, "bn2") and m is not model]
-
-
-def flow_at_init(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> dict:
-    """One forward/backward pass in training mode (BN on batch statistics, as in the first iteration).
-
-    Returns ``grad_norm``: the norm of the loss gradient w.r.t. each 3x3 conv's weights, in layer order;
-    ``act_std``: the std of each block's output (the signal that travels forward), in block order.
-    """
-    model.train()
-    acts = []
-    hooks = [b.register_forward_hook(lambda m, i, o: acts.append(o.detach().float().std().item()))
-             for b in _blocks(model)]
-    try:
-        loss = nn.functional.cross_entropy(model(x), y)
-        model.zero_grad(set_to_none=True)
-        loss.backward()
-    finally:
-        for h in hooks:
-            h.remove()
-    grads = [m.weight.grad.norm().item() for m in model.modules()
-             if isinstance(m, nn.Conv2d) and m.kernel_size == (3, 3)]
-    return {"grad_norm": grads, "act_std": acts, "loss": loss.item()}
-
-
-def flow_sweep(x: torch.Tensor, y: torch.Tensor, depths=(20, 56, 110), seed: int = 0,
-               progress: bool = True) -> list[dict]:
-    """``flow_at_init`` for the CIFAR plain and residual nets (option A) of each depth."""
-    out = []
-    jobs = [(d, r) for d in depths for r in (False, True)]
-    for d, r in tqdm(jobs, desc="nets", disable=not progress):
-        torch.manual_seed(seed)
-        rec = flow_at_init(cifar_resnet(d, residual=r), x, y)
-        out.append({"depth": d, "block": "residual" if r else "plain", **rec})
-    return out
-
-
 # ----------------------------------------------------------------------------- highway
 
 def gate_cost(width: int = 64, conv: bool = True) -> dict:
@@ -375,12 +336,3 @@ def multigrid_demo(n: int = 127, sweeps: int = 60, smooth: int = 2, seed: int = 
 
 def config_dict(cfg: ToyConfig) -> dict:
     return asdict(cfg)
-
-
-def cifar_batch(n: int = 32, seed: int = 0, data=None):
-    """``n`` stratified CIFAR-10 training images at 32x32 with the per-pixel mean subtracted (Sec. 4.2), and
-    their labels: one mini-batch for ``flow_at_init``."""
-    data = data or load_cifar10()
-    idx = stratified_indices(data.y_train, n, seed=seed)
-    x = data.x_train[idx].float().div_(255)
-    return x - x.mean(0, keepdim=True), data.y_train[idx].clone()

@@ -15,18 +15,18 @@ torchvision's order (conv before its BN): the CIFAR nets of ``models.cifar`` and
 from __future__ import annotations
 
 import dataclasses
-import json
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from torch import nn
 
 from ..base.device import autocast, pick_device, use_bf16
-from ..data.cifar import TensorLoader, load_cifar10, make_loaders, stratified_indices
-from ..engine.loop import fit
-from ..models.cifar import cifar_resnet
-from .cifar_runs import list_runs, paper_recipe
+from ..data.cifar import TensorLoader, load_cifar10, stratified_indices
+from .cifar_runs import CifarRun, list_runs, paper_recipe, run_cifar
+
+BRIEF_TEST_IMAGES = 500  # the test set of train_brief: enough for a response std, not for an error
 
 
 def conv3x3_bn_pairs(model: nn.Module) -> list[tuple[str, nn.BatchNorm2d]]:
@@ -139,26 +139,17 @@ def stored_runs(root) -> dict[tuple[int, bool], dict]:
 def train_brief(depth: int, residual: bool, root, iters: int = 30, batch_size: int = 64, subset: int = 5000,
                 device="auto", progress: bool = True, data=None) -> dict:
     """A short run of the paper's recipe (Sec. 4.2, with the warm-up for 110 layers) on a stratified subset,
-    stored under ``root`` like notebook 03's runs; an existing one is reused. Evaluates on 500 test images
-    only, since this run exists for its layer responses, not its error."""
-
+    through notebook 03's runner (``cifar_runs.run_cifar``), stored under ``root``; an existing one is reused.
+    Its test set is 500 stratified test images only, since this run exists for its layer responses, not its
+    error."""
     cfg = dataclasses.replace(paper_recipe(depth).with_iters(iters), batch_size=batch_size, eval_every=iters,
                               checkpoint_every=0)
-    name = f"{'resnet' if residual else 'plain'}{depth}_brief_it{iters}_b{batch_size}_n{subset}"
-    run_dir = Path(root) / name
-    dev = pick_device(device)
-    if not (run_dir / "result.json").exists():
-        data = data or load_cifar10()
-        train_src, test_src = make_loaders(data, batch_size=batch_size, subset=subset, device=dev)
-        keep = stratified_indices(test_src.y.cpu(), 500, seed=0).to(test_src.device)
-        small = TensorLoader(test_src.x[keep], test_src.y[keep], 500, mean=test_src.mean, device=dev)
-        torch.manual_seed(cfg.seed)
-        spec = {"kind": "cifar", "depth": depth, "residual": residual, "shortcut": "A", "num_classes": 10}
-        fit(cifar_resnet(depth, residual=residual), train_src, small, cfg, run_dir=run_dir, device=dev,
-            progress=progress, spec=spec, desc=name)
-    res = json.loads((run_dir / "result.json").read_text())
-    res["run_dir"] = str(run_dir)
-    return res
+    data = data or load_cifar10()
+    keep = stratified_indices(data.y_test, BRIEF_TEST_IMAGES, seed=0)
+    small = dataclasses.replace(data, x_test=data.x_test[keep], y_test=data.y_test[keep])
+    run = CifarRun(depth, residual, "A", cfg, subset=subset)
+    res = run_cifar(run, root, device, progress=progress, data=small)
+    return {**res, "run_dir": str(Path(root) / run.slug)}
 
 
 def response_source(n: int = 500, batch_size: int = 250, device="cpu", data=None):
@@ -167,3 +158,80 @@ def response_source(n: int = 500, batch_size: int = 250, device="cpu", data=None
     mean = data.x_train.float().div_(255).mean(0, keepdim=True)
     keep = stratified_indices(data.y_test, n, seed=0)
     return TensorLoader(data.x_test[keep], data.y_test[keep], batch_size, mean=mean, device=device)
+
+
+# ----------------------------------------------------------------------------- beside the paper (notebook 04)
+
+def net_label(depth: int, residual: bool) -> str:
+    return f"{'ResNet' if residual else 'plain'}-{depth}"
+
+
+def plot_responses(stds: dict[tuple[int, bool], np.ndarray], depths: list[int]):
+    """Fig. 7: each net's response stds in layer order (top) and sorted by magnitude (bottom), log scale."""
+    fig, axs = plt.subplots(2, 1, figsize=(9, 6.5))
+    colors = dict(zip(depths, ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]))
+    for (d, r), s in stds.items():
+        kw = dict(color=colors[d], ls="-" if r else "--", label=net_label(d, r))
+        axs[0].plot(np.arange(1, len(s) + 1), s, **kw)
+        axs[1].plot(np.arange(1, len(s) + 1), sorted_by_magnitude(s), **kw)
+    axs[0].set_xlabel("layer index (original order)")
+    axs[1].set_xlabel("layer index (sorted by magnitude)")
+    for ax in axs:
+        ax.set_ylabel("std")
+        ax.set_yscale("log")
+    axs[0].legend(ncol=3, fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
+def response_summary(stds: dict[tuple[int, bool], np.ndarray], depths: list[int]) -> list[dict]:
+    """Per depth: the plain and the residual net's median response std, and whether the ResNet's is smaller."""
+    out = []
+    for d in depths:
+        p, r = float(np.median(stds[(d, False)])), float(np.median(stds[(d, True)]))
+        out.append({"depth": d, "plain median std": p, "ResNet median std": r, "ResNet < plain": r < p})
+    return out
+
+
+def _deeper_smaller(summary: list[dict]) -> bool:
+    medians = [s["ResNet median std"] for s in summary]
+    return all(a > b for a, b in zip(medians, medians[1:]))
+
+
+def paper_rows(summary: list[dict], nets: dict[tuple[int, bool], dict]) -> list[dict]:
+    """Notebook 04's rows: Fig. 7 has no numbers, only two claims, (1) a ResNet's responses are smaller than
+    its plain twin's and (2) deeper ResNets have smaller responses; ``nets`` gives each net's origin and length."""
+    rows = []
+    for s in summary:
+        d, plain, res = s["depth"], nets[(s["depth"], False)], nets[(s["depth"], True)]
+        rows.append({"quantity": f"median response std, plain-{d}", "ours": round(s["plain median std"], 3),
+                     "paper": None, "unit": "", "note": f"{plain['origin']}, {plain['iters']} iterations"})
+        rows.append({"quantity": f"median response std, ResNet-{d}", "ours": round(s["ResNet median std"], 3),
+                     "paper": "smaller than plain (Fig. 7)", "unit": "", "note": f"{res['origin']}, {res['iters']} iterations"})
+    smaller = sum(s["ResNet < plain"] for s in summary)
+    rows.append({"quantity": "ResNet responses smaller than plain, depths", "ours": f"{smaller}/{len(summary)}",
+                 "paper": f"{len(summary)}/{len(summary)}", "unit": "", "note": "median over layers"})
+    rows.append({"quantity": "deeper ResNet has smaller responses", "ours": "yes" if _deeper_smaller(summary) else "no",
+                 "paper": "yes", "unit": "", "note": "ResNet-" + " > ResNet-".join(str(s["depth"]) for s in summary)})
+    return rows
+
+
+def verdict(summary: list[dict], nets: dict[tuple[int, bool], dict], brief_iters: int) -> str:
+    """What notebook 04's measurements show, in Markdown bullets; ``brief_iters``: length of the runs trained here."""
+    lines = [
+        f"- ResNet responses are smaller than the plain net's at {sum(s['ResNet < plain'] for s in summary)} of "
+        f"{len(summary)} depths (median std: " + "; ".join(
+            f"{s['depth']} layers: plain {s['plain median std']:.2f}, ResNet {s['ResNet median std']:.2f}"
+            for s in summary) + ").",
+        f"- Deeper ResNets have smaller responses: **{'yes' if _deeper_smaller(summary) else 'no'}** (median std by "
+        "depth " + ", ".join(f"{s['depth']}: {s['ResNet median std']:.2f}" for s in summary)
+        + "; the paper has them decreasing).",
+    ]
+    if any(n["origin"] == "trained here" for n in nets.values()):
+        lines.append(
+            f"- Some nets were trained for only {brief_iters} iterations here. After so few steps the BN scales have "
+            "hardly moved from 1 and the running statistics lag the weights, so the responses say more about how "
+            "training *starts* than about the converged nets of Fig. 7; plain nets of 56 and 110 layers in particular "
+            "may have diverged or be unstable. Run notebook 03 with the paper's schedule (or larger `ITERS`) for the "
+            "real comparison.")
+    return "\n".join(lines)

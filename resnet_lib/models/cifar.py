@@ -10,6 +10,7 @@ Shortcut options (Section 3.3):
      (parameter-free; the paper's choice on CIFAR-10, so Table 6's counts are option A's).
   B: projection (1x1 conv + BN) only where dimensions grow, identity elsewhere.
   C: projections on every shortcut.
+The block, the shortcut and the initialisation are ``models.blocks``', shared with the ImageNet nets.
 """
 from __future__ import annotations
 
@@ -17,24 +18,24 @@ from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
-SHORTCUTS = ("A", "B", "C")
+from .blocks import BasicBlock, check_shortcut, conv3x3, init_weights, spec_fields
 
 
 @dataclass(frozen=True)
 class CifarNetSpec:
-    """Everything that fixes a CIFAR net's architecture; stored in every checkpoint."""
+    """Everything that fixes a CIFAR net's architecture; stored in every checkpoint (``to_dict``) and read
+    back by ``models.registry.build_model`` (``from_dict``)."""
     depth: int = 20
     residual: bool = True
     shortcut: str = "A"
     num_classes: int = 10
 
+    kind = "cifar"  # the family tag of the stored dict (a class attribute, not a field)
+
     def __post_init__(self):
         check_depth(self.depth)
-        if self.shortcut not in SHORTCUTS:
-            raise ValueError(f"unknown shortcut option {self.shortcut!r}; the paper defines 'A' (zero-padded "
-                             "identity), 'B' (projection where dimensions change) and 'C' (all projections)")
+        check_shortcut(self.shortcut)
         if self.num_classes < 1:
             raise ValueError(f"num_classes must be positive, got {self.num_classes}")
 
@@ -43,6 +44,15 @@ class CifarNetSpec:
         kind = f"ResNet-{self.depth}" if self.residual else f"plain-{self.depth}"
         return kind if (not self.residual or self.shortcut == "A") else f"{kind}{self.shortcut}"
 
+    def to_dict(self) -> dict:
+        """The JSON form checkpoints store: ``{"kind": "cifar", "depth": ..., ...}``."""
+        return {"kind": self.kind, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, d: dict) -> CifarNetSpec:
+        """The inverse of ``to_dict``; missing keys take their defaults (older checkpoints)."""
+        return cls(**spec_fields(cls, d))
+
 
 def check_depth(depth: int) -> int:
     """n for a depth of 6n+2 layers; a clear error otherwise."""
@@ -50,64 +60,6 @@ def check_depth(depth: int) -> int:
         raise ValueError(f"depth {depth!r} is not of the form 6n+2 with n >= 1 (Section 4.2); the paper's CIFAR "
                          "nets have 20, 32, 44, 56, 110 and 1202 layers: pick one of those or another 6n+2")
     return (depth - 2) // 6
-
-
-def conv3x3(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-
-
-def conv1x1(cin: int, cout: int, stride: int = 1) -> nn.Conv2d:
-    return nn.Conv2d(cin, cout, 1, stride, bias=False)
-
-
-class ZeroPadShortcut(nn.Module):
-    """Option A: take every other pixel and append zero channels. No parameters (Section 3.3)."""
-
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.extra, self.stride = cout - cin, stride
-
-    def forward(self, x):
-        x = x[:, :, ::self.stride, ::self.stride]
-        return F.pad(x, (0, 0, 0, 0, 0, self.extra))
-
-
-def projection(cin: int, cout: int, stride: int) -> nn.Sequential:
-    """Options B/C: W_s x of Eqn. (2), a 1x1 conv with BN."""
-    return nn.Sequential(conv1x1(cin, cout, stride), nn.BatchNorm2d(cout))
-
-
-def make_shortcut(cin: int, cout: int, stride: int, option: str) -> nn.Module:
-    grows = stride != 1 or cin != cout
-    if option == "C" or (option == "B" and grows):
-        return projection(cin, cout, stride)
-    if grows:
-        return ZeroPadShortcut(cin, cout, stride)
-    return nn.Identity()
-
-
-class BasicBlock(nn.Module):
-    """Two 3x3 convs; with ``residual`` the output is relu(F(x) + x) (Eqn. 1, Fig. 2), else relu(F(x))."""
-
-    def __init__(self, cin: int, cout: int, stride: int = 1, residual: bool = True, shortcut: str = "A"):
-        super().__init__()
-        self.conv1 = conv3x3(cin, cout, stride)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(cout, cout)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.shortcut = make_shortcut(cin, cout, stride, shortcut) if residual else None
-
-    def forward(self, x):
-        out = self.conv1(x)
-        out = self.bn1(out)
-        out = self.relu(out)
-        out = self.conv2(out)
-        out = self.bn2(out)
-        if self.shortcut is not None:
-            out = out + self.shortcut(x)
-        out = self.relu(out)
-        return out
 
 
 class CifarNet(nn.Module):
@@ -125,17 +77,12 @@ class CifarNet(nn.Module):
         self.layer3 = self._make_layer(32, 64, n, stride=2)
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.fc = nn.Linear(64, spec.num_classes)
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):  # He et al. 2015 ([13]): N(0, 2/fan_out) as in the authors' code
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        init_weights(self)
 
-    def _make_layer(self, cin: int, cout: int, blocks: int, stride: int) -> nn.Sequential:
-        s = self.spec
-        layers = [BasicBlock(cin, cout, stride, s.residual, s.shortcut)]
-        layers += [BasicBlock(cout, cout, 1, s.residual, s.shortcut) for _ in range(blocks - 1)]
+    def _make_layer(self, in_planes: int, planes: int, blocks: int, stride: int) -> nn.Sequential:
+        kw = dict(shortcut=self.spec.shortcut, residual=self.spec.residual)
+        layers = [BasicBlock(in_planes, planes, stride, **kw)]
+        layers += [BasicBlock(planes, planes, 1, **kw) for _ in range(blocks - 1)]
         return nn.Sequential(*layers)
 
     def forward_features(self, x):
@@ -162,10 +109,6 @@ def cifar_resnet(depth: int = 20, shortcut: str = "A", residual: bool = True, nu
 
 def cifar_plain(depth: int = 20, num_classes: int = 10) -> CifarNet:
     return cifar_resnet(depth, residual=False, num_classes=num_classes)
-
-
-def spec_dict(model: CifarNet) -> dict:
-    return asdict(model.spec)
 
 
 def count_parameters(model: nn.Module) -> int:

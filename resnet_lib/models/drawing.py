@@ -6,6 +6,8 @@ import matplotlib.pyplot as plt
 from matplotlib.patches import FancyArrowPatch, FancyBboxPatch
 from torch import nn
 
+from .blocks import ZeroPadShortcut
+
 STAGE_COLORS = ["#9ecae1", "#a1d99b", "#fdae6b", "#bcbddc", "#fc9272", "#d9d9d9"]
 
 
@@ -60,12 +62,12 @@ def draw_block(kind: str = "basic", residual: bool = True, shortcut: str = "iden
 
 def shortcut_kind(block: nn.Module) -> str | None:
     """What a block's shortcut is: None (plain), "identity", "zero-pad" (option A) or "projection"."""
-    sc = getattr(block, "downsample", None) if hasattr(block, "downsample") else getattr(block, "shortcut", None)
-    if getattr(block, "residual", True) is False or (sc is None and not hasattr(block, "downsample")):
+    if not block.residual:
         return None
-    if sc is None or isinstance(sc, nn.Identity):
+    sc = block.downsample
+    if sc is None:
         return "identity"
-    if "ZeroPad" in type(sc).__name__:
+    if isinstance(sc, ZeroPadShortcut):
         return "zero-pad"
     return "projection"
 

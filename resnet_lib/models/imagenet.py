@@ -1,8 +1,9 @@
 """The ImageNet networks of Table 1: plain-18/34, ResNet-18/34/50/101/152 (shortcut options A/B/C of
 Sec. 3.3 / Table 3) and VGG-19 for comparison (Fig. 3).
 
-Reading order follows torchvision's ``models/resnet.py``: ``conv3x3``/``conv1x1``, the shortcut,
-``BasicBlock``/``Bottleneck``, ``ImageNetResNet._make_layer``, then one-line builders. The attribute
+Reading order follows torchvision's ``models/resnet.py``: ``conv3x3``/``conv1x1``, the shortcut and
+``BasicBlock`` (shared with the CIFAR nets, so they live in ``models.blocks``), then here ``Bottleneck``,
+``ImageNetResNet._make_layer`` and one-line builders; ``ImageNetSpec`` is what checkpoints store. The attribute
 names are torchvision's (``conv1, bn1, relu, maxpool, layer1..layer4, avgpool, fc``; blocks ``conv1, bn1,
 conv2, bn2[, conv3, bn3], downsample``), so a torchvision ``state_dict`` loads strictly into the
 option-B nets (``load_torchvision_state_dict``).
@@ -23,63 +24,53 @@ Where this code departs from, or chooses within, the paper:
 """
 from __future__ import annotations
 
+from dataclasses import asdict, dataclass
+
 import torch
 import torchvision
 from torch import Tensor, nn
 
-# The bias-free 3x3/1x1 convs (BN follows every conv, Sec. 3.4) and option A's zero-padded identity are
-# the same as the CIFAR nets': one definition serves both.
-from .cifar import ZeroPadShortcut, conv1x1, conv3x3
+# The conv helpers, the option A/B/C shortcut and BasicBlock are shared with the CIFAR nets and come first in
+# torchvision's reading order: they live in ``models.blocks``. This module continues with Bottleneck.
+from .blocks import BasicBlock, add_shortcut, check_shortcut, conv1x1, conv3x3, init_weights, make_shortcut, spec_fields
 
 # Table 1: blocks per stage (conv2_x .. conv5_x) for each depth, and which block builds it.
 _STAGES = {18: [2, 2, 2, 2], 34: [3, 4, 6, 3], 50: [3, 4, 6, 3], 101: [3, 4, 23, 3], 152: [3, 8, 36, 3]}
-_SHORTCUTS = ("A", "B", "C")
 _STRIDE_IN = ("1x1", "3x3")
 
 
-def make_shortcut(shortcut: str, in_planes: int, out_planes: int, stride: int) -> nn.Module | None:
-    """The block's ``downsample`` for option A/B/C (Sec. 3.3, Table 3); ``None`` means plain identity.
+@dataclass(frozen=True)
+class ImageNetSpec:
+    """Everything that fixes a Table 1 network; stored in every checkpoint (``to_dict``) and read back by
+    ``models.registry.build_model`` (``from_dict``). Checked on construction."""
+    depth: int = 18
+    residual: bool = True
+    shortcut: str = "B"
+    num_classes: int = 1000
+    stride_in: str = "1x1"
+    small_input: bool = False
 
-    A: zero-padding where dimensions grow, identity elsewhere. B: 1x1 projection (with BN) where they
-    grow, identity elsewhere. C: a projection on every shortcut.
-    """
-    changes = stride != 1 or in_planes != out_planes
-    if shortcut == "A":
-        return ZeroPadShortcut(in_planes, out_planes, stride) if changes else None
-    if shortcut == "B" and not changes:
-        return None
-    return nn.Sequential(conv1x1(in_planes, out_planes, stride), nn.BatchNorm2d(out_planes))
+    kind = "imagenet"  # the family tag of the stored dict (a class attribute, not a field)
 
+    def __post_init__(self):
+        if self.depth not in _STAGES:
+            raise ValueError(f"depth {self.depth!r} is not one of Table 1's ImageNet depths {sorted(_STAGES)}; "
+                             "for the CIFAR 6n+2 nets use resnet_lib.models.cifar.cifar_resnet")
+        check_shortcut(self.shortcut)
+        if self.stride_in not in _STRIDE_IN:
+            raise ValueError(f"unknown stride_in {self.stride_in!r}; use '1x1' (the paper's bottleneck) or '3x3' "
+                             "(torchvision's ResNet V1.5)")
+        if not isinstance(self.num_classes, int) or self.num_classes < 1:
+            raise ValueError(f"num_classes must be a positive int, got {self.num_classes!r}")
 
-class BasicBlock(nn.Module):
-    """Two 3x3 convs (Fig. 5 left). ``residual=False`` drops the shortcut: the plain nets of Sec. 4.1."""
+    def to_dict(self) -> dict:
+        """The JSON form checkpoints store: ``{"kind": "imagenet", "depth": ..., ...}``."""
+        return {"kind": self.kind, **asdict(self)}
 
-    expansion = 1
-
-    def __init__(self, in_planes: int, planes: int, stride: int = 1, shortcut: str = "B",
-                 residual: bool = True, stride_in: str = "1x1"):
-        super().__init__()  # stride_in is accepted for a uniform signature; the first 3x3 conv always strides
-        self.conv1 = conv3x3(in_planes, planes, stride)
-        self.bn1 = nn.BatchNorm2d(planes)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = conv3x3(planes, planes)
-        self.bn2 = nn.BatchNorm2d(planes)
-        self.residual = residual
-        self.downsample = make_shortcut(shortcut, in_planes, planes, stride) if residual else None
-
-    def forward(self, x: Tensor) -> Tensor:
-        identity = x
-        out = self.conv1(x)
-        out = self.bn1(out)
-        out = self.relu(out)
-        out = self.conv2(out)
-        out = self.bn2(out)
-        if self.residual:
-            if self.downsample is not None:
-                identity = self.downsample(x)
-            out = out + identity  # Eq. (1)/(2): y = F(x) + x (or W_s x); ReLU after the addition (Fig. 2)
-        out = self.relu(out)
-        return out
+    @classmethod
+    def from_dict(cls, d: dict) -> ImageNetSpec:
+        """The inverse of ``to_dict``; missing keys take their defaults (older checkpoints)."""
+        return cls(**spec_fields(cls, d))
 
 
 class Bottleneck(nn.Module):
@@ -104,7 +95,6 @@ class Bottleneck(nn.Module):
         self.downsample = make_shortcut(shortcut, in_planes, out_planes, stride) if residual else None
 
     def forward(self, x: Tensor) -> Tensor:
-        identity = x
         out = self.conv1(x)
         out = self.bn1(out)
         out = self.relu(out)
@@ -113,12 +103,7 @@ class Bottleneck(nn.Module):
         out = self.relu(out)
         out = self.conv3(out)
         out = self.bn3(out)
-        if self.residual:
-            if self.downsample is not None:
-                identity = self.downsample(x)
-            out = out + identity
-        out = self.relu(out)
-        return out
+        return add_shortcut(self, out, x)
 
 
 class ImageNetResNet(nn.Module):
@@ -144,22 +129,13 @@ class ImageNetResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))  # Table 1: "average pool, 1000-d fc, softmax"
         self.num_features = 512 * block.expansion
         self.fc = nn.Linear(self.num_features, num_classes)
-        self._init_weights()
+        init_weights(self)  # Sec. 3.4: "We initialize the weights as in [13]"; BN starts as the identity
 
     def _make_layer(self, block, planes: int, blocks: int, stride: int = 1) -> nn.Sequential:
         layers = [block(self.in_planes, planes, stride, **self.block_kw)]
         self.in_planes = planes * block.expansion
         layers += [block(self.in_planes, planes, 1, **self.block_kw) for _ in range(1, blocks)]
         return nn.Sequential(*layers)
-
-    def _init_weights(self) -> None:
-        # Sec. 3.4: "We initialize the weights as in [13]" (He et al. 2015); BN starts as the identity.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
 
     def forward_features(self, x: Tensor) -> Tensor:
         """The last feature map before pooling (conv5_x's output), e.g. for detection heads."""
@@ -184,20 +160,16 @@ class ImageNetResNet(nn.Module):
 def imagenet_resnet(depth: int, *, residual: bool = True, shortcut: str = "B", num_classes: int = 1000,
                     stride_in: str = "1x1", small_input: bool = False) -> ImageNetResNet:
     """A Table 1 network: ``depth`` in {18, 34, 50, 101, 152}; ``residual=False`` gives the plain net."""
-    if depth not in _STAGES:
-        raise ValueError(f"depth {depth!r} is not one of Table 1's ImageNet depths {sorted(_STAGES)}; "
-                         "for the CIFAR 6n+2 nets use resnet_lib.models.cifar.cifar_resnet")
-    if shortcut not in _SHORTCUTS:
-        raise ValueError(f"unknown shortcut option {shortcut!r}; use 'A' (zero-padding), 'B' (projection where "
-                         "dimensions grow) or 'C' (projection everywhere), as in Sec. 3.3 / Table 3")
-    if stride_in not in _STRIDE_IN:
-        raise ValueError(f"unknown stride_in {stride_in!r}; use '1x1' (the paper's bottleneck) or '3x3' "
-                         "(torchvision's ResNet V1.5)")
-    if not isinstance(num_classes, int) or num_classes < 1:
-        raise ValueError(f"num_classes must be a positive int, got {num_classes!r}")
-    block = BasicBlock if depth < 50 else Bottleneck
-    return ImageNetResNet(block, _STAGES[depth], residual=residual, shortcut=shortcut, num_classes=num_classes,
-                          stride_in=stride_in, small_input=small_input)
+    return from_spec(ImageNetSpec(depth, residual, shortcut, num_classes, stride_in, small_input))
+
+
+def from_spec(spec: ImageNetSpec) -> ImageNetResNet:
+    """The network of a (checked) spec; it keeps the spec as ``model.spec``."""
+    block = BasicBlock if spec.depth < 50 else Bottleneck
+    model = ImageNetResNet(block, _STAGES[spec.depth], residual=spec.residual, shortcut=spec.shortcut,
+                           num_classes=spec.num_classes, stride_in=spec.stride_in, small_input=spec.small_input)
+    model.spec = spec
+    return model
 
 
 def resnet18(**kw) -> ImageNetResNet:

@@ -10,16 +10,25 @@ Conventions every notebook in ``notebooks/`` follows (tests enforce them):
 """
 from __future__ import annotations
 
-import ast
 import json
 import logging
 import os
+import shutil
+import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from queue import Empty
 
+from ..base.errors import UserError
 from ..base.io import atomic_write_json
 from ..base.paths import output_dir, project_root
+from .params import check_parameters, read_parameters
+from .params import type_ok as _type_ok  # noqa: F401  (sweep's per-item check uses it)
+
+
+class NotebookFailed(UserError):
+    """A notebook raised; the message is its exception and where the executed copy is."""
 
 
 def notebook_dir() -> Path:
@@ -47,29 +56,10 @@ def _read(path: Path) -> dict:
     return json.loads(Path(path).read_text())
 
 
-def parameters_cell(nb: dict) -> dict | None:
-    tagged = [c for c in nb["cells"] if "parameters" in c.get("metadata", {}).get("tags", [])]
-    if len(tagged) > 1:
-        raise ValueError("more than one cell is tagged 'parameters'; papermill needs exactly one")
-    return tagged[0] if tagged else None
-
-
 def notebook_parameters(path: str | os.PathLike) -> dict:
-    """``{name: default}`` from the ``parameters`` cell. Raises if the cell holds anything but
-    ``NAME = literal`` assignments (comments are fine)."""
-    cell = parameters_cell(_read(Path(path)))
-    if cell is None:
-        raise ValueError(f"{path}: no cell is tagged 'parameters'")
-    src = "".join(cell["source"])
-    out = {}
-    for node in ast.parse(src).body:
-        if not (isinstance(node, ast.Assign) and len(node.targets) == 1 and isinstance(node.targets[0], ast.Name)):
-            raise ValueError(f"{path}: the parameters cell must hold only NAME = literal lines, found: "
-                             f"{ast.unparse(node)!r}")
-        try:
-            out[node.targets[0].id] = ast.literal_eval(node.value)
-        except ValueError:
-            raise ValueError(f"{path}: parameter {node.targets[0].id} is not a literal: {ast.unparse(node.value)}") from None
+    """``{name: default}`` from the ``parameters`` cell (:func:`resnet_lib.runner.params.read_parameters`),
+    also refusing a line that papermill would not see."""
+    out = read_parameters(path)
     _check_papermill_sees(path, out)
     return out
 
@@ -89,36 +79,6 @@ def _check_papermill_sees(path, params: dict) -> None:
 
 def tiny_parameters(path: str | os.PathLike) -> dict:
     return dict(_read(Path(path)).get("metadata", {}).get("resnet_lib", {}).get("tiny", {}))
-
-
-def _type_ok(default, value) -> bool:
-    if default is None or value is None:
-        return True
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(default, bool) and isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float))
-    if isinstance(default, (list, tuple)):
-        return isinstance(value, (list, tuple))
-    return isinstance(value, type(default))
-
-
-def check_parameters(path: str | os.PathLike, params: dict) -> None:
-    """Fail before a notebook starts on an unknown parameter name or a value of the wrong type
-    (papermill itself only warns, then runs for minutes with the default)."""
-    known = notebook_parameters(path)
-    problems = []
-    for name, value in params.items():
-        if name not in known:
-            close = [k for k in known if k.lower() == name.lower()]
-            hint = f" (did you mean {close[0]}?)" if close else ""
-            problems.append(f"unknown parameter {name!r}{hint}")
-        elif not _type_ok(known[name], value):
-            problems.append(f"parameter {name} should be {type(known[name]).__name__} like its default "
-                            f"{known[name]!r}, got {type(value).__name__} {value!r}")
-    if problems:
-        raise ValueError(f"{Path(path).name}: " + "; ".join(problems) +
-                         f". Its parameters are: {', '.join(f'{k}={v!r}' for k, v in known.items())}")
 
 
 def _poll_kernel_replies_in_slices() -> None:
@@ -145,6 +105,26 @@ def _poll_kernel_replies_in_slices() -> None:
     AsyncZMQSocketChannel.get_msg = get_msg
 
 
+@contextmanager
+def _local_kernel():
+    """papermill options that run the kernel over IPC sockets in a private folder (mode 0700), removed
+    afterwards. Over TCP, ipykernel logs "Kernel is running over TCP without encryption" once per notebook
+    in the main job's log, and its ports are open to every local user (the messages are signed, not
+    encrypted). IPC needs Unix sockets; elsewhere the kernel keeps TCP."""
+    if os.name != "posix":
+        yield {}
+        return
+    from traitlets.config import Config
+    folder = tempfile.mkdtemp(prefix="resnet-kernel-")
+    cfg = Config()
+    cfg.KernelManager.transport = "ipc"
+    cfg.KernelManager.ip = os.path.join(folder, "kernel")
+    try:
+        yield {"config": cfg}
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 def run_notebook(path: str | os.PathLike, out_dir: str | os.PathLike | None = None, params: dict | None = None,
                  tiny: bool = False, executed: str | os.PathLike | None = None, progress: bool = True) -> Path:
     """Execute one notebook with papermill; returns the executed copy's path
@@ -160,8 +140,9 @@ def run_notebook(path: str | os.PathLike, out_dir: str | os.PathLike | None = No
     executed = Path(executed) if executed else out / "executed" / path.name
     executed.parent.mkdir(parents=True, exist_ok=True)
     _poll_kernel_replies_in_slices()
-    pm.execute_notebook(str(path), str(executed), parameters=p, cwd=str(path.parent), kernel_name="python3",
-                        progress_bar=progress, report_mode=False)
+    with _local_kernel() as kernel:
+        pm.execute_notebook(str(path), str(executed), parameters=p, cwd=str(path.parent), kernel_name="python3",
+                            progress_bar=progress, report_mode=False, **kernel)
     return executed
 
 
@@ -187,13 +168,18 @@ def gather_summary(out_dir: str | os.PathLike | None = None) -> Path:
 
 def run_all(out_dir: str | os.PathLike | None = None, tiny: bool = False, only: list[str] | None = None) -> Path:
     """The main job: every notebook in order with its defaults (or tiny parameters), then the summary."""
+    import papermill as pm
     out = output_dir(out_dir)
     books = [find_notebook(n) for n in only] if only else list_notebooks()
     timings = {}
     for nb in books:
         t0 = time.perf_counter()
         print(f"=== {nb.name}", flush=True)
-        run_notebook(nb, out, tiny=tiny)
+        try:
+            run_notebook(nb, out, tiny=tiny)
+        except pm.PapermillExecutionError as e:
+            raise NotebookFailed(f"{nb.name} stopped in its cell [{e.exec_count}] with {e.ename}: {e.evalue}\n"
+                                 f"The executed copy, with the traceback, is {out / 'executed' / nb.name}") from e
         timings[nb.stem] = round(time.perf_counter() - t0, 1)
         print(f"=== {nb.name}: {timings[nb.stem]} s", flush=True)
     atomic_write_json(out / "timings.json", timings)

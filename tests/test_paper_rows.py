@@ -1,0 +1,142 @@
+"""The paper-comparison rows and verdicts of notebooks 01, 02, 04 and 05, pinned on planted numbers: each
+row says what its inputs say, and each verdict turns with them."""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from resnet_lib.base.paper import targets
+from resnet_lib.experiments import architectures as arch
+from resnet_lib.experiments import imagenet_eval as E
+from resnet_lib.experiments import residual_report as rr
+from resnet_lib.experiments import responses as rs
+
+# ------------------------------------------------------------------------------------------ notebook 01
+
+
+def _found_01(plain=(30.0, 20.0, 45.0), residual=(31.0, 18.0, 17.5)):
+    runs = [{"block": b, "depth": d, "final": e, "params": 0}
+            for d, p, r in zip((4, 10, 20), plain, residual) for b, e in (("plain", p), ("residual", r))]
+    return {"degradation": runs, "zero_err": 0.0,
+            "identity": {("plain", 4): [0.5] * 10 + [0.36] * 20, ("residual", 4): [0.1] * 10 + [0.002] * 20},
+            "flow": [{"block": "plain", "depth": 8, "grad_norm": [40.0, 2.0, 4.0], "act_std": [1.0, 3.0], "loss": 2.3},
+                     {"block": "residual", "depth": 8, "grad_norm": [3.0, 2.0, 2.0], "act_std": [1.0, 1.5], "loss": 2.3}],
+            "gate_cost": [{"extra_fraction": 0.5}, {"extra_fraction": 1.0}],
+            "highway": [{"gate_bias": -3.0, "final": 25.0}, {"gate_bias": 3.0, "final": 60.04}],
+            "multigrid": {"jacobi": [1.0] * 12 + [0.5], "two_grid": [1.0, 1e-2, 1e-4, 1e-6, 1e-8]}}
+
+
+SETTING_01 = dict(subset=300, image_size=8, epochs=2, identity_steps=30, flow_batch=8, highway_depth=6)
+
+
+def test_notebook_01_rows_carry_the_planted_numbers():
+    rows = {r["quantity"]: r for r in rr.paper_rows(_found_01(), SETTING_01)}
+    assert rows["toy train error, plain-4 -> plain-20"]["ours"] == "30.0 -> 45.0"
+    assert rows["toy train error, residual-4 -> residual-20"]["ours"] == "31.0 -> 17.5"
+    assert rows["identity-learning MSE, plain 8 layers"]["ours"] == 0.36
+    assert rows["identity-learning MSE, residual 8 layers"]["ours"] == 0.002
+    assert rows["grad norm first/last 3x3 layer at init, plain-8"]["ours"] == 10.0
+    assert rows["grad norm first/last 3x3 layer at init, residual-8"]["ours"] == 1.5
+    assert rows["highway gate parameters / residual block parameters"]["ours"] == 0.5
+    assert rows["toy train error, highway-6, gate bias +3"]["ours"] == 60.0
+    assert rows["relative residual after 12 sweeps: Jacobi vs two-grid"]["ours"] == "5.00e-01 vs 1.00e-06"
+    assert "300 CIFAR images at 8x8, 2 epochs" in rows["toy train error, plain-4 -> plain-20"]["note"]
+
+
+def test_notebook_01_verdict_follows_the_numbers():
+    text = rr.verdict(_found_01())
+    assert "The plain stacks do best at 10 layers (20.0%)" in text
+    assert "their worst at 10 layers or more is 18.0%" in text
+    assert "plain: 8 layers 10;" in text and "residual: 8 layers 1.5." in text
+    assert "The gate adds 50% parameters" in text and "+3: 60.0%" in text
+    assert "the two-grid solver 1.0e-06" in text
+    assert "best at 4 layers" in rr.verdict(_found_01(plain=(10.0, 20.0, 45.0)))
+
+
+# ------------------------------------------------------------------------------------------ notebook 02
+
+SUMMARY_02 = [{"name": "plain-34", "macs": 3.6e9, "params": 1, "paper_macs": 3.6e9, "rel_diff": 0.0},
+              {"name": "ResNet-50", "macs": 3.9e9, "params": 1, "paper_macs": 3.8e9, "rel_diff": 0.026},
+              {"name": "VGG-19", "macs": 20e9, "params": 1, "paper_macs": None, "rel_diff": None}]
+PARITY_02 = [{"depth": 18, "params_equal": True, "max_abs_output_diff": 2e-6},
+             {"depth": 50, "params_equal": False, "max_abs_output_diff": 3e-5}]
+CIFAR_02 = [{"depth": 20, "params": 272474, "paper": "0.27M", "equal": True}]
+
+
+def test_notebook_02_rows_and_verdicts():
+    rows = {r["quantity"]: r for r in arch.paper_rows(SUMMARY_02, PARITY_02, CIFAR_02, input_size=224, stride_in="1x1")}
+    assert rows["FLOPs ResNet-50"]["ours"] == 3.9 and rows["FLOPs ResNet-50"]["paper"] == 3.8
+    assert rows["FLOPs VGG-19"]["paper"] is None
+    assert rows["plain-34 FLOPs / VGG-19 FLOPs"]["ours"] == 18.0
+    assert rows["ResNets with torchvision's parameter count and strict state_dict load"]["ours"] == "1/2"
+    assert rows["ResNets with torchvision's parameter count and strict state_dict load"]["note"] == "depths 18, 50"
+    assert rows["params CIFAR ResNet-20"]["ours"] == 272474
+    assert arch.flops_verdict(SUMMARY_02) == ("plain-34 / VGG-19 = **18.0%** (paper: 18%). "
+                                              "Largest FLOPs difference to Table 1: **2.60%**.")
+    assert arch.flops_verdict(SUMMARY_02[1:]).startswith("Largest")  # no plain-34: no ratio
+    text = arch.verdict(SUMMARY_02, PARITY_02, CIFAR_02)
+    assert "within **2.60%**" in text and "ResNet-50 at 3.90 x10^9" in text
+    assert "1 of 2 ResNets" in text and "3.0e-05" in text and "1 of 1 CIFAR nets" in text
+
+
+# ------------------------------------------------------------------------------------------ notebook 04
+
+def _stds_04(res14=0.5):
+    return {(8, False): np.array([1.0, 2.0, 3.0]), (8, True): np.array([0.5, 1.0, 4.0]),
+            (14, False): np.array([0.4, 0.5, 0.6]), (14, True): np.array([res14] * 3)}
+
+
+NETS_04 = {(d, r): {"origin": "trained here", "iters": 3} for d in (8, 14) for r in (False, True)}
+
+
+@pytest.mark.parametrize("res14, deeper, smaller", [(0.5, "yes", "1/2"), (1.5, "no", "1/2"), (0.45, "yes", "2/2")])
+def test_notebook_04_rows_follow_the_planted_stds(res14, deeper, smaller):
+    summary = rs.response_summary(_stds_04(res14), [8, 14])
+    assert summary[0] == {"depth": 8, "plain median std": 2.0, "ResNet median std": 1.0, "ResNet < plain": True}
+    rows = {r["quantity"]: r for r in rs.paper_rows(summary, NETS_04)}
+    assert rows["deeper ResNet has smaller responses"]["ours"] == deeper
+    assert rows["ResNet responses smaller than plain, depths"]["ours"] == smaller
+    assert rows["median response std, ResNet-14"]["ours"] == res14
+    assert rows["median response std, plain-8"]["note"] == "trained here, 3 iterations"
+    text = rs.verdict(summary, NETS_04, 3)
+    assert f"at {smaller.split('/')[0]} of 2 depths" in text and f"**{deeper}**" in text
+    assert "trained for only 3 iterations" in text
+    stored = {k: {"origin": "notebook 03", "iters": 100} for k in NETS_04}
+    assert "trained for only" not in rs.verdict(summary, stored, 3)
+
+
+# ------------------------------------------------------------------------------------------ notebook 05
+
+TESTS_05 = {"center": {"top1": 50.0, "top5": 20.0}, "10crop": {"top1": 40.0, "top5": 15.0},
+            "multiscale": {"top1": 30.0, "top5": 10.0}}
+
+
+def test_notebook_05_rows_beside_tables_2_to_4():
+    t = targets()
+    rows = {r["quantity"]: r for r in E.paper_rows(TESTS_05, {"test_err": [0.6, 0.45]}, [4], depth=18,
+                                                   num_classes=5, iters=8)}
+    assert rows["top-1 error, 10-crop"] == {
+        "quantity": "top-1 error, 10-crop", "ours": 40.0, "paper": t["imagenet_table2_top1_10crop"]["ResNet-18"],
+        "unit": "%", "note": "Tiny ImageNet, 5 classes, 8 iterations; paper: ImageNet, ResNet-18 (Table 2)"}
+    assert rows["top-1 error, multi-scale fully-conv"]["paper"] is None
+    assert rows["10-crop minus multi-scale top-1"]["ours"] == 10.0
+    assert rows["final validation error (training curve)"]["ours"] == 45.0
+    assert rows["lr drops found by the plateau rule"]["ours"] == 1
+    assert not any(q.startswith("top-5") for q in rows)  # 5 classes: top-5 is always right
+    rows34 = {r["quantity"]: r for r in E.paper_rows(TESTS_05, {"test_err": [0.5]}, [], depth=34, num_classes=10,
+                                                     iters=8)}
+    t3, t4 = t["imagenet_table3_10crop_val_top1_top5"], t["imagenet_table4_single_model_val_top1_top5"]
+    assert rows34["top-1 error, multi-scale fully-conv"]["paper"] == t4["ResNet-34 B"][0]
+    assert rows34["top-5 error, 10crop"]["paper"] == t3["ResNet-34 B"][1]
+
+
+@pytest.mark.parametrize("tests, order", [
+    (TESTS_05, "in the paper's order"),
+    ({"center": {"top1": 50.0}, "10crop": {"top1": 30.0}, "multiscale": {"top1": 40.0}}, "but not in the paper's order"),
+    ({"center": {"top1": 30.0}, "10crop": {"top1": 40.0}, "multiscale": {"top1": 35.0}}, "neither 10 crops"),
+])
+def test_notebook_05_verdict_orders_the_three_modes(tests, order):
+    text = E.verdict(tests, [2, 4], n_val=100, epochs=1.5, iters=8, num_classes=5)
+    assert order in text and "(1.5 epochs)" in text and "divided the lr 2 time(s)" in text
+    if tests is TESTS_05:  # centre 50% on 100 images: se = 5 points; a 10-point gain is not beyond twice that
+        assert "about 5.0 points" in text and "by -10.0 points (within twice that noise)" in text
