@@ -7,8 +7,12 @@ paper's pad-crop-flip and per-pixel mean as batched tensor ops, bf16 autocast an
 where the device has fast bf16. Both train ResNet-20 (option A) with SGD on the same CIFAR-10
 training images, batch 128, on this machine, one after the other, each in its own process.
 
-Prints one JSON line per implementation and a final line with the ratio of images per second:
-  python bench/bench_cifar.py [--iters 40] [--depth 20] [--repeats 2]
+Prints one JSON line per implementation and a final line with the ratio of images per second, and
+which path ours took (oneDNN's ISA as oneDNN reports it, precision, memory format, threads, malloc
+settings); ``--out FILE`` also stores all of it as JSON with provenance (results/bench/ holds the
+committed ones). The yardstick runs under the same environment, so ``ONEDNN_MAX_CPU_ISA=AVX2`` caps
+both: on a bf16 CPU that stands in for an AVX2-only one (fp32 is then chosen by itself).
+  python bench/bench_cifar.py [--iters 40] [--depth 20] [--repeats 2] [--out results/bench/cpu.json]
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def ours(depth: int, iters: int, warmup: int, device: str, cuda_graph: str = "auto") -> dict:
     import torch
 
-    from resnet_lib.base.device import pick_device
+    from resnet_lib.base.device import cpu_path, pick_device
     from resnet_lib.data.cifar import load_cifar10, make_loaders
     from resnet_lib.engine.config import TrainConfig
     from resnet_lib.engine.cuda_graph import CudaGraphStep, use_cuda_graph
@@ -63,7 +67,7 @@ def ours(depth: int, iters: int, warmup: int, device: str, cuda_graph: str = "au
     return {"impl": "resnet_lib", "depth": depth, "device": str(dev), "precision": "bf16" if bf16 else "fp32",
             "cuda_graph": graphed,
             "channels_last": cl, "threads": torch.get_num_threads(), "img_per_s": round(128 / dt, 1),
-            "ms_per_iter": round(1000 * dt, 2)}
+            "ms_per_iter": round(1000 * dt, 2), **({"cpu_path": cpu_path(bf16, cl)} if dev.type == "cpu" else {})}
 
 
 def naive(reference: Path, cache: Path, depth: int, iters: int, warmup: int, device: str) -> dict:
@@ -85,6 +89,7 @@ def main() -> int:
     ap.add_argument("--cuda-graph", default="auto", choices=["auto", "on", "off"],
                     help="on a GPU: replay the whole step from a CUDA graph (auto) or launch it eagerly (off)")
     ap.add_argument("--reference", default=str(ROOT.parent / "shared" / "bench" / "naive_reference.py"))
+    ap.add_argument("--out", default=None, help="also write everything as JSON with provenance to this file")
     a = ap.parse_args()
     ref = Path(a.reference)
     if not ref.exists():
@@ -103,9 +108,18 @@ def main() -> int:
         print(json.dumps(r), flush=True)
         runs["resnet_lib"].append(r)
     best = {k: max(r["img_per_s"] for r in v) for k, v in runs.items()}
-    print(json.dumps({"ratio_img_per_s": round(best["resnet_lib"] / best["naive_reference"], 2),
-                      "resnet_lib_img_per_s": best["resnet_lib"], "naive_img_per_s": best["naive_reference"],
-                      "depth": a.depth, "iters": a.iters, "repeats": a.repeats, "cpus": os.cpu_count()}))
+    ours_best = max(runs["resnet_lib"], key=lambda r: r["img_per_s"])
+    summary = {"ratio_img_per_s": round(best["resnet_lib"] / best["naive_reference"], 2),
+               "resnet_lib_img_per_s": best["resnet_lib"], "naive_img_per_s": best["naive_reference"],
+               "path": ours_best.get("cpu_path") or {"device": ours_best["device"], "precision": ours_best["precision"]},
+               "depth": a.depth, "iters": a.iters, "repeats": a.repeats, "cpus": os.cpu_count(),
+               "load_avg_1min": round(os.getloadavg()[0], 2)}
+    print(json.dumps(summary))
+    if a.out:
+        from resnet_lib.base.io import atomic_write_json, provenance
+        env = {k: os.environ[k] for k in ("ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS", "ATEN_CPU_CAPABILITY") if k in os.environ}
+        atomic_write_json(Path(a.out), {**summary, "environment": env, "runs": runs, "command": sys.argv,
+                                        "provenance": provenance(ours_best["device"])})
     return 0
 
 

@@ -7,3 +7,7 @@ Six layers, each importing only the ones before it (``tests/test_layout.py`` che
 The notebooks in ``notebooks/`` narrate, plot and call these.
 """
 __version__ = "0.1.0"
+
+from .base.malloc import tune_malloc as _tune_malloc
+
+_tune_malloc()  # before any tensor exists: see base/malloc.py (the page-fault storm of CPU evaluation)

@@ -38,8 +38,8 @@ def test_runner_check_names_the_fix():
     check_parameters(path, {"EVALS": 4, "LR": 1, "DEPTHS": [8, 14], "NETS": ["resnet"]})  # all fine
     with pytest.raises(ParameterError) as e:
         check_parameters(path, {"EVALS": "abc", "DEPTH": 20, "evals": 3, "DEPTHS": [20.5]})
-    msg = str(e.value)
-    assert "parameter EVALS should be int like its default 8, got str 'abc'; pass it as -p EVALS 8" in msg
+    msg, evals = str(e.value), read_parameters(path)["EVALS"]
+    assert f"parameter EVALS should be int like its default {evals}, got str 'abc'; pass it as -p EVALS {evals}" in msg
     assert "unknown parameter 'DEPTH' (did you mean DEPTHS?)" in msg
     assert "unknown parameter 'evals' (did you mean EVALS?)" in msg
     assert "DEPTHS should be list of int" in msg and '-y "DEPTHS: [20, 56]"' in msg
@@ -92,7 +92,7 @@ def test_plain_papermill_stops_at_the_check_cell(tmp_path):
                         "-p", "EVALS", "abc", "-p", "LRR", "0.1", "--no-progress-bar"],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode != 0
-    assert "ParameterError" in r.stderr and "pass it as -p EVALS 8" in r.stderr
+    assert "ParameterError" in r.stderr and f"pass it as -p EVALS {read_parameters(path)['EVALS']}" in r.stderr
     assert "unknown parameter 'LRR' (did you mean LR?)" in r.stderr
     cells = json.loads(out.read_text())["cells"]
     code = [c for c in cells if c["cell_type"] == "code"]

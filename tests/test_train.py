@@ -137,3 +137,41 @@ def test_degradation_verdict_follows_the_numbers(errs, says):
     assert story["plain_gap_pts"] == pytest.approx((p56 - p20) * 100)
     assert story["deep_plain_minus_resnet_pts"] == pytest.approx((p56 - r56) * 100)
     assert ("points below the plain net's" in story["text"]) == ((p56 - r56) * 100 > 1)
+
+
+def _calibration_file(folder, name, setting, errs_by_seed, precision="fp32"):
+    runs = [{"name": net, "seed": seed, "train_err": err, "cpu_path": {"precision": precision, "onednn_isa": "Intel AVX2"}}
+            for seed, errs in errs_by_seed.items()
+            for net, err in zip(("plain-20", "plain-56", "ResNet-20", "ResNet-56"), errs)]
+    (folder / name).write_text(json.dumps({"setting": setting, "runs": runs}))
+
+
+def test_calibration_table_and_summary_follow_the_stored_runs(tmp_path):
+    """Notebook 03 renders its calibration from results/calibration/nb03/; planted numbers come out as planted."""
+    from resnet_lib.experiments.cifar_grid import calibration_summary, calibration_table
+    ours = {"subset": 5000, "batch": 32, "iters": 200, "lr": 0.02}
+    _calibration_file(tmp_path, "a.json", ours, {0: (0.60, 0.80, 0.50, 0.49), 1: (0.62, 0.81, 0.52, 0.55)})
+    _calibration_file(tmp_path, "b.json", {**ours, "lr": 0.1}, {0: (0.70, 0.88, 0.60, 0.85)}, precision="bf16 autocast")
+    (tmp_path / "c.json").write_text(json.dumps({"setting": ours, "runs": [  # interrupted: one net only, left out
+        {"name": "plain-20", "seed": 2, "train_err": 0.6, "cpu_path": {"precision": "fp32", "onednn_isa": "x"}}]}))
+    rows = calibration_table(tmp_path)
+    assert [(r["lr"], r["seed"], r["precision"]) for r in rows] == [(0.02, 0, "fp32"), (0.02, 1, "fp32"),
+                                                                    (0.1, 0, "bf16 autocast")]
+    assert rows[0]["plain: 56 minus 20"] == pytest.approx(20.0) and rows[0]["ResNet: 56 minus 20"] == pytest.approx(-1.0)
+    assert [r["shows the paper's story"] for r in rows] == [True, False, False]
+    text = calibration_summary(rows, lr=0.02, batch_size=32, iters=200, subset=5000)
+    first, second = text.splitlines()
+    assert first.startswith("- These defaults: the story held in 1 of 2 runs (seeds 0, 1; fp32)")
+    assert "+19.0 to +20.0" in first and "-1.0 to +3.0" in first
+    assert second.startswith("- lr 0.1, batch 32, 200 iterations, 5000 images: the story held in 0 of 1")
+    assert "No stored calibration run" in calibration_summary(rows, lr=0.05, batch_size=32, iters=200, subset=5000)
+
+
+def test_final_on_subset_takes_the_last_curve_point_and_names_its_set(tmp_path, data):
+    run = dataclasses.replace(quick(iters=8), final_on_subset=True)
+    assert run.slug.endswith("_t500f") and run.slug != quick(iters=8).slug  # stored apart from a full-test run
+    res = run_cifar(run, tmp_path, device="cpu", progress=False, data=data)
+    assert res["final"]["test_err"] == res["history"]["test_err"][-1]
+    assert res["eval_set"] == "test500"
+    path = res["provenance"]["cpu_path"]  # amp "auto": bf16 exactly where oneDNN has fast bf16
+    assert res["precision"] == ("bf16 autocast" if path["fast_bf16"] else "fp32") and path["onednn_isa"]

@@ -17,6 +17,7 @@ import torch
 import torchvision
 
 from .. import __version__
+from .device import cpu_path
 from .errors import UserError
 
 
@@ -194,6 +195,7 @@ def provenance(device: torch.device | str | None = None, **extra) -> dict:
         "device": device_name(device),
         "host": platform.node(),
         "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        **({"cpu_path": cpu_path()} if torch.device(device or "cpu").type == "cpu" else {}),
         **extra,
     }
 

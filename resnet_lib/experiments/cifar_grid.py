@@ -22,12 +22,13 @@ NETS = ("plain", "resnet")
 
 def plan_runs(depths, nets=NETS, *, subset: int = 0, epochs: float = 0, iters: int = 0, lr: float = 0.1,
               batch_size: int = 128, evals: int = 10, seed: int = 0, shortcut: str = "A",
-              val_split: bool = False, amp: str = "auto", test_subset: int = 0,
+              val_split: bool = False, amp: str = "auto", test_subset: int = 0, final_on_subset: bool = False,
               lr_drops=(0.5, 0.75), warmup: bool | None = None) -> list[CifarRun]:
     """Every run of the grid, checked up front: bad depths, net kinds, sizes or budgets fail here,
     before minutes of training. ``iters`` wins over ``epochs``; 0 for both means the paper's 64k.
     ``lr_drops``: fractions of the run at which the lr is divided by 10 (the paper: 32k and 48k of 64k).
-    ``warmup``: lr 0.01 until training error < 80% (None: as the paper, for 110 layers and deeper)."""
+    ``warmup``: lr 0.01 until training error < 80% (None: as the paper, for 110 layers and deeper).
+    ``final_on_subset``: the final test error on the ``test_subset`` images too (else on all 10k)."""
     bad = [n for n in nets if n not in NETS]
     if bad:
         raise ValueError(f"unknown net kind(s) {bad}; use 'plain' and/or 'resnet'")
@@ -59,7 +60,8 @@ def plan_runs(depths, nets=NETS, *, subset: int = 0, epochs: float = 0, iters: i
         cfg = dataclasses.replace(cfg, lr=lr, batch_size=batch_size, seed=seed, amp=amp, milestones=milestones,
                                   eval_every=max(1, cfg.iters // evals), checkpoint_every=max(1, cfg.iters // 4))
         for net in nets:
-            runs.append(CifarRun(depth, net == "resnet", shortcut, cfg, subset, val_split, test_subset=test_subset))
+            runs.append(CifarRun(depth, net == "resnet", shortcut, cfg, subset, val_split, test_subset=test_subset,
+                                 final_on_subset=final_on_subset))
     return runs
 
 
@@ -177,3 +179,79 @@ def paper_rows(table: list[dict]) -> list[dict]:
             rows.append({"quantity": f"{t['net']} parameters", "ours": t["params"],
                          "paper": params.get(str(t["depth"])), "unit": "", "note": "Table 6"})
     return rows
+
+
+# ---------------------------------------------------------------- the stored calibration of the defaults
+
+def calibration_dir() -> Path:
+    """Where the runs that justify notebook 03's defaults are stored (committed, small JSON files)."""
+    from ..base.paths import project_root
+    return project_root(Path(__file__).parent) / "results" / "calibration" / "nb03"
+
+
+def load_calibration(folder: str | Path | None = None) -> list[dict]:
+    """Every calibration run (``bench/calibrate_nb03.py``) under ``folder``, each with its file's setting."""
+    import json
+    rows = []
+    for p in sorted(Path(folder or calibration_dir()).glob("*.json")):
+        rec = json.loads(p.read_text())
+        for r in rec["runs"]:
+            rows.append({**r, **rec["setting"], "file": p.name})
+    return rows
+
+
+def calibration_table(folder: str | Path | None = None) -> list[dict]:
+    """One row per setting, precision and seed with all four nets: their final training errors (%), the two gaps
+    (deep minus shallow) that the notebook's story rests on, with the CPU path the runs took."""
+    groups: dict[tuple, dict] = {}
+    for r in load_calibration(folder):
+        key = (r["subset"], r["batch"], r["iters"], r["lr"], r["cpu_path"]["precision"], r["seed"])
+        g = groups.setdefault(key, {"train images": r["subset"], "batch": r["batch"], "iterations": r["iters"],
+                                    "lr": r["lr"], "precision": r["cpu_path"]["precision"],
+                                    "oneDNN ISA": r["cpu_path"]["onednn_isa"], "seed": r["seed"]})
+        g[r["name"]] = round(100 * r["train_err"], 1)
+    rows = []
+    for g in groups.values():
+        if not all(k in g for k in ("plain-20", "plain-56", "ResNet-20", "ResNet-56")):
+            continue  # an interrupted calibration: the story needs all four nets
+        g["plain: 56 minus 20"] = round(g["plain-56"] - g["plain-20"], 1)
+        g["ResNet: 56 minus 20"] = round(g["ResNet-56"] - g["ResNet-20"], 1)
+        g["shows the paper's story"] = g["plain: 56 minus 20"] > 1 and g["ResNet: 56 minus 20"] <= 0
+        rows.append(g)
+    return sorted(rows, key=lambda g: (g["lr"], g["batch"], g["iterations"], g["precision"], g["seed"]))
+
+
+def calibration_summary(rows: list[dict], *, lr: float, batch_size: int, iters: int, subset: int) -> str:
+    """A sentence per stored setting: on how many of its seeds and precisions the story held, and the
+    range of the two gaps; the setting the notebook runs with is named first."""
+    settings: dict[tuple, list[dict]] = {}
+    for r in rows:
+        if "shows the paper's story" in r:
+            settings.setdefault((r["lr"], r["batch"], r["iterations"], r["train images"]), []).append(r)
+    if not settings:
+        return "No complete calibration run (all four nets) is stored."
+    current = (lr, batch_size, iters, subset)
+    lines = []
+    for key in sorted(settings, key=lambda k: k != current):
+        rs = settings[key]
+        held = sum(bool(r["shows the paper's story"]) for r in rs)
+        p = [r["plain: 56 minus 20"] for r in rs]
+        q = [r["ResNet: 56 minus 20"] for r in rs]
+        paths = ", ".join(sorted({r["precision"] for r in rs}))
+        seeds = ", ".join(str(s) for s in sorted({r["seed"] for r in rs}))
+        name = "These defaults" if key == current else f"lr {key[0]:g}, batch {key[1]}, {key[2]} iterations, {key[3]} images"
+        lines.append(f"- {name}: the story held in {held} of {len(rs)} runs (seeds {seeds}; {paths}). Plain-56 minus "
+                     f"plain-20: {min(p):+.1f} to {max(p):+.1f} points; ResNet-56 minus ResNet-20: "
+                     f"{min(q):+.1f} to {max(q):+.1f} points.")
+    if current not in settings:
+        lines.insert(0, "- No stored calibration run has this notebook's parameters; the rows below are other settings.")
+    return "\n".join(lines)
+
+
+def run_path(results: list[dict]) -> dict:
+    """Where and how the runs trained: device, precision, memory format and (on a CPU) oneDNN's ISA."""
+    r = results[0]
+    cpu = r.get("provenance", {}).get("cpu_path", {})
+    return {"device": r.get("provenance", {}).get("device", "?"), "precision": r.get("precision", "?"),
+            "memory_format": "channels_last" if r.get("channels_last") else "NCHW",
+            **({"onednn_isa": cpu["onednn_isa"]} if "onednn_isa" in cpu else {})}

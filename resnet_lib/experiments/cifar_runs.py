@@ -36,6 +36,7 @@ class CifarRun:
     val_split: bool = False            # True: 45k train / 5k validation, as the paper chose its schedule
     normalize: str = "pixel_mean"      # Section 4.2; "channel" for mean/std per channel
     test_subset: int = 0               # >0: curve points on a stratified subset of the test set; final on all
+    final_on_subset: bool = False      # True: the final test error is the subset's too (no extra pass over 10k)
 
     def __post_init__(self):
         CifarNetSpec(self.depth, self.residual, self.shortcut)  # validates depth and option early
@@ -124,12 +125,14 @@ def run_cifar(run: CifarRun, root: str | os.PathLike | None = None, device="auto
     torch.manual_seed(run.train.seed)
     model = cifar_resnet(run.depth, run.shortcut, run.residual)
     n_test = test_src.num_examples
-    eval_set = "val5k" if run.val_split else f"test{n_test // 1000}k" if n_test % 1000 == 0 else f"test{n_test}"
+    if run.final_on_subset:  # the final error is the curve subset's too
+        n_test = curve_src.num_examples
+    eval_set = ("val" if run.val_split else "test") + (f"{n_test // 1000}k" if n_test % 1000 == 0 else f"{n_test}")
     extra = {"name": run.name, "run": {k: v for k, v in dataclasses.asdict(run).items() if k != "train"},
              "train_examples": train_src.num_examples, "eval_set": eval_set}
     return fit(model, train_src, curve_src, run.train, run_dir=run_dir, device=dev, progress=progress,
                spec=run.spec, identity=run.identity, extra=extra, rebuild=rebuild, stop_after=stop_after,
-               desc=run.name, final_source=test_src if curve_src is not test_src else None)
+               desc=run.name, final_source=test_src if curve_src is not test_src and not run.final_on_subset else None)
 
 
 def list_runs(root: str | os.PathLike) -> list[dict]:
