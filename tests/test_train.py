@@ -169,7 +169,7 @@ def test_calibration_table_and_summary_follow_the_stored_runs(tmp_path):
 
 def test_final_on_subset_takes_the_last_curve_point_and_names_its_set(tmp_path, data):
     run = dataclasses.replace(quick(iters=8), final_on_subset=True)
-    assert run.slug.endswith("_t500f") and run.slug != quick(iters=8).slug  # stored apart from a full-test run
+    assert run.slug != quick(iters=8).slug  # stored apart from a full-test run (the identity hash differs)
     res = run_cifar(run, tmp_path, device="cpu", progress=False, data=data)
     assert res["final"]["test_err"] == res["history"]["test_err"][-1]
     assert res["eval_set"] == "test500"
