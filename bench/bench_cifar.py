@@ -27,6 +27,26 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def time_steps(step, batches_of_epoch, warmup: int, iters: int, sync) -> float:
+    """Seconds per step of ``step(x, y)`` over ``iters`` batches (after ``warmup`` untimed ones), taking
+    batches epoch after epoch from ``batches_of_epoch(epoch)``; ``sync`` waits for the device."""
+    def batches():
+        epoch = 0
+        while True:
+            yield from batches_of_epoch(epoch)
+            epoch += 1
+
+    it = batches()
+    for _ in range(warmup):
+        step(*next(it))
+    sync()
+    t0 = time.perf_counter()
+    for _ in range(iters):
+        step(*next(it))
+    sync()
+    return (time.perf_counter() - t0) / iters
+
+
 def ours(depth: int, iters: int, warmup: int, device: str, cuda_graph: str = "auto") -> dict:
     import torch
 
@@ -49,21 +69,7 @@ def ours(depth: int, iters: int, warmup: int, device: str, cuda_graph: str = "au
     # as fit steps: on a GPU the whole step replayed from a CUDA graph, nothing read back per step
     step = CudaGraphStep(net, opt, dev, bf16) if graphed else (lambda x, y: train_step(net, opt, x, y, dev, bf16))
 
-    def batches():  # augmentation and normalisation are inside the timed loop, as in fit
-        epoch = 0
-        while True:
-            yield from train.batches(epoch)
-            epoch += 1
-
-    it = batches()
-    for _ in range(warmup):
-        step(*next(it))
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        step(*next(it))
-    sync()
-    dt = (time.perf_counter() - t0) / iters
+    dt = time_steps(step, train.batches, warmup, iters, sync)  # augmentation inside the timed loop, as in fit
     return {"impl": "resnet_lib", "depth": depth, "device": str(dev), "precision": "bf16" if bf16 else "fp32",
             "cuda_graph": graphed,
             "channels_last": cl, "threads": torch.get_num_threads(), "img_per_s": round(128 / dt, 1),

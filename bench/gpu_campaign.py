@@ -19,7 +19,6 @@ import dataclasses
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
@@ -54,21 +53,10 @@ def fused(depth: int, k: int, iters: int, warmup: int, device: str) -> dict:
             return fused_step(net, opt, x, y, dev, bf16)
     sync = torch.cuda.synchronize if dev.type == "cuda" else (lambda: None)
 
-    def batches():
-        epoch = 0
-        while True:
-            yield from fused_batches(sources, epoch)
-            epoch += 1
+    sys.path.insert(0, str(HERE))
+    from bench_cifar import time_steps  # the same timed loop as the one-net bench
 
-    it = batches()
-    for _ in range(warmup):
-        step(*next(it))
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(iters):
-        step(*next(it))
-    sync()
-    dt = (time.perf_counter() - t0) / iters
+    dt = time_steps(step, lambda epoch: fused_batches(sources, epoch), warmup, iters, sync)
     mem = torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None
     return {"impl": f"fused K={k}", "k": k, "depth": depth, "device": str(dev), "precision": "bf16" if bf16 else "fp32",
             "cuda_graph": graphed, "ms_per_iter": round(1000 * dt, 2), "img_per_s": round(k * 128 / dt, 1),
