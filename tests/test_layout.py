@@ -101,10 +101,7 @@ def test_modules_and_functions_are_short(path):
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_cells_narrate_and_call(path):
-    # The `parameters` cell is exempt from the length rule: it holds only literals, one per line (the
-    # conventions test checks that), and notebook 03 exposes the 17 settings a sweep varies.
-    cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"
-             and "parameters" not in c.get("metadata", {}).get("tags", [])]
+    cells = [c for c in json.loads(path.read_text())["cells"] if c["cell_type"] == "code"]
     problems = [f"code cell {i}: {p}" for i, c in enumerate(cells) for p in cell_problems("".join(c["source"]))]
     assert not problems, f"{path.name}: " + "; ".join(problems)
 

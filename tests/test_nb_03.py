@@ -44,8 +44,8 @@ def test_unknown_parameter_name_or_type_is_refused_before_starting(tmp_path):
     nb = notebooks.find_notebook(NB)
     with pytest.raises(ValueError, match="unknown parameter 'DEPTH'.*did you mean|unknown parameter 'DEPTH'"):
         notebooks.run_notebook(nb, tmp_path, params={"DEPTH": 20})
-    with pytest.raises(ValueError, match="EPOCHS should be float"):
-        notebooks.run_notebook(nb, tmp_path, params={"EPOCHS": "many"})
+    with pytest.raises(ValueError, match="LR should be float"):
+        notebooks.run_notebook(nb, tmp_path, params={"LR": "many"})
     assert not (tmp_path / "executed").exists()
 
 
