@@ -35,7 +35,7 @@ def plan_runs(depths, nets=NETS, *, subset: int = 0, epochs: float = 0, iters: i
     if not depths:
         raise ValueError("no depths given; the paper's are 20, 32, 44, 56 and 110")
     if iters < 0 or epochs < 0:
-        raise ValueError(f"iterations and epochs must be positive (got ITERS={iters}, EPOCHS={epochs}); "
+        raise ValueError(f"iterations and epochs must be positive (got iters={iters}, epochs={epochs}); "
                          "0 for both means the paper's 64k iterations")
     if evals < 1:
         raise ValueError(f"evals (evaluations per run) must be at least 1, got {evals}")
@@ -122,10 +122,10 @@ def degradation(results: list[dict]) -> dict:
     elif plain_gap > 1:
         verdict = (f"This run shows degradation in the plain nets ({plain_gap:.1f} points), but the residual "
                    f"nets are not yet clearly better off ({res_gap:.1f} points): the budget is too short for "
-                   f"the deeper ResNet to pay off. Raise EPOCHS (or ITERS).")
+                   f"the deeper ResNet to pay off. Raise ITERS.")
     else:
         verdict = (f"This run does not show degradation yet (plain gap {plain_gap:.1f} points): the budget is "
-                   f"too short or the depths too close. Raise EPOCHS or use deeper nets.")
+                   f"too short or the depths too close. Raise ITERS or use deeper nets.")
     same_depth = by[(False, hi)] - by[(True, hi)]
     if same_depth > 1:
         verdict += (f" At {hi} layers, where the two kinds differ only by the identity shortcuts, the ResNet's "
