@@ -16,7 +16,7 @@ from PIL import Image
 
 from resnet_lib.__main__ import EXIT_USER_ERROR, main
 from resnet_lib.base.errors import UserError
-from resnet_lib.data import imagenet
+from resnet_lib.data import images, tiny_imagenet
 from resnet_lib.experiments import cifar_runs
 from resnet_lib.runner import notebooks
 
@@ -143,14 +143,14 @@ def test_train_imagenet_refuses_a_class_without_training_images(tmp_path):
 def test_an_empty_class_is_an_error_naming_its_folder(tmp_path):
     _image_folder(tmp_path, {"a": 1, "b": 0})
     with pytest.raises(UserError, match=f"class folder {tmp_path / 'train' / 'b'} holds no images"):
-        imagenet.list_images(tmp_path / "train")
-    imagenet.list_images(tmp_path / "val")  # one image per class: fine
+        images.list_images(tmp_path / "train")
+    images.list_images(tmp_path / "val")  # one image per class: fine
     # Tiny ImageNet's layout: train/<wnid>/images/*.JPEG
     (tmp_path / "tiny" / "train" / "n01" / "images").mkdir(parents=True)
     (tmp_path / "tiny" / "train" / "n02" / "images").mkdir(parents=True)
     Image.new("RGB", (64, 64)).save(tmp_path / "tiny" / "train" / "n01" / "images" / "n01_0.JPEG")
     with pytest.raises(UserError, match="class folder .*n02/images holds no .JPEG images"):
-        imagenet.tiny_imagenet_samples(tmp_path / "tiny", "train", ["n01", "n02"])
+        tiny_imagenet.tiny_imagenet_samples(tmp_path / "tiny", "train", ["n01", "n02"])
 
 
 def test_a_failing_notebook_in_the_main_job_is_one_message(tmp_path, monkeypatch):
