@@ -18,11 +18,14 @@ class CudaGraphStep:
     (three times in the paper's schedule). The first ``eager_steps`` iterations of each ``fit`` call
     run eagerly on a side stream, as CUDA graph capture requires (they create the momentum buffers
     and let cuDNN choose its kernels); they are ordinary training iterations.
+
+    ``step_fn`` is the step to capture (default ``sgd_step``; another with its signature, such as the fused
+    seeds' ``fused_step``, works the same way).
     """
 
     def __init__(self, net: nn.Module, opt: torch.optim.Optimizer, dev: torch.device, bf16: bool,
-                 eager_steps: int = 3):
-        self.net, self.opt, self.dev, self.bf16 = net, opt, dev, bf16
+                 eager_steps: int = 3, step_fn=sgd_step):
+        self.net, self.opt, self.dev, self.bf16, self.step_fn = net, opt, dev, bf16, step_fn
         self.eager_left = eager_steps
         self.graph = self.lr = None
         self.captures = 0
@@ -32,7 +35,7 @@ class CudaGraphStep:
         side.wait_stream(torch.cuda.current_stream(self.dev))
         with torch.cuda.stream(side):
             self.opt.zero_grad(set_to_none=True)
-            out = sgd_step(self.net, self.opt, x, y, self.dev, self.bf16)
+            out = self.step_fn(self.net, self.opt, x, y, self.dev, self.bf16)
         torch.cuda.current_stream(self.dev).wait_stream(side)
         return out
 
@@ -42,7 +45,7 @@ class CudaGraphStep:
         self.opt.zero_grad(set_to_none=True)  # the gradients are then allocated, and overwritten, by the graph
         graph = torch.cuda.CUDAGraph()
         with torch.cuda.graph(graph):
-            self.loss, self.wrong = sgd_step(self.net, self.opt, self.x, self.y, self.dev, self.bf16, cache=False)
+            self.loss, self.wrong = self.step_fn(self.net, self.opt, self.x, self.y, self.dev, self.bf16, cache=False)
         self.graph, self.lr = graph, lr
         self.captures += 1
 
@@ -52,7 +55,7 @@ class CudaGraphStep:
             return self._eager(x, y)
         if self.graph is not None and (x.shape != self.x.shape or y.shape != self.y.shape):
             self.opt.zero_grad(set_to_none=True)  # an odd-sized batch: one eager step (the graph keeps its own buffers)
-            return sgd_step(self.net, self.opt, x, y, self.dev, self.bf16)
+            return self.step_fn(self.net, self.opt, x, y, self.dev, self.bf16)
         lr = self.opt.param_groups[0]["lr"]
         if self.graph is None or lr != self.lr:
             self._capture(x, y, lr)

@@ -19,6 +19,7 @@ import torch.nn as nn
 from ..base.device import autocast, pick_device
 from ..data.cifar import Cifar10, make_loaders
 from ..engine.config import StepSchedule
+from ..engine.cuda_graph import CudaGraphStep
 from ..engine.step import make_optimizer, resolve_formats
 from ..models.cifar import cifar_resnet
 from ..models.fused import fuse, fused_loss, unfuse
@@ -69,37 +70,9 @@ def fused_step(net, opt, x, y, dev, bf16, cache: bool = True):
     return per_run, (out.argmax(2) != y).sum(0)
 
 
-class FusedGraphStep:
-    """``fused_step`` captured in a CUDA graph and replayed, as ``engine.cuda_graph.CudaGraphStep`` does for
-    one net (recaptured when the learning rate changes; a few eager steps on a side stream first)."""
-
-    def __init__(self, net, opt, dev, bf16, eager_steps: int = 3):
-        self.net, self.opt, self.dev, self.bf16, self.eager_left = net, opt, dev, bf16, eager_steps
-        self.graph = self.lr = None
-
-    def __call__(self, x, y):
-        if self.eager_left > 0:
-            self.eager_left -= 1
-            side = torch.cuda.Stream(self.dev)
-            side.wait_stream(torch.cuda.current_stream(self.dev))
-            with torch.cuda.stream(side):
-                self.opt.zero_grad(set_to_none=True)
-                out = fused_step(self.net, self.opt, x, y, self.dev, self.bf16)
-            torch.cuda.current_stream(self.dev).wait_stream(side)
-            return out
-        lr = self.opt.param_groups[0]["lr"]
-        if self.graph is None or lr != self.lr:
-            self.graph = None
-            self.x, self.y = torch.empty_like(x), torch.empty_like(y)
-            self.opt.zero_grad(set_to_none=True)
-            graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph):
-                self.out = fused_step(self.net, self.opt, self.x, self.y, self.dev, self.bf16, cache=False)
-            self.graph, self.lr = graph, lr
-        self.x.copy_(x)
-        self.y.copy_(y)
-        self.graph.replay()
-        return self.out
+def FusedGraphStep(net, opt, dev, bf16, eager_steps: int = 3) -> CudaGraphStep:
+    """``fused_step`` captured in a CUDA graph and replayed: the engine's ``CudaGraphStep`` with this step."""
+    return CudaGraphStep(net, opt, dev, bf16, eager_steps, step_fn=fused_step)
 
 
 def train_fused(runs: list[CifarRun], data: Cifar10, iters: int | None = None, device="auto",
