@@ -78,7 +78,7 @@ def test_large_tensors_reuse_memory_instead_of_faulting_it_in_again():
     tuned = _python(FAULTS)
     assert tuned["malloc"] == {"allocator": "glibc", "applied": True, "mmap_max": 0, "trim_threshold": 2**31 - 1}
     # about 140k 4-KiB pages per pass if each activation came from a fresh mmap; none once the heap is reused
-    assert tuned["faults"] < 2000, tuned
+    assert tuned["faults"] < 20_000, tuned  # first touches only (seen 0-5k, depending on what else runs)
     system = _python(FAULTS, RESNET_MALLOC="system")
     assert system["malloc"]["applied"] is False
     assert system["faults"] > 50_000, system  # glibc's default: each one mapped, faulted in and unmapped
