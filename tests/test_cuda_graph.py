@@ -93,6 +93,33 @@ def test_fit_with_graph_matches_fit_without(tmp_path):
     _weights_close(*models, 1e-3)
 
 
+@needs_cuda
+def test_fused_graph_step_equals_fused_eager_step():
+    from resnet_lib.experiments.fused_runs import FusedGraphStep, fused_step
+    from resnet_lib.models.fused import fuse
+
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    dev, k = torch.device("cuda"), 3
+    nets = []
+    for s in range(k):
+        torch.manual_seed(s)
+        nets.append(cifar_resnet(20))
+    a = fuse(nets).to(dev)
+    b = copy.deepcopy(a)
+    oa, ob = make_optimizer(a, TrainConfig()), make_optimizer(b, TrainConfig())
+    graph = FusedGraphStep(b, ob, dev, bf16=False)
+    g = torch.Generator(device=dev).manual_seed(1)
+    for _ in range(8):
+        x = torch.randn(32, 3 * k, 32, 32, device=dev, generator=g)
+        y = torch.randint(0, 10, (32, k), device=dev, generator=g)
+        oa.zero_grad(set_to_none=True)
+        la, _ = fused_step(a, oa, x, y, dev, False)
+        lb, _ = graph(x, y)
+        assert la.shape == (k,) and torch.allclose(la, lb, rtol=1e-4, atol=1e-5), (la, lb)
+    assert graph.captures == 1
+    _weights_close(a, b, 1e-4)
+
+
 if __name__ == "__main__":  # plain-script mode for the GPU machine
     import tempfile
     from pathlib import Path
@@ -104,3 +131,5 @@ if __name__ == "__main__":  # plain-script mode for the GPU machine
     with tempfile.TemporaryDirectory() as d:
         test_fit_with_graph_matches_fit_without(Path(d))
     print("fit with graph == fit without: ok", flush=True)
+    test_fused_graph_step_equals_fused_eager_step()
+    print("fused graph step == fused eager step: ok", flush=True)

@@ -164,6 +164,8 @@ def _json_default(o):
 
 
 def git_revision() -> str | None:
+    """The project's commit (``+dirty`` with uncommitted changes), or ``$RESNET_GIT_REVISION`` where the tree
+    has no ``.git`` (a copy sent to a GPU machine), else None."""
     try:
         here = Path(__file__).resolve().parent
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
@@ -174,7 +176,7 @@ def git_revision() -> str | None:
             return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         pass
-    return None
+    return os.environ.get("RESNET_GIT_REVISION") or None
 
 
 def device_name(device: torch.device | str | None = None) -> str:
