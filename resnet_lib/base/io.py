@@ -164,8 +164,10 @@ def _json_default(o):
 
 
 def git_revision() -> str | None:
-    """The project's commit (``+dirty`` with uncommitted changes), or ``$RESNET_GIT_REVISION`` where the tree
-    has no ``.git`` (a copy sent to a GPU machine), else None."""
+    """``$RESNET_GIT_REVISION`` when set (a copy of the tree sent to a GPU machine, whose ``.git`` may be
+    missing or stale), else the project's commit (``+dirty`` with uncommitted changes), else None."""
+    if os.environ.get("RESNET_GIT_REVISION"):
+        return os.environ["RESNET_GIT_REVISION"]
     try:
         here = Path(__file__).resolve().parent
         rev = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=here, capture_output=True,
@@ -176,7 +178,7 @@ def git_revision() -> str | None:
             return rev.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
     except (OSError, subprocess.SubprocessError):
         pass
-    return os.environ.get("RESNET_GIT_REVISION") or None
+    return None
 
 
 def device_name(device: torch.device | str | None = None) -> str:
