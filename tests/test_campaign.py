@@ -111,6 +111,13 @@ def test_table6_and_fig6_from_planted_records():
     assert rows[0]["your run %"] == 53.0 and rows[1]["your run %"] is None
     assert rows[1]["test error % (ours)"] == "6.50" and "mean 6.61" in rows[1]["paper %"]
     assert [(r["name"], r["seed"]) for r in shipped.fig6_runs(runs)] == [("plain-20", 1), ("ResNet-20", 1), ("ResNet-110", 1)]
+    for r in runs:
+        r.update(gpu="NVIDIA H200", torch="2.11", precision="bf16 autocast")
+    text = shipped.coverage_text(runs)
+    assert "5 run(s) shipped" in text and "H200, torch 2.11, bf16 autocast" in text  # the 100-iteration run is not
+    assert "ResNet-32, ResNet-44, ResNet-56, plain-32" in text and "plain-20," not in text
+    assert "2 more seed(s) of ResNet-110" in text and "of ResNet-20" not in text
+    assert shipped.coverage_text(runs[-1:]) == shipped.EMPTY
 
 
 def test_fig7_claims_and_plot():

@@ -36,7 +36,8 @@ FORMAT = 2  # of checkpoints and results; 1: before identities (pickled, uncheck
 # TrainConfig fields that cannot change a run's numbers: where the checkpoints fall (a resumed run is
 # bitwise the uninterrupted one). Everything else is identity, eval_every too: it sets the recorded curve
 # (and, for the ImageNet plateau rule, when the lr drops); cuda_graph too: replay rounds differently.
-EXECUTION_ONLY = ("checkpoint_every",)
+EXECUTION_ONLY = ("checkpoint_every", "compile")  # how a run executes, not what it computes (compile: the
+# same arithmetic fused differently, float rounding apart; a run keeps its identity with or without it)
 CHECKPOINT_KEYS = ("format", "identity", "model", "optimizer", "schedule", "state")
 RESULT_KEYS = ("format", "identity", "spec", "config", "history", "final", "provenance")
 

@@ -31,6 +31,7 @@ class TrainConfig:
     channels_last: str = "auto"        # "auto": with bf16; "on"; "off"
     diverge_loss: float = 100.0        # a training loss above this (or NaN) stops the run
     cuda_graph: str = "auto"           # "auto": capture the whole SGD step in a CUDA graph on one GPU; "on"; "off"
+    compile: str = "auto"              # "auto": torch.compile on a CPU for runs of 3k+ iterations (engine.compiled)
 
     def __post_init__(self):
         problems = []
@@ -48,6 +49,8 @@ class TrainConfig:
             problems.append(f"amp must be 'auto', 'bf16' or 'off', got {self.amp!r}")
         if self.cuda_graph not in ("auto", "on", "off"):
             problems.append(f"cuda_graph must be 'auto', 'on' or 'off', got {self.cuda_graph!r}")
+        if self.compile not in ("auto", "on", "off"):
+            problems.append(f"compile must be 'auto', 'on' or 'off', got {self.compile!r}")
         if self.channels_last not in ("auto", "on", "off"):
             problems.append(f"channels_last must be 'auto', 'on' or 'off', got {self.channels_last!r}")
         if problems:

@@ -46,6 +46,7 @@ from .checkpoint import (
     run_identity,
     save_checkpoint,
 )
+from .compiled import CompiledStep, use_compile
 from .config import StepSchedule, TrainConfig
 from .cuda_graph import CudaGraphStep, use_cuda_graph
 from .distributed import DistEnv
@@ -198,6 +199,7 @@ class Trainer:
             if self.env.world > 1 else self.model
         self.graphed = use_cuda_graph(self.dev, cfg, self.env.world)
         self.graph_step = CudaGraphStep(self.net, self.opt, self.dev, self.bf16) if self.graphed else None
+        self.compiled = CompiledStep(self.net) if use_compile(self.dev, cfg, self.env.world) else None
         end = cfg.iters if stop_after is None else min(cfg.iters, stop_after)
         self.bar = tqdm(total=cfg.iters, initial=st.iteration, desc=self.desc, dynamic_ncols=True, leave=True,
                         disable=not (self.progress and self.env.main))
@@ -230,7 +232,8 @@ class Trainer:
         else:
             x, y = x.to(self.dev, non_blocking=True), y.to(self.dev, non_blocking=True)
             self.opt.zero_grad(set_to_none=True)
-            loss, wrong = sgd_step(self.net, self.opt, x, y, self.dev, self.bf16)
+            step = self.compiled or (lambda *a: sgd_step(self.net, *a))
+            loss, wrong = step(self.opt, x, y, self.dev, self.bf16)
         self.pending.append(Pending(it, lr, len(y), torch.stack((loss.float(), wrong.float()))))
         st.iteration, st.batch = it + 1, st.batch + 1
         it += 1
@@ -306,7 +309,9 @@ class Trainer:
                   "warmup_ended_at": getattr(self.schedule, "warmup_ended_at", None),
                   "precision": "bf16 autocast" if self.bf16 else "fp32", "channels_last": self.cl,
                   "world_size": self.env.world, "cuda_graph": bool(getattr(self, "graphed", False)),
-                  "graph_captures": step.captures if step else 0, "provenance": provenance(self.dev), **self.extra}
+                  "graph_captures": step.captures if step else 0,
+                  "compiled": getattr(getattr(self, "compiled", None), "state", None) == "compiled",
+                  "provenance": provenance(self.dev), **self.extra}
         result = json.loads(json.dumps(result, default=_json_default))  # as stored: what a later reuse returns
         if self.run_dir and self.env.main:
             atomic_write_json(self.run_dir / RESULT, result)

@@ -141,6 +141,24 @@ def table6_rows(runs: list[dict], own: list[dict] | None = None) -> list[dict]:
     return rows
 
 
+def coverage_text(runs: list[dict], seeds: int = 3) -> str:
+    """Where the shipped runs come from and what the campaign has still to train (issue #10's order)."""
+    full = [r for r in runs if r["config"]["iters"] == 64_000]
+    if not full:
+        return EMPTY
+    n = {}
+    for r in full:
+        key = ("ResNet" if r["spec"]["residual"] else "plain", r["spec"]["depth"])
+        n[key] = n.get(key, 0) + 1
+    where = sorted({f"{r['gpu'].replace('NVIDIA ', '')}, torch {r['torch']}, {r['precision']}" for r in full})
+    todo = [f"{kind}-{d}" for kind in ("ResNet", "plain") for d in (20, 32, 44, 56, 110) if (kind, d) not in n]
+    todo += [f"{seeds - k} more seed(s) of ResNet-{d}" for (kind, d), k in sorted(n.items()) if kind == "ResNet" and k < seeds]
+    text = (f"Full recipe (64,000 iterations, all 50k training images, all 10k test images) on {'; '.join(where)}: "
+            f"{len(full)} run(s) shipped.")
+    return text + (" Not yet trained: " + ", ".join(todo) + " (the campaign continues from `results/campaign/`)."
+                   if todo else "")
+
+
 def fig6_runs(runs: list[dict]) -> list[dict]:
     """One run per net for Fig. 6 (the lowest seed), full-length runs only."""
     best = {}

@@ -166,12 +166,26 @@ def gather_summary(out_dir: str | os.PathLike | None = None) -> Path:
     return out / "summary.md"
 
 
+def run_record(timings: dict, total_s: float, tiny: bool) -> dict:
+    """What a main-job run took, with the machine and the CPU path it took (README times come from such files)."""
+    import platform
+
+    from ..base.device import cpu_path
+    from ..base.io import git_revision
+    model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                  if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return {"notebooks_s": timings, "total_s": round(total_s, 1), "tiny": tiny, "cpu_model": model,
+            "cpus": os.cpu_count(), "cpu_path": cpu_path(), "load_avg_at_end": os.getloadavg()[0],
+            "environment": {k: os.environ[k] for k in ("ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS") if k in os.environ},
+            "git": git_revision(), "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
 def run_all(out_dir: str | os.PathLike | None = None, tiny: bool = False, only: list[str] | None = None) -> Path:
     """The main job: every notebook in order with its defaults (or tiny parameters), then the summary."""
     import papermill as pm
     out = output_dir(out_dir)
     books = [find_notebook(n) for n in only] if only else list_notebooks()
-    timings = {}
+    timings, start = {}, time.perf_counter()
     for nb in books:
         t0 = time.perf_counter()
         print(f"=== {nb.name}", flush=True)
@@ -182,7 +196,7 @@ def run_all(out_dir: str | os.PathLike | None = None, tiny: bool = False, only: 
                                  f"The executed copy, with the traceback, is {out / 'executed' / nb.name}") from e
         timings[nb.stem] = round(time.perf_counter() - t0, 1)
         print(f"=== {nb.name}: {timings[nb.stem]} s", flush=True)
-    atomic_write_json(out / "timings.json", timings)
+    atomic_write_json(out / "timings.json", run_record(timings, time.perf_counter() - start, tiny))
     summary = gather_summary(out)
     print(summary.read_text())
     return summary

@@ -172,3 +172,8 @@ def check_notebook_parameters(namespace: dict, notebook: str) -> None:
         problems[unknown[-1]] += " (a parameter you added to the parameters cell counts once the notebook is saved)"
     if problems:
         raise ParameterError(_report(path.name, known, problems))
+    from .timings import expected_text
+    if all(namespace[k] == v for k, v in known.items() if not k.endswith("_DIR")):  # timings are of the defaults
+        print(expected_text(path.stem) or "parameters: ok")
+    else:
+        print("parameters: ok (not the defaults; the times measured for the defaults do not apply)")

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from ..base.paper import cifar_table6
 from ..base.paths import project_root
+from .timings import readme_table
 
 H200 = "results/h200"
 FIG6 = {("plain", 20): "plain20", ("plain", 56): "plain56", ("resnet", 20): "resnet20A", ("resnet", 56): "resnet56A"}
@@ -94,7 +95,46 @@ def gpu_fig6(root: Path) -> str:
         f"({_pct(r56)} against {_pct(r20)})."])
 
 
-BLOCKS = {"gpu_checks": gpu_checks, "gpu_speed": gpu_speed, "gpu_full_recipe": gpu_full_recipe, "gpu_fig6": gpu_fig6}
+def paper_scale_table6(root: Path) -> str:
+    """Table 6 from the campaign's shipped runs (``results/cifar10``): mean ± std over seeds with n, beside
+    the paper, and what is still missing."""
+    from ..experiments.shipped import coverage_text, shipped_runs, table6_rows
+    runs = shipped_runs(root / "results" / "cifar10")
+    rows = table6_rows(runs)
+    if not rows:
+        return "No paper-scale run is shipped yet."
+    lines = ["| net | n | test error % (this project) | paper % |", "|---|---|---|---|"]
+    lines += [f"| {r['net']} | {r['n']} | {r['test error % (ours)']} | {r['paper %']} |" for r in rows]
+    lines += ["", coverage_text(runs)]
+    return "\n".join(lines)
+
+
+def gpu_campaign_bench(root: Path) -> str:
+    """K ResNet-20 seeds fused into one wide net against the one-net graphed engine and the naive reference."""
+    rows = _jsonl((root / "results" / "bench" / "h200_gpu_campaign.jsonl").read_text())
+    ratio = next(r for r in rows if "engine_vs_naive" in r)
+    eng = next(r for r in rows if r.get("impl") == "resnet_lib")
+    naive = next(r for r in rows if r.get("impl") == "naive_reference")
+    fused = [r for r in rows if str(r.get("impl", "")).startswith("fused")]
+    prov = json.loads((root / "results" / "bench" / "h200_gpu_campaign.provenance.json").read_text())
+    lines = [f"ResNet-{ratio['depth']}, batch 128 per net, {ratio['iters']} timed iterations each, one run on an "
+             f"{prov['device'].split(',')[0]} (`results/bench/h200_gpu_campaign.jsonl`):", "",
+             "| | nets | ms per iteration | images/s | vs one-net engine | vs naive | time vs one net |",
+             "|---|---|---|---|---|---|---|",
+             f"| naive reference | 1 | {naive['ms_per_iter']:.2f} | {naive['img_per_s']:,.0f} | | 1.00x | |",
+             f"| engine (CUDA graph) | 1 | {eng['ms_per_iter']:.2f} | {eng['img_per_s']:,.0f} | 1.00x | "
+             f"{ratio['engine_vs_naive']:.2f}x | 1.00x |"]
+    for r in fused:
+        k = r["k"]
+        lines.append(f"| fused seeds | {k} | {r['ms_per_iter']:.2f} | {r['img_per_s']:,.0f} | "
+                     f"{ratio[f'fused{k}_vs_engine']:.2f}x | {ratio[f'fused{k}_vs_naive']:.2f}x | "
+                     f"{ratio[f'fused{k}_time_vs_one_net']:.2f}x |")
+    return "\n".join(lines)
+
+
+BLOCKS = {"gpu_checks": gpu_checks, "gpu_speed": gpu_speed, "gpu_full_recipe": gpu_full_recipe, "gpu_fig6": gpu_fig6,
+          "paper_scale_table6": paper_scale_table6, "gpu_campaign_bench": gpu_campaign_bench,
+          "main_job_times": lambda root: readme_table(root)}
 PATTERN = re.compile(r"(<!-- results:(\w+) -->\n)(.*?)(<!-- /results:\2 -->)", re.S)
 
 

@@ -1,0 +1,60 @@
+"""How long the main job's notebooks take with their defaults, on each kind of CPU, from committed runs.
+
+``make run`` writes ``outputs/timings.json`` (``notebooks.run_record``: seconds per notebook, the total,
+the CPU model and the path it took). A copy of such a file from a quiet machine goes into
+``results/timings/`` (one per kind of CPU); the README's table and each notebook's check cell read them,
+so no time in the text is typed by hand.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from ..base.paths import project_root
+
+FOLDER = Path("results") / "timings"
+
+
+def kind(rec: dict) -> str:
+    """The CPU kind a run took: the bf16 path (AVX-512 bf16 / AMX) or the fp32 path (AVX2 or a stand-in)."""
+    path = rec["cpu_path"]
+    if path.get("fast_bf16"):
+        return "bf16 path (AVX-512 bf16)"
+    stand_in = rec.get("environment", {}).get("ONEDNN_MAX_CPU_ISA", "").upper() == "AVX2"
+    return "fp32 path (AVX2" + (", stood in for with ONEDNN_MAX_CPU_ISA=AVX2)" if stand_in else ")")
+
+
+def records(root: Path | None = None) -> list[dict]:
+    """The committed full-default main-job runs (``tiny`` runs are left out), bf16 path first."""
+    folder = (root or project_root()) / FOLDER
+    recs = [json.loads(p.read_text()) for p in sorted(folder.glob("*.json"))] if folder.is_dir() else []
+    return sorted((r for r in recs if not r.get("tiny")), key=lambda r: not r["cpu_path"].get("fast_bf16"))
+
+
+def _fmt(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+def expected_text(notebook: str, root: Path | None = None) -> str:
+    """One line for a notebook's check cell: what its defaults took on each kind of CPU."""
+    parts = [f"{_fmt(r['notebooks_s'][notebook])} on the {kind(r)}" for r in records(root)
+             if notebook in r["notebooks_s"]]
+    if not parts:
+        return ""
+    return (f"With its defaults this notebook took {' and '.join(parts)} of a 2-core CPU "
+            f"(measured, {FOLDER.as_posix()}/).")
+
+
+def readme_table(root: Path) -> str:
+    """The README's table: seconds per notebook and the whole main job, one column per kind of CPU."""
+    recs = records(root)
+    if not recs:
+        return "No timed main-job run is committed yet."
+    names = [n for n in recs[0]["notebooks_s"]]
+    lines = ["| notebook | " + " | ".join(kind(r) for r in recs) + " |", "|---|" + "---|" * len(recs)]
+    lines += [f"| {n} | " + " | ".join(_fmt(r["notebooks_s"].get(n, float("nan"))) for r in recs) + " |" for n in names]
+    lines.append("| **main job (`make run`)** | " + " | ".join(f"**{_fmt(r['total_s'])}**" for r in recs) + " |")
+    lines += ["", "Measured on: " + "; ".join(
+        f"{kind(r)}: {r['cpu_model']}, {r['cpus']} CPUs, load average {r['load_avg_at_end']:.1f} at the end, "
+        f"commit {r.get('git')}, {r['finished_utc'][:10]}" for r in recs) + "."]
+    return "\n".join(lines)
