@@ -132,9 +132,32 @@ def gpu_campaign_bench(root: Path) -> str:
     return "\n".join(lines)
 
 
+def cpu_bench(root: Path) -> str:
+    """The CPU bench on both paths: images/s against the naive yardstick, and the fp32 compute ceiling."""
+    lines = ["| path | naive yardstick | resnet_lib, paper-length runs | ratio | short runs (eager) | ratio | "
+             "fp32 ceiling: any implementation | its ratio |", "|---|---|---|---|---|---|---|---|"]
+    recs = [json.loads((root / "results" / "bench" / f).read_text())
+            for f in ("cpu_bf16_path.json", "cpu_avx2_fp32_path.json")]
+    for r in recs:
+        p, c, short = r["path"], r["compute"], r["short_runs"]
+        isa = "AVX2 (stand-in, `ONEDNN_MAX_CPU_ISA=AVX2`)" if r["environment"].get("ONEDNN_MAX_CPU_ISA") else p["onednn_isa"]
+        lines.append(f"| {isa}: {p['precision']}, {p['memory_format']} | {r['naive_img_per_s']:,.0f} img/s | "
+                     f"{r['resnet_lib_img_per_s']:,.0f} img/s{' (compiled)' if r['compiled'] else ''} | "
+                     f"**{r['ratio_img_per_s']:.2f}x** | {short['resnet_lib_img_per_s']:,.0f} img/s | "
+                     f"{short['ratio_img_per_s']:.2f}x | {c['fp32_ceiling_img_per_s']:,.0f} img/s | "
+                     f"{c['fp32_ratio_ceiling']:.2f}x |")
+    avx2 = recs[1]["compute"]
+    lines += ["", f"ResNet-20 costs {avx2['flops_per_img'] / 1e6:.0f} MFLOP per training image. On the fp32 path the "
+              f"yardstick reaches {avx2['naive_gflops']:.0f} GFLOP/s and resnet_lib {avx2['resnet_lib_gflops']:.0f}, "
+              f"against {avx2['fp32_matmul_gflops']:.0f} GFLOP/s for a large fp32 matrix product on the same cores: "
+              f"no fp32 implementation can beat the yardstick by more than {avx2['fp32_ratio_ceiling']:.2f}x there. "
+              f"Load average during the runs: {recs[0]['load_avg_1min']:.1f} and {recs[1]['load_avg_1min']:.1f}."]
+    return "\n".join(lines)
+
+
 BLOCKS = {"gpu_checks": gpu_checks, "gpu_speed": gpu_speed, "gpu_full_recipe": gpu_full_recipe, "gpu_fig6": gpu_fig6,
           "paper_scale_table6": paper_scale_table6, "gpu_campaign_bench": gpu_campaign_bench,
-          "main_job_times": lambda root: readme_table(root)}
+          "main_job_times": lambda root: readme_table(root), "cpu_bench": cpu_bench}
 PATTERN = re.compile(r"(<!-- results:(\w+) -->\n)(.*?)(<!-- /results:\2 -->)", re.S)
 
 
