@@ -5,7 +5,8 @@
 - exactly one ``parameters`` cell, the first code cell, of ``NAME = literal  # comment`` lines,
   with ``OUT_DIR = "../outputs"``; tiny parameters in the metadata that the cell accepts;
 - the next code cell checks the parameters (``resnet_lib.runner.params.check_notebook_parameters``);
-- the first cell says what it shows, which section/table/figure of the paper, and how long;
+- the first cell says what it shows, which section/table/figure of the paper, and how long (a budget, or that
+  the check cell after the parameters prints the measured time: ``runner.timings``, from results/timings/);
 - it saves its results under its own name with ``save_results``;
 - at most 2 ``def``/``class`` in its code cells (the library computes, the notebook narrates);
 - it ends with Exercises whose answers are hidden: collapsed cells wrapped in <details>.
@@ -96,8 +97,9 @@ def _opening(nb: dict) -> list[str]:
         return ["the first cell must be markdown opening with a '# Title'"]
     if not re.search(r"\b(Section|Sec\.|Table|Fig\.|Figure)\s*\d", text):
         problems.append("the first cell must name the paper's section, table or figure it follows")
-    if not re.search(r"\d\s*(s|sec|seconds?|min|minutes?|h|hours?)\b", text):
-        problems.append("the first cell must say how long the defaults take (e.g. 'about 6 minutes')")
+    if not re.search(r"\d\s*(s|sec|seconds?|min|minutes?|h|hours?)\b|check cell after the parameters prints", text):
+        problems.append("the first cell must say how long the defaults take (e.g. 'a budget of 6 minutes', or 'the "
+                        "check cell after the parameters prints what the defaults took')")
     return problems
 
 

@@ -53,7 +53,7 @@ def readme_table(root: Path) -> str:
     names = [n for n in recs[0]["notebooks_s"]]
     lines = ["| notebook | " + " | ".join(kind(r) for r in recs) + " |", "|---|" + "---|" * len(recs)]
     lines += [f"| {n} | " + " | ".join(_fmt(r["notebooks_s"].get(n, float("nan"))) for r in recs) + " |" for n in names]
-    lines.append("| **main job (`make run`)** | " + " | ".join(f"**{_fmt(r['total_s'])}**" for r in recs) + " |")
+    lines.append("| **all seven notebooks (`make run`)** | " + " | ".join(f"**{_fmt(r['total_s'])}**" for r in recs) + " |")
     lines += ["", "Measured on: " + "; ".join(
         f"{kind(r)}: {r['cpu_model']}, {r['cpus']} CPUs, load average {r['load_avg_at_end']:.1f} at the end, "
         f"commit {r.get('git')}, {r['finished_utc'][:10]}" for r in recs) + "."]
