@@ -29,8 +29,16 @@ def _pct(x: float) -> str:
 
 
 def gpu_checks(root: Path) -> str:
-    """What the GPU script's CUDA-graph tests said, read from its log."""
+    """What the CUDA-graph tests said on the GPU, read from the committed logs (the newest decides)."""
     log = (root / H200 / "full_recipe_resnet20.log").read_text()
+    later = sorted((root / H200).glob("cuda_tests_*.log"))
+    if later:
+        text = later[-1].read_text()
+        checks = {"the graph step equals the eager step": "graph step == eager step: ok",
+                  "`fit` with and without the graph gives the same history": "fit with graph == fit without: ok",
+                  "the fused seeds' graph step equals their eager step": "fused graph step == fused eager step: ok"}
+        said = "; ".join(f"{name}: {'passed' if ok in text else '**did not pass**'}" for name, ok in checks.items())
+        return f"`tests/test_cuda_graph.py` on the GPU (`{H200}/{later[-1].name}`): {said}."
     step = "passed" if "graph step == eager step: ok" in log else "did not pass"
     fit_ok = "the CUDA-graph tests FAILED" not in log
     fit = ("passed" if fit_ok else "**failed** in this run (the test built batches of 64 for a batch-128 config, a "
