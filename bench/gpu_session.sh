@@ -11,10 +11,11 @@
 #   run(carry=[build/cifar_pack/b, build/ref], timeout_s=590,
 #       command="RESNET_GIT_REVISION=<commit> BENCH=1 bash bench/gpu_session.sh 540")
 #       # rebuilds CIFAR-10, runs the bench, then the campaign until 540 s after the script started
-# A campaign folder carried from an earlier session (build/campaign) goes with the call that has room.
-# A later call on the same warm machine needs no pieces. Back here, from the last call's files:
-#   mkdir -p build/campaign && tar xzf campaign.tgz -C build/campaign      # to continue it next time
-#   tar xzf results_cifar10.tgz -C results/cifar10 && git add results/cifar10   # finished runs, shipped
+# The table6 campaign continues from results/campaign/table6_state.tgz (committed, so it travels with the
+# tree); a folder build/campaign, when carried, takes precedence. A later call on the same warm machine
+# needs no pieces. Back here, from the last call's files:
+#   cp campaign.tgz results/campaign/table6_state.tgz                            # where the next session goes on
+#   tar xzf results_cifar10.tgz -C results/cifar10 && git add results           # finished runs, shipped
 # Environment: CAMPAIGN (table6), SEEDS (1,2,3), BENCH (0), BENCH_ARGS (--k 1,3,5,8 --iters 200), SMOKE (0),
 # STATE (/tmp/resnet_session), CAMPAIGN_ARGS (extra options of the campaign command, e.g. "--scale 0.001
 # --subset 512" for a dry run on a CPU). The budget counts from the script's start, so the bench and the
@@ -39,6 +40,10 @@ for p in build/cifar_pack/*/; do  # keep each carried piece outside the tree, fo
 done
 if [ -d build/campaign ] && [ ! -d "$STATE/campaign" ]; then
   cp -r build/campaign "$STATE/campaign" && echo "stored the campaign folder carried here"
+elif [ "$CAMPAIGN" = table6 ] && [ -f results/campaign/table6_state.tgz ] && [ ! -d "$STATE/campaign" ]; then
+  # the committed state travels with the tree: no carry needed to continue where the last session stopped
+  mkdir -p "$STATE/campaign" && tar xzf results/campaign/table6_state.tgz -C "$STATE/campaign" &&
+    echo "continuing the campaign from results/campaign/table6_state.tgz"
 fi
 if [ "${SMOKE:-0}" = 1 ]; then  # the CUDA-only tests, as a plain script (pytest may be missing there)
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
