@@ -155,7 +155,8 @@ def main() -> int:
     cache = fetch_cifar10()  # the cache npz holds x_train (N,32,32,3) uint8 and y_train: the reference reads it as is
     # resnet_lib: fit's path for a run of the paper's length (on a CPU through torch.compile where a C++
     # compiler is found); resnet_lib_short: its path for short runs (under engine.compiled.AUTO_MIN_ITERS)
-    cpu = a.device in ("auto", "cpu") and not __import__("torch").cuda.is_available()
+    import torch
+    cpu = a.device == "cpu" or (a.device == "auto" and not torch.cuda.is_available())
     runs = {"naive_reference": [], "resnet_lib": [], **({"resnet_lib_short": []} if cpu else {})}
     for _ in range(a.repeats):
         r = naive(ref, cache, a.depth, a.iters, a.warmup, a.device)

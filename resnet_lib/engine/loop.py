@@ -17,6 +17,7 @@ progress and writes checkpoints and results.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import os
@@ -141,6 +142,7 @@ class Trainer:
         model.to(self.dev, memory_format=torch.channels_last if self.cl else torch.contiguous_format)
         self.opt = make_optimizer(model, cfg)
         self.state = RunState()
+        self.compiled = None  # set by train() where engine.compiled applies
         self.pending: list[Pending] = []
         # steps are read back every `sync_every` iterations on a GPU (and before every evaluation and
         # checkpoint), so the CPU runs ahead instead of waiting for each step; it divides warmup_window,
@@ -200,6 +202,7 @@ class Trainer:
         self.graphed = use_cuda_graph(self.dev, cfg, self.env.world)
         self.graph_step = CudaGraphStep(self.net, self.opt, self.dev, self.bf16) if self.graphed else None
         self.compiled = CompiledStep(self.net) if use_compile(self.dev, cfg, self.env.world) else None
+        self.sgd = self.compiled or functools.partial(sgd_step, self.net)  # (opt, x, y, dev, bf16)
         end = cfg.iters if stop_after is None else min(cfg.iters, stop_after)
         self.bar = tqdm(total=cfg.iters, initial=st.iteration, desc=self.desc, dynamic_ncols=True, leave=True,
                         disable=not (self.progress and self.env.main))
@@ -232,8 +235,7 @@ class Trainer:
         else:
             x, y = x.to(self.dev, non_blocking=True), y.to(self.dev, non_blocking=True)
             self.opt.zero_grad(set_to_none=True)
-            step = self.compiled or (lambda *a: sgd_step(self.net, *a))
-            loss, wrong = step(self.opt, x, y, self.dev, self.bf16)
+            loss, wrong = self.sgd(self.opt, x, y, self.dev, self.bf16)
         self.pending.append(Pending(it, lr, len(y), torch.stack((loss.float(), wrong.float()))))
         st.iteration, st.batch = it + 1, st.batch + 1
         it += 1
@@ -310,7 +312,7 @@ class Trainer:
                   "precision": "bf16 autocast" if self.bf16 else "fp32", "channels_last": self.cl,
                   "world_size": self.env.world, "cuda_graph": bool(getattr(self, "graphed", False)),
                   "graph_captures": step.captures if step else 0,
-                  "compiled": getattr(getattr(self, "compiled", None), "state", None) == "compiled",
+                  "compiled": self.compiled is not None and self.compiled.state == "compiled",
                   "provenance": provenance(self.dev), **self.extra}
         result = json.loads(json.dumps(result, default=_json_default))  # as stored: what a later reuse returns
         if self.run_dir and self.env.main:

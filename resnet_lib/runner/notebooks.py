@@ -166,15 +166,17 @@ def gather_summary(out_dir: str | os.PathLike | None = None) -> Path:
     return out / "summary.md"
 
 
-def run_record(timings: dict, total_s: float, tiny: bool) -> dict:
-    """What a main-job run took, with the machine and the CPU path it took (README times come from such files)."""
+def run_record(timings: dict, total_s: float, tiny: bool, parameters: dict | None = None) -> dict:
+    """What a main-job run took, with the machine and the CPU path it took and each notebook's parameters
+    (``{stem: {name: value}}``; README times come from such files, only while the defaults stay these)."""
     import platform
 
     from ..base.device import cpu_path
     from ..base.io import git_revision
     model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                   if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return {"notebooks_s": timings, "total_s": round(total_s, 1), "tiny": tiny, "cpu_model": model,
+    return {"notebooks_s": timings, "total_s": round(total_s, 1), "tiny": tiny, "parameters": parameters or {},
+            "cpu_model": model,
             "cpus": os.cpu_count(), "cpu_path": cpu_path(), "load_avg_at_end": os.getloadavg()[0],
             "environment": {k: os.environ[k] for k in ("ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS") if k in os.environ},
             "git": git_revision(), "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
@@ -196,7 +198,8 @@ def run_all(out_dir: str | os.PathLike | None = None, tiny: bool = False, only: 
                                  f"The executed copy, with the traceback, is {out / 'executed' / nb.name}") from e
         timings[nb.stem] = round(time.perf_counter() - t0, 1)
         print(f"=== {nb.name}: {timings[nb.stem]} s", flush=True)
-    atomic_write_json(out / "timings.json", run_record(timings, time.perf_counter() - start, tiny))
+    params = {nb.stem: read_parameters(nb) for nb in books} if not tiny else {}
+    atomic_write_json(out / "timings.json", run_record(timings, time.perf_counter() - start, tiny, params))
     summary = gather_summary(out)
     print(summary.read_text())
     return summary

@@ -174,6 +174,6 @@ def check_notebook_parameters(namespace: dict, notebook: str) -> None:
         raise ParameterError(_report(path.name, known, problems))
     from .timings import expected_text
     if all(namespace[k] == v for k, v in known.items() if not k.endswith("_DIR")):  # timings are of the defaults
-        print(expected_text(path.stem) or "parameters: ok")
+        print(expected_text(path.stem, known) or "parameters: ok")
     else:
         print("parameters: ok (not the defaults; the times measured for the defaults do not apply)")

@@ -1,9 +1,10 @@
 """How long the main job's notebooks take with their defaults, on each kind of CPU, from committed runs.
 
 ``make run`` writes ``outputs/timings.json`` (``notebooks.run_record``: seconds per notebook, the total,
-the CPU model and the path it took). A copy of such a file from a quiet machine goes into
-``results/timings/`` (one per kind of CPU); the README's table and each notebook's check cell read them,
-so no time in the text is typed by hand.
+the CPU model, the path it took and each notebook's parameters). A copy of such a file from a quiet machine
+goes into ``results/timings/`` (one per kind of CPU); the README's table and each notebook's check cell read
+them, so no time in the text is typed by hand. A notebook's time is shown only while its defaults are the ones
+it was measured with; after a change of defaults the table says so until the file is measured again.
 """
 from __future__ import annotations
 
@@ -31,28 +32,36 @@ def records(root: Path | None = None) -> list[dict]:
     return sorted((r for r in recs if not r.get("tiny")), key=lambda r: not r["cpu_path"].get("fast_bf16"))
 
 
+def measured(rec: dict, notebook: str, defaults: dict) -> float | None:
+    """The notebook's seconds in ``rec`` if it ran with ``defaults`` (the notebook's current ones), else None."""
+    if notebook not in rec["notebooks_s"] or rec.get("parameters", {}).get(notebook) != defaults:
+        return None
+    return rec["notebooks_s"][notebook]
+
+
 def _fmt(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
-def expected_text(notebook: str, root: Path | None = None) -> str:
-    """One line for a notebook's check cell: what its defaults took on each kind of CPU."""
-    parts = [f"{_fmt(r['notebooks_s'][notebook])} on the {kind(r)}" for r in records(root)
-             if notebook in r["notebooks_s"]]
+def expected_text(notebook: str, defaults: dict, root: Path | None = None) -> str:
+    """One line for a notebook's check cell: what its ``defaults`` took on each kind of CPU."""
+    parts = [f"{_fmt(t)} on the {kind(r)}" for r in records(root) if (t := measured(r, notebook, defaults)) is not None]
     if not parts:
         return ""
     return (f"With its defaults this notebook took {' and '.join(parts)} of a 2-core CPU "
             f"(measured, {FOLDER.as_posix()}/).")
 
 
-def readme_table(root: Path) -> str:
-    """The README's table: seconds per notebook and the whole main job, one column per kind of CPU."""
+def readme_table(root: Path, defaults: dict) -> str:
+    """The README's table: seconds per notebook and the whole main job, one column per kind of CPU;
+    ``defaults`` are the notebooks' current parameters, ``{stem: {name: value}}``."""
     recs = records(root)
     if not recs:
         return "No timed main-job run is committed yet."
-    names = [n for n in recs[0]["notebooks_s"]]
+    cell = lambda t: "defaults changed since: measure again" if t is None else _fmt(t)  # noqa: E731
     lines = ["| notebook | " + " | ".join(kind(r) for r in recs) + " |", "|---|" + "---|" * len(recs)]
-    lines += [f"| {n} | " + " | ".join(_fmt(r["notebooks_s"].get(n, float("nan"))) for r in recs) + " |" for n in names]
+    lines += [f"| {n} | " + " | ".join(cell(measured(r, n, defaults.get(n))) for r in recs) + " |"
+              for n in recs[0]["notebooks_s"]]
     lines.append("| **all seven notebooks (`make run`)** | " + " | ".join(f"**{_fmt(r['total_s'])}**" for r in recs) + " |")
     lines += ["", "Measured on: " + "; ".join(
         f"{kind(r)}: {r['cpu_model']}, {r['cpus']} CPUs, load average {r['load_avg_at_end']:.1f} at the end, "
