@@ -26,6 +26,25 @@ def straight(data, tmp_path_factory):
     return out, summary
 
 
+@pytest.fixture(scope="module")
+def straight_fused(data, tmp_path_factory):
+    out = tmp_path_factory.mktemp("straight_fused")
+    summary = cp.run_campaign("smoke", out, 1e9, data=data, device="cpu", progress=False, log=None, **FUSED)
+    return out, summary
+
+
+FUSED = {**TINY, "seeds": (1, 2)}  # each net's two seeds fused into one job
+
+
+def _same_runs(out_a, out_b, opts):
+    for e in cp.campaign_entries("smoke", **opts):
+        a, b = cp.run_dir(out_a, e), cp.run_dir(out_b, e)
+        ra, rb = (json.loads((d / "result.json").read_text()) for d in (a, b))
+        assert ra["history"] == rb["history"] and ra["final"] == rb["final"]
+        for (k, va), vb in zip(load_model(a).state_dict().items(), load_model(b).state_dict().values()):
+            assert torch.equal(va, vb), (e.label, k)
+
+
 def test_stopped_by_budget_and_resumed_equals_straight(straight, data, tmp_path):
     out_a, summary_a = straight
     assert summary_a["count"] == {"done": 2, "in progress": 0, "left": 0}
@@ -40,26 +59,55 @@ def test_stopped_by_budget_and_resumed_equals_straight(straight, data, tmp_path)
     lines = []
     done = cp.run_campaign("smoke", tmp_path, 1e9, data=data, device="cpu", progress=False, log=lines.append, **TINY)
     assert done["count"]["done"] == 2 and "2 done, 0 in progress, 0 left" in lines[0]
-    for e in cp.campaign_entries("smoke", **TINY):
-        a, b = cp.run_dir(out_a, e), cp.run_dir(tmp_path, e)
-        ra, rb = (json.loads((d / "result.json").read_text()) for d in (a, b))
-        assert ra["history"] == rb["history"] and ra["final"] == rb["final"]
-        for (k, va), vb in zip(load_model(a).state_dict().items(), load_model(b).state_dict().values()):
-            assert torch.equal(va, vb), (e.label, k)
+    _same_runs(out_a, tmp_path, TINY)
     calls = json.loads((tmp_path / cp.STATE).read_text())["calls"]
     assert [c["stopped"] for c in calls] == ["budget", "finished"]
+
+
+def test_fused_jobs_stopped_and_resumed_equal_straight_and_leave_ordinary_run_folders(straight_fused, data, tmp_path):
+    """Seeds 1 and 2 of each net as one fused job: stopped mid-epoch by the budget, resumed, they end bitwise
+    where one uninterrupted call ends, and each run's folder is one that ``run_cifar`` itself reuses."""
+    out_a, summary_a = straight_fused
+    assert [j.label for j in cp.campaign_jobs("smoke", **FUSED)] == ["ResNet-8 seeds 1+2 (fused)",
+                                                                      "plain-8 seeds 1+2 (fused)"]
+    assert summary_a["count"] == {"done": 4, "in progress": 0, "left": 0}
+    ticks = itertools.count().__next__
+    part = cp.run_campaign("smoke", tmp_path, 5, data=data, device="cpu", progress=False, log=None, clock=ticks,
+                           probe_iters=6, startup_s=0, margin_s=0, **FUSED)
+    assert part["count"] == {"done": 0, "in progress": 2, "left": 2}
+    assert [r["iteration"] for r in part["rows"]] == [11, 11, 0, 0]
+    job = cp.campaign_jobs("smoke", **FUSED)[0]
+    assert (tmp_path / "runs" / job.key / "checkpoint.pt").exists()  # the fused job's own checkpoint
+    assert cp.run_campaign("smoke", tmp_path, 1e9, data=data, device="cpu", progress=False, log=None,
+                           **FUSED)["count"]["done"] == 4
+    _same_runs(out_a, tmp_path, FUSED)
+    assert not (tmp_path / "runs" / job.key).exists()  # every run's folder holds its share now
+    speeds = json.loads((tmp_path / cp.STATE).read_text())["speeds"]
+    assert list(speeds) == [f"{cp.device_name(torch.device('cpu'))} | 2 fused"]
+    for e in job.entries:
+        res = cp.run_cifar(e.run, tmp_path / "runs" / "main", device="cpu", progress=False, data=data)
+        assert res["fused"] == {"k": 2, "seeds": [1, 2], "job": job.key.split("/")[1]}  # stored: not retrained
+        assert res["config"]["seed"] == e.run.train.seed and len(res["history"]["iteration"]) == 16
+    w1, w2 = (load_model(cp.run_dir(tmp_path, e)).conv1.weight for e in job.entries)
+    assert not torch.equal(w1, w2)
 
 
 def test_order_of_work_and_sets():
     t6 = [e.label for e in cp.campaign_entries("table6")]
     assert t6[:10] == [f"ResNet-{d} seed 1" for d in cp.TABLE6_DEPTHS] + [f"plain-{d} seed 1" for d in cp.TABLE6_DEPTHS]
-    assert t6[10:] == [f"ResNet-{d} seed {s}" for s in (2, 3) for d in cp.TABLE6_DEPTHS]
+    assert t6[10:] == [f"ResNet-{d} seed {s}" for d in cp.TABLE6_DEPTHS for s in (2, 3)]
+    jobs = [j.label for j in cp.campaign_jobs("table6")]
+    assert jobs[10:] == [f"ResNet-{d} seeds 2+3 (fused)" for d in cp.TABLE6_DEPTHS[:-1]] + \
+        ["ResNet-110 seed 2", "ResNet-110 seed 3"]  # the warm-up: alone
+    assert len(cp.campaign_jobs("table6", fuse=False)) == 20
     full = cp.campaign_entries("table6")[0].run.train
     assert (full.iters, full.eval_every, full.milestones) == (64_000, 2_000, (32_000, 48_000))
     assert cp.campaign_entries("table6")[4].run.train.warmup  # ResNet-110: the paper's warm-up
     prec = cp.campaign_entries("precision", seeds=(1, 2, 3))
     assert len(prec) == 6 and {e.run.train.amp for e in prec} == {"off", "bf16"}
     assert len({e.key for e in prec}) == 6  # fp32 and bf16 runs share a slug but not a folder
+    assert [j.label for j in cp.campaign_jobs("precision", seeds=(1, 2, 3))] == \
+        ["ResNet-20 fp32 seeds 1+2+3 (fused)", "ResNet-20 bf16 seeds 1+2+3 (fused)"]
 
 
 def test_campaign_refuses_a_folder_of_another_campaign(straight, data):

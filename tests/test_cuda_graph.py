@@ -120,6 +120,38 @@ def test_fused_graph_step_equals_fused_eager_step():
     _weights_close(a, b, 1e-4)
 
 
+@needs_cuda
+def test_fused_job_on_the_gpu_graphed_and_resumed_matches_eager(tmp_path):
+    """The campaign's fused jobs as they run on a GPU: two seeds in one net, the step replayed from a CUDA
+    graph, stopped mid-run and resumed from the job's checkpoint, then each run's own folder written; against
+    the same job trained eagerly in one go (fp32; synthetic images, so it needs no CIFAR-10 on the machine)."""
+    from resnet_lib.data.cifar import Cifar10
+    from resnet_lib.experiments.cifar_runs import CifarRun
+    from resnet_lib.experiments.fused_runs import run_fused
+
+    g = torch.Generator().manual_seed(0)
+    data = Cifar10(torch.randint(0, 256, (640, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(640) % 10,
+                   torch.randint(0, 256, (200, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(200) % 10)
+    dev = torch.device("cuda")
+    out = {}
+    for mode in ("off", "on"):
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        cfg = dataclasses.replace(TrainConfig(batch_size=64, amp="off", cuda_graph=mode).with_iters(40), eval_every=10)
+        runs = [CifarRun(20, train=dataclasses.replace(cfg, seed=s)) for s in (1, 2)]
+        if mode == "on":  # stopped at 25 (mid-epoch: 10 batches an epoch), then resumed
+            part = run_fused(runs, tmp_path / mode, device=dev, progress=False, data=data, stop_after=25)
+            assert part["interrupted_at"] == 25
+        out[mode] = run_fused(runs, tmp_path / mode, device=dev, progress=False, data=data)
+    for eager, graphed in zip(out["off"], out["on"]):
+        assert graphed["cuda_graph"] and graphed["graph_captures"] >= 2 and not eager["cuda_graph"]
+        for k in ("train_loss", "test_loss"):
+            for u, v in zip(eager["history"][k], graphed["history"][k]):
+                assert abs(u - v) < 1e-3 * max(1, abs(u)), (k, eager["history"][k], graphed["history"][k])
+    from resnet_lib.engine.checkpoint import load_model
+    for r in runs:
+        _weights_close(load_model(tmp_path / "off" / r.slug), load_model(tmp_path / "on" / r.slug), 1e-3)
+
+
 if __name__ == "__main__":  # plain-script mode for the GPU machine
     import tempfile
     from pathlib import Path
@@ -133,3 +165,6 @@ if __name__ == "__main__":  # plain-script mode for the GPU machine
     print("fit with graph == fit without: ok", flush=True)
     test_fused_graph_step_equals_fused_eager_step()
     print("fused graph step == fused eager step: ok", flush=True)
+    with tempfile.TemporaryDirectory() as d:
+        test_fused_job_on_the_gpu_graphed_and_resumed_matches_eager(Path(d))
+    print("fused job graphed and resumed == fused job eager: ok", flush=True)

@@ -85,8 +85,8 @@ def _alone(run, data, dtype):
     net = cifar_resnet(run.depth, run.shortcut, run.residual).to(dtype)
     if dtype == torch.float64:
         train, test = _AsDouble(train), _AsDouble(test)
-    fit(net, train, test, run.train, device="cpu", progress=False)
-    return net
+    res = fit(net, train, test, run.train, device="cpu", progress=False)
+    return net, res
 
 
 @pytest.fixture(scope="module")
@@ -101,10 +101,13 @@ def test_k_fused_runs_equal_k_separate_runs(data):
     grouped and ungrouped convs sum in different orders, float64 leaves only a real mix-up between runs."""
     runs = _runs(10)
     assert runs[0].train.milestones == (5, 8)
-    nets, hist = train_fused(runs, data, device="cpu", dtype=torch.float64)
-    assert len(hist["train_loss"]) == 2 and len(hist["train_loss"][0]) == 10
-    for r, net in zip(runs, nets):
-        alone = _alone(r, data, torch.float64)
+    nets, results = train_fused(runs, data, device="cpu", dtype=torch.float64)
+    for r, net, res in zip(runs, nets, results):
+        alone, res_alone = _alone(r, data, torch.float64)
+        assert res["config"]["seed"] == r.train.seed and res["fused"]["seeds"] == [3, 5]
+        for key in ("iteration", "lr", "train_err"):  # each run's own training tallies
+            assert res["history"][key] == res_alone["history"][key], key
+        assert res["history"]["train_loss"] == pytest.approx(res_alone["history"]["train_loss"], rel=1e-6)  # fp32 loss
         for name, v in alone.state_dict().items():
             torch.testing.assert_close(net.state_dict()[name], v, rtol=1e-9, atol=1e-11, msg=f"seed {r.train.seed} {name}")
     assert not torch.allclose(nets[0].conv1.weight, nets[1].conv1.weight)  # the runs differ: the check bites
@@ -117,7 +120,7 @@ def test_fused_fp32_stays_within_float_rounding(data):
     runs = _runs(6, lr=0.01)
     nets, _ = train_fused(runs, data, device="cpu")
     for r, net in zip(runs, nets):
-        alone = _alone(r, data, torch.float32)
+        alone, _ = _alone(r, data, torch.float32)
         for name, v in alone.state_dict().items():
             if v.is_floating_point():
                 torch.testing.assert_close(net.state_dict()[name], v, rtol=1e-4, atol=1e-5, msg=f"seed {r.train.seed} {name}")

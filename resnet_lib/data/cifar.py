@@ -12,6 +12,7 @@ device as uint8 and augmentation is a handful of batched tensor ops, not per-ima
 from __future__ import annotations
 
 import argparse
+import copy
 import hashlib
 import io
 import json
@@ -265,6 +266,13 @@ class TensorLoader:
         self.seed, self.pad, self.channels_last = seed, pad, channels_last
         self.mean = (mean if mean is not None else torch.zeros(1, 3, 1, 1)).to(self.device, torch.float32)
         self.std = (std if std is not None else torch.ones(1, 3, 1, 1)).to(self.device, torch.float32)
+
+    def with_seed(self, seed: int) -> "TensorLoader":
+        """The same source drawing its order and augmentation from ``seed``; the images are shared, not
+        copied (K seeds trained together hold the training set once)."""
+        other = copy.copy(self)
+        other.seed = seed
+        return other
 
     def __len__(self) -> int:
         n = len(self.y)

@@ -107,6 +107,15 @@ class RunState:
         return cls(**{**d, "since_eval": Tally(**d["since_eval"]), "since_warm": Tally(**d["since_warm"])})
 
 
+def record_point(st: RunState, it: int, lr: float, ev: dict) -> None:
+    """Append a curve point: the training tallies since the last point and the evaluation ``ev``."""
+    tally = st.since_eval
+    for k, v in (("iteration", it), ("lr", lr), ("train_loss", tally.loss_sum / tally.seen),
+                 ("train_err", tally.wrong / tally.seen), ("test_loss", ev["loss"]), ("test_err", ev["err"])):
+        st.history[k].append(v)
+    st.since_eval = Tally()
+
+
 @dataclass
 class Pending:
     """A step whose loss is still on the device (read back by ``drain``)."""
@@ -117,7 +126,13 @@ class Pending:
 
 
 class Trainer:
-    """Trains one model by ``cfg`` with its data, schedule and (optional) run folder; see :func:`fit`."""
+    """Trains one model by ``cfg`` with its data, schedule and (optional) run folder; see :func:`fit`.
+
+    A subclass may train something else the same way (``experiments.fused_runs.FusedTrainer``: K seeds in
+    one wide net): it sets ``step_fn`` (the SGD step, ``sgd_step``'s signature) and ``compilable``, and
+    overrides ``drain``, ``evaluate_and_log``, ``checkpoint_payload``/``restore_extra`` and ``finish``."""
+    step_fn = staticmethod(sgd_step)
+    compilable = True
 
     def __init__(self, model: nn.Module, train_source, eval_source, cfg: TrainConfig, *, run_dir=None,
                  schedule=None, device="auto", spec: dict | None = None, identity: dict | None = None,
@@ -177,6 +192,7 @@ class Trainer:
         initial = {k: v.clone() for k, v in self.model.state_dict().items()}
         try:  # the schedule last: a failure before it leaves it untouched, and _restart renews the rest
             state = RunState.from_dict(ckpt["state"])
+            self.restore_extra(ckpt)
             load_state_checked(self.model, ckpt["model"], path)
             self.opt.load_state_dict(ckpt["optimizer"])
             self.schedule.load_state_dict(ckpt["schedule"])
@@ -187,6 +203,9 @@ class Trainer:
             self.model.load_state_dict(initial)
             raise DamagedFile(f"{path} holds a run state this version cannot resume ({type(e).__name__}: "
                               f"{str(e)[:120]})") from e
+
+    def restore_extra(self, ckpt: dict) -> None:
+        """Read what ``checkpoint_payload`` adds to the engine's keys (nothing here)."""
 
     def _restart(self) -> None:
         self.opt = make_optimizer(self.model, self.cfg)
@@ -200,9 +219,11 @@ class Trainer:
             self.model, device_ids=[self.dev.index] if self.dev.type == "cuda" else None) \
             if self.env.world > 1 else self.model
         self.graphed = use_cuda_graph(self.dev, cfg, self.env.world)
-        self.graph_step = CudaGraphStep(self.net, self.opt, self.dev, self.bf16) if self.graphed else None
-        self.compiled = CompiledStep(self.net) if use_compile(self.dev, cfg, self.env.world) else None
-        self.sgd = self.compiled or functools.partial(sgd_step, self.net)  # (opt, x, y, dev, bf16)
+        self.graph_step = CudaGraphStep(self.net, self.opt, self.dev, self.bf16, step_fn=self.step_fn) \
+            if self.graphed else None
+        self.compiled = CompiledStep(self.net) if self.compilable and use_compile(self.dev, cfg, self.env.world) \
+            else None
+        self.sgd = self.compiled or functools.partial(self.step_fn, self.net)  # (opt, x, y, dev, bf16)
         end = cfg.iters if stop_after is None else min(cfg.iters, stop_after)
         self.bar = tqdm(total=cfg.iters, initial=st.iteration, desc=self.desc, dynamic_ncols=True, leave=True,
                         disable=not (self.progress and self.env.main))
@@ -266,7 +287,7 @@ class Trainer:
             self.state.since_warm.add(0.0, int(wrong), p.n)
         self.pending.clear()
 
-    def _diverged(self, p: Pending, loss: float):
+    def _diverged(self, p: Pending, loss: float, who: str = ""):
         cfg, note = self.cfg, ""
         if self.run_dir is not None and self.env.main:
             # the weights after step i are first tested by step i+1's loss: keep a checkpoint from before p
@@ -275,7 +296,7 @@ class Trainer:
                 " No checkpoint was written before it."
         self.bar.close()
         raise TrainingDiverged(
-            f"training diverged at iteration {p.iteration} (loss {loss:.4g}, lr {p.lr:g}). Lower the learning "
+            f"training{who} diverged at iteration {p.iteration} (loss {loss:.4g}, lr {p.lr:g}). Lower the learning "
             f"rate, or use the warm-up the paper uses for ResNet-110 (warmup=True: lr {cfg.warmup_lr} until "
             f"training error < {cfg.warmup_until_err:.0%}).{note}")
 
@@ -283,19 +304,17 @@ class Trainer:
         st = self.state
         ev = evaluate(self.model, self.eval_source, self.dev, self.bf16)
         self.schedule.observe(it, test_err=ev["err"])
-        tally = st.since_eval
-        for k, v in (("iteration", it), ("lr", lr), ("train_loss", tally.loss_sum / tally.seen),
-                     ("train_err", tally.wrong / tally.seen), ("test_loss", ev["loss"]), ("test_err", ev["err"])):
-            st.history[k].append(v)
-        st.since_eval = Tally()
+        record_point(st, it, lr, ev)
         self.bar.set_postfix(train_err=f"{st.history['train_err'][-1]:.3f}", test_err=f"{ev['err']:.3f}", lr=f"{lr:g}")
+
+    def checkpoint_payload(self) -> dict:
+        return {"identity": self.identity, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
+                "schedule": self.schedule.state_dict(), "state": dataclasses.asdict(self.state)}
 
     def save_checkpoint(self) -> None:
         if self.run_dir is None or not self.env.main:
             return
-        save_checkpoint(self.run_dir, {
-            "identity": self.identity, "model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
-            "schedule": self.schedule.state_dict(), "state": dataclasses.asdict(self.state)})
+        save_checkpoint(self.run_dir, self.checkpoint_payload())
 
     # ---------------------------------------------------------------------------------- finish
     def finish(self) -> dict:
@@ -303,8 +322,15 @@ class Trainer:
         cfg, st, hist = self.cfg, self.state, self.state.history
         final = evaluate(self.model, self.final_source, self.dev, self.bf16) if self.final_source is not None \
             else {"err": hist["test_err"][-1], "loss": hist["test_loss"][-1]}
-        step = getattr(self, "graph_step", None)
-        result = {"format": FORMAT, "identity": self.identity, "spec": self.spec, "config": dataclasses.asdict(cfg),
+        result = self.result_record(self.identity, self.spec, cfg, hist, final, self.extra)
+        if self.run_dir and self.env.main:
+            atomic_write_json(self.run_dir / RESULT, result)
+        return result
+
+    def result_record(self, identity: dict, spec, cfg: TrainConfig, hist: dict, final: dict, extra: dict) -> dict:
+        """A run's result as stored (JSON types): what a later reuse of the run returns."""
+        st, step = self.state, getattr(self, "graph_step", None)
+        result = {"format": FORMAT, "identity": identity, "spec": spec, "config": dataclasses.asdict(cfg),
                   "history": hist,
                   "final": {"train_err": hist["train_err"][-1], "test_err": final["err"], "test_loss": final["loss"]},
                   "wall_s": round(st.wall, 2), "img_per_s": round(cfg.iters * cfg.batch_size / max(st.wall, 1e-9), 1),
@@ -313,11 +339,8 @@ class Trainer:
                   "world_size": self.env.world, "cuda_graph": bool(getattr(self, "graphed", False)),
                   "graph_captures": step.captures if step else 0,
                   "compiled": self.compiled is not None and self.compiled.state == "compiled",
-                  "provenance": provenance(self.dev), **self.extra}
-        result = json.loads(json.dumps(result, default=_json_default))  # as stored: what a later reuse returns
-        if self.run_dir and self.env.main:
-            atomic_write_json(self.run_dir / RESULT, result)
-        return result
+                  "provenance": provenance(self.dev), **extra}
+        return json.loads(json.dumps(result, default=_json_default))
 
 
 def fit(model: nn.Module, train_source, eval_source, cfg: TrainConfig = TrainConfig(), *,

@@ -7,14 +7,20 @@ the budget does. Called again with the same folder, on this machine or another, 
 the checkpoints, so every run ends bitwise where it would have ended uninterrupted (the engine's
 resume contract; a CPU test checks it for a whole campaign).
 
+Further seeds of one net train together as one *job*: K seeds fused into one wide net
+(``fused_runs.run_fused``, issue #10 part 1), which on a GPU costs far less than K runs one after
+another. A fused job checkpoints in ``runs/<group>/fused_<...>/`` while it trains and, when it ends,
+writes each run's own folder exactly as a run trained alone would have. ``--no-fuse`` trains every run
+alone. ResNet-110 (the warm-up) always trains alone.
+
 Folder layout: ``DIR/campaign.json`` (the set, its options, the measured speeds and each call's
 log) and ``DIR/runs/<group>/<run slug>/`` (the engine's checkpoint and result files).
 
 Sets (order = the order of work when time is short, issue #10):
   table6     one seed of ResNet-20/32/44/56/110, then plain-20/32/44/56/110 (Fig. 6, Fig. 7's
-             plain-110), then the further seeds of the ResNets (Table 6's mean and spread);
-  precision  ResNet-20 in fp32 and in bf16 autocast, each seed of both (part 5 of the issue);
-  smoke      ResNet-8 and plain-8: tiny, for tests and for checking a machine before real work.
+             plain-110), then the further seeds of the ResNets, depth by depth (Table 6's mean and spread);
+  precision  ResNet-20 in fp32, then in bf16 autocast, every seed of each (part 5 of the issue);
+  smoke      ResNet-8 and plain-8, every seed of each: tiny, for tests and for checking a machine.
 """
 from __future__ import annotations
 
@@ -34,6 +40,7 @@ from ..base.io import atomic_write_json, device_name
 from ..data.cifar import load_cifar10
 from ..engine.checkpoint import CHECKPOINT, RESULT
 from .cifar_runs import CifarRun, paper_recipe, run_cifar
+from .fused_runs import fused_slug, run_fused
 from .shipped import export_campaign
 
 STATE = "campaign.json"
@@ -66,26 +73,69 @@ def _run(depth: int, residual: bool, seed: int, scale: float, subset: int, test_
     return CifarRun(depth, residual, "A", cfg, subset=subset, test_subset=test_subset)
 
 
-def campaign_entries(name: str, seeds=(1, 2, 3), scale: float = 1.0, subset: int = 0,
-                     test_subset: int = 0) -> list[Entry]:
-    """The runs of set ``name`` in the order they are trained (see the module docstring)."""
+@dataclass(frozen=True)
+class Job:
+    """What one training call advances: one run, or several seeds of one run fused into one net."""
+    entries: tuple[Entry, ...]
+
+    @property
+    def group(self) -> str:
+        return self.entries[0].group
+
+    @property
+    def runs(self) -> list[CifarRun]:
+        return [e.run for e in self.entries]
+
+    @property
+    def iters(self) -> int:
+        return self.entries[0].run.train.iters
+
+    @property
+    def key(self) -> str:
+        return self.entries[0].key if len(self.entries) == 1 else f"{self.group}/{fused_slug(self.runs)}"
+
+    @property
+    def label(self) -> str:
+        if len(self.entries) == 1:
+            return self.entries[0].label
+        extra = "" if self.group == "main" else f" {self.group}"
+        return f"{self.runs[0].name}{extra} seeds {'+'.join(str(r.train.seed) for r in self.runs)} (fused)"
+
+
+def _jobs(entries: list[Entry], fuse: bool) -> list[Job]:
+    """The seeds of one run (same net and group, no warm-up) as one fused job; the others alone."""
+    if not fuse or len(entries) < 2 or entries[0].run.train.warmup:
+        return [Job((e,)) for e in entries]
+    return [Job(tuple(entries))]
+
+
+def campaign_jobs(name: str, seeds=(1, 2, 3), scale: float = 1.0, subset: int = 0, test_subset: int = 0,
+                  fuse: bool = True) -> list[Job]:
+    """The jobs of set ``name`` in the order they are trained (see the module docstring)."""
     if scale <= 0 or scale > 1:
         raise ValueError(f"scale must be in (0, 1] (a fraction of the paper's 64k iterations), got {scale}")
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct and at least one, got {seeds}")
+    mk = lambda d, res, s, amp="auto": _run(d, res, s, scale, subset, test_subset, amp)
     if name == "table6":
         first, rest = seeds[0], seeds[1:]
-        mk = lambda d, res, s: _run(d, res, s, scale, subset, test_subset)
-        runs = [mk(d, True, first) for d in TABLE6_DEPTHS] + [mk(d, False, first) for d in TABLE6_DEPTHS]
-        runs += [mk(d, True, s) for s in rest for d in TABLE6_DEPTHS]
-        return [Entry(r) for r in runs]
+        jobs = [Job((Entry(mk(d, res, first)),)) for res in (True, False) for d in TABLE6_DEPTHS]
+        for d in TABLE6_DEPTHS:
+            jobs += _jobs([Entry(mk(d, True, s)) for s in rest], fuse)
+        return jobs
     if name == "precision":
-        return [Entry(_run(20, True, s, scale, subset, test_subset, amp), group) for s in seeds
-                for amp, group in (("off", "fp32"), ("bf16", "bf16"))]
+        return [j for amp, group in (("off", "fp32"), ("bf16", "bf16"))
+                for j in _jobs([Entry(mk(20, True, s, amp), group) for s in seeds], fuse)]
     if name == "smoke":
-        return [Entry(_run(8, residual, s, scale, subset, test_subset)) for s in seeds for residual in (True, False)]
+        return [j for residual in (True, False) for j in _jobs([Entry(mk(8, residual, s)) for s in seeds], fuse)]
     raise ValueError(f"unknown campaign {name!r}; the sets are {', '.join(SETS)}")
+
+
+def campaign_entries(name: str, seeds=(1, 2, 3), scale: float = 1.0, subset: int = 0,
+                     test_subset: int = 0, fuse: bool = True) -> list[Entry]:
+    """The runs of set ``name`` in the order they are trained."""
+    return [e for j in campaign_jobs(name, seeds, scale, subset, test_subset, fuse) for e in j.entries]
 
 
 SETS = ("table6", "precision", "smoke")
@@ -97,52 +147,83 @@ def run_dir(out: Path, e: Entry) -> Path:
     return Path(out) / "runs" / e.group / e.run.slug
 
 
+def _checkpoint_iteration(path: Path, what: str) -> int:
+    try:  # the checkpoint holds only tensors and plain containers: no pickle needed to read it
+        return int(torch.load(path, map_location="cpu", weights_only=True)["state"]["iteration"])
+    except Exception as err:  # a damaged checkpoint: the engine's own check on resume names the fix
+        raise ValueError(f"cannot read the checkpoint of {what} at {path} ({err}); delete it to retrain "
+                         "from the start") from err
+
+
 def iteration_of(out: Path, e: Entry) -> int:
     """How far a run has got: its iterations when finished, its checkpoint's iteration, else 0."""
     d = run_dir(out, e)
     if (d / RESULT).exists():
         return e.run.train.iters
     if (d / CHECKPOINT).exists():
-        try:  # the checkpoint holds only tensors and plain containers: no pickle needed to read it
-            return int(torch.load(d / CHECKPOINT, map_location="cpu", weights_only=True)["state"]["iteration"])
-        except Exception as err:  # a damaged checkpoint: the engine's own check on resume names the fix
-            raise ValueError(f"cannot read the checkpoint of {e.label} at {d / CHECKPOINT} ({err}); delete it "
-                             "to retrain that run from the start") from err
+        return _checkpoint_iteration(d / CHECKPOINT, e.label)
     return 0
 
 
-def _cost_units(e: Entry) -> float:
+def job_iteration(out: Path, job: Job) -> int:
+    """How far a job has got: as ``run_fused`` sees it, the runs not finished train on from their (fused
+    or own) checkpoint."""
+    todo = [e for e in job.entries if not (run_dir(out, e) / RESULT).exists()]
+    if not todo:
+        return job.iters
+    if len(todo) == 1:
+        return iteration_of(out, todo[0])
+    path = Path(out) / "runs" / job.group / fused_slug([e.run for e in todo]) / CHECKPOINT
+    return _checkpoint_iteration(path, job.label) if path.exists() else 0
+
+
+def _cost_units(job: Job) -> float:
     """Relative cost of one iteration: proportional to depth (ms per iteration on an H200, issue #10:
-    2.42 / 13.2 for 20 / 110 layers, 5.45x for 5.5x the depth)."""
-    return e.run.depth * e.run.train.batch_size / 128
+    2.42 / 13.2 for 20 / 110 layers, 5.45x for 5.5x the depth); fused jobs have speeds of their own."""
+    run = job.entries[0].run
+    return run.depth * run.train.batch_size / 128
+
+
+def speed_key(device: str, job: Job) -> str:
+    k = len(job.entries)
+    return device if k == 1 else f"{device} | {k} fused"
 
 
 class Speeds:
-    """Seconds per cost unit measured on each device, so that chunks can be sized before they run."""
+    """Seconds per cost unit measured on each device (and for each number of fused seeds), so that chunks
+    can be sized before they run."""
 
     def __init__(self, table: dict | None = None):
-        self.table = table or {}  # device name -> [cost units trained, seconds]
+        self.table = table or {}  # speed key -> [cost units trained, seconds]
 
-    def add(self, device: str, e: Entry, iters: int, seconds: float) -> None:
-        units, secs = self.table.get(device, [0.0, 0.0])
-        self.table[device] = [units + iters * _cost_units(e), secs + seconds]
+    def add(self, device: str, job: Job, iters: int, seconds: float) -> None:
+        key = speed_key(device, job)
+        units, secs = self.table.get(key, [0.0, 0.0])
+        self.table[key] = [units + iters * _cost_units(job), secs + seconds]
 
-    def per_iter(self, device: str, e: Entry) -> float | None:
-        units, secs = self.table.get(device, [0.0, 0.0])
-        return secs / units * _cost_units(e) if units else None
+    def per_iter(self, device: str, job: Job) -> float | None:
+        units, secs = self.table.get(speed_key(device, job), [0.0, 0.0])
+        return secs / units * _cost_units(job) if units else None
+
+    def estimate(self, device: str, job: Job) -> float | None:
+        """``per_iter``, or for a fused job not yet measured an upper bound: its K runs one after another."""
+        rate = self.per_iter(device, job)
+        if rate is None and len(job.entries) > 1 and (one := self.per_iter(device, Job(job.entries[:1]))):
+            rate = one * len(job.entries)
+        return rate
 
 
 # ----------------------------------------------------------------------------- the campaign
 
 def _check_state(state: dict, want: dict, path: Path) -> None:
-    have = {k: state.get(k) for k in want}
+    have = {k: state.get(k, True if k == "fuse" else None) for k in want}  # fuse: older folders fused
     if have != want:
         raise ValueError(f"{path} belongs to another campaign ({have}), not {want}. Continue it with its own "
                          "options, or give this campaign another --out folder.")
 
 
 def run_campaign(name: str, out, budget_s: float, *, seeds=(1, 2, 3), scale: float = 1.0, subset: int = 0,
-                 test_subset: int = 0, device="auto", data=None, max_chunk: int = 16_000, probe_iters: int = 200,
+                 test_subset: int = 0, fuse: bool = True, device="auto", data=None, max_chunk: int = 16_000, probe_iters: int = 200,
                  startup_s: float | None = None, margin_s: float | None = None, clock=time.monotonic,
                  progress: bool = True, log=print) -> dict:
     """Train campaign ``name`` in ``out`` for at most ``budget_s`` seconds (of ``clock``) and return its
@@ -150,8 +231,9 @@ def run_campaign(name: str, out, budget_s: float, *, seeds=(1, 2, 3), scale: flo
     budget; a run never measured on this device first trains a short probe of ``probe_iters``."""
     t0 = clock()
     out = Path(out)
-    entries = campaign_entries(name, seeds, scale, subset, test_subset)
-    want = {"name": name, "seeds": list(seeds), "scale": scale, "subset": subset, "test_subset": test_subset}
+    jobs = campaign_jobs(name, seeds, scale, subset, test_subset, fuse)
+    want = {"name": name, "seeds": list(seeds), "scale": scale, "subset": subset, "test_subset": test_subset,
+            "fuse": fuse}
     state_path = out / STATE
     state = json.loads(state_path.read_text()) if state_path.exists() else {**want, "speeds": {}, "calls": []}
     _check_state(state, want, state_path)
@@ -160,19 +242,19 @@ def run_campaign(name: str, out, budget_s: float, *, seeds=(1, 2, 3), scale: flo
     speeds = Speeds(state["speeds"])
     startup = (3.0 if dev.type == "cuda" else 0.5) if startup_s is None else startup_s
     margin = max(5.0, 0.03 * budget_s) if margin_s is None else margin_s
-    at = {e.key: iteration_of(out, e) for e in entries}
+    at = {j.key: job_iteration(out, j) for j in jobs}
     call = {"device": dev_name, "budget_s": budget_s, "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "iterations": 0, "stopped": "finished"}
     state["calls"].append(call)
-    total = sum(e.run.train.iters for e in entries)
-    bar = tqdm(total=total, initial=sum(at.values()), desc=f"campaign {name}", unit="it", disable=not progress,
-               dynamic_ncols=True)
-    for e in entries:
-        iters = e.run.train.iters
-        while at[e.key] < iters:
+    total = sum(j.iters * len(j.entries) for j in jobs)  # run-iterations: a fused step advances K runs
+    bar = tqdm(total=total, initial=sum(at[j.key] * len(j.entries) for j in jobs), desc=f"campaign {name}",
+               unit="it", disable=not progress, dynamic_ncols=True)
+    for job in jobs:
+        iters = job.iters
+        while at[job.key] < iters:
             left = budget_s - (clock() - t0) - margin - startup
-            rate = speeds.per_iter(dev_name, e)
-            n = min(iters - at[e.key], max_chunk)
+            rate = speeds.per_iter(dev_name, job)
+            n = min(iters - at[job.key], max_chunk)
             if rate is None:
                 n = min(n, probe_iters)
             else:
@@ -183,13 +265,15 @@ def run_campaign(name: str, out, budget_s: float, *, seeds=(1, 2, 3), scale: flo
             if data is None:
                 data = load_cifar10()
             t = clock()
-            res = run_cifar(e.run, out / "runs" / e.group, device=dev, progress=False, data=data,
-                            stop_after=at[e.key] + n if at[e.key] + n < iters else None)
-            done = res.get("interrupted_at", iters)
-            speeds.add(dev_name, e, done - at[e.key], clock() - t)
-            bar.update(done - at[e.key])
-            call["iterations"] += done - at[e.key]
-            at[e.key] = done
+            stop = at[job.key] + n if at[job.key] + n < iters else None
+            res = (run_cifar if len(job.entries) == 1 else run_fused)(
+                job.runs[0] if len(job.entries) == 1 else job.runs, out / "runs" / job.group, device=dev,
+                progress=False, data=data, stop_after=stop)
+            done = res.get("interrupted_at", iters) if isinstance(res, dict) else iters
+            speeds.add(dev_name, job, done - at[job.key], clock() - t)
+            bar.update((done - at[job.key]) * len(job.entries))
+            call["iterations"] += done - at[job.key]
+            at[job.key] = done
             state["speeds"] = speeds.table
             atomic_write_json(state_path, state)
         if call["stopped"] == "budget":
@@ -197,23 +281,26 @@ def run_campaign(name: str, out, budget_s: float, *, seeds=(1, 2, 3), scale: flo
     bar.close()
     call["seconds"] = round(clock() - t0, 1)
     atomic_write_json(state_path, state)
-    summary = summarize(entries, at, speeds, dev_name)
+    summary = summarize(jobs, at, speeds, dev_name)
     if log:
         log(format_summary(name, summary, call))
     return summary
 
 
-def summarize(entries: list[Entry], at: dict, speeds: Speeds, dev_name: str) -> dict:
+def summarize(jobs: list[Job], at: dict, speeds: Speeds, dev_name: str) -> dict:
     """Which runs are done, in progress (with their iteration) and left, and the time still needed on
-    ``dev_name`` at the speed measured there (None where nothing was measured on it yet)."""
+    ``dev_name`` at the speed measured there (None where nothing was measured on it yet). A fused job's
+    time is shared out equally between its runs."""
     rows, left_s = [], 0.0
-    for e in entries:
-        it, iters = at[e.key], e.run.train.iters
-        rate = speeds.per_iter(dev_name, e)
+    for job in jobs:
+        it, iters = at[job.key], job.iters
+        rate = speeds.estimate(dev_name, job)
         need = None if rate is None else (iters - it) * rate
         left_s = None if (need is None and it < iters) or left_s is None else left_s + (need or 0)
-        rows.append({"run": e.label, "key": e.key, "iteration": it, "iters": iters,
-                     "status": "done" if it >= iters else ("in progress" if it else "left"), "time_left_s": need})
+        for e in job.entries:
+            rows.append({"run": e.label, "key": e.key, "job": job.label, "iteration": it, "iters": iters,
+                         "status": "done" if it >= iters else ("in progress" if it else "left"),
+                         "time_left_s": None if need is None else need / len(job.entries)})
     count = {s: sum(r["status"] == s for r in rows) for s in ("done", "in progress", "left")}
     return {"rows": rows, "count": count, "time_left_s": left_s, "device": dev_name}
 
@@ -226,7 +313,8 @@ def format_summary(name: str, summary: dict, call: dict | None = None) -> str:
                     f"{'stopped by its budget' if call['stopped'] == 'budget' else 'nothing more to do'})"
     for r in summary["rows"]:
         est = "" if r["time_left_s"] in (None, 0) else f"  ~{r['time_left_s'] / 60:.1f} min left"
-        lines.append(f"  {r['status']:11s} {r['run']:28s} {r['iteration']:>6d}/{r['iters']}{est}")
+        fused = " (fused)" if r["job"].endswith("(fused)") else ""
+        lines.append(f"  {r['status']:11s} {r['run'] + fused:28s} {r['iteration']:>6d}/{r['iters']}{est}")
     t = summary["time_left_s"]
     lines.append(f"time still needed on {summary['device']}: " +
                  ("unknown (no speed measured on this device yet)" if t is None else f"~{t / 60:.1f} min"))
@@ -243,6 +331,8 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--scale", type=float, default=1.0, help="scale the 64k-iteration schedule (tiny tests)")
     ap.add_argument("--subset", type=int, default=0, help="stratified training subset (0: all 50k images)")
     ap.add_argument("--test-subset", type=int, default=0, help="curve points on this many test images (0: all)")
+    ap.add_argument("--no-fuse", action="store_true", help="train every run alone (default: the further seeds "
+                    "of each net train together, fused into one net; a folder keeps the choice it started with)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--export", default=None, metavar="DEST", help="then export the finished runs into DEST "
                     "(results/cifar10: JSON per run, Fig. 7 responses, fp16 weights)")
@@ -252,7 +342,7 @@ def cli(argv: list[str]) -> int:
     except ValueError:
         ap.error(f"--seeds takes comma-separated integers, e.g. 1,2,3; got {a.seeds!r}")
     run_campaign(a.name, a.out, a.budget_s, seeds=seeds, scale=a.scale, subset=a.subset, test_subset=a.test_subset,
-                 device=a.device)
+                 fuse=not a.no_fuse, device=a.device)
     if a.export:
         written = export_campaign(a.out, a.export, device=a.device)
         print(f"exported {len(written['runs'])} finished runs into {a.export}")

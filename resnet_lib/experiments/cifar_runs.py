@@ -112,8 +112,26 @@ def run_cifar(run: CifarRun, root: str | os.PathLike | None = None, device="auto
     if (stored := read_result(run_dir / RESULT, run.identity, rebuild, RUN_KEYS)) is not None:
         return stored
     dev = pick_device(device)
-    bf16, cl = resolve_formats(dev, run.train)
-    data = data or load_cifar10()
+    src = run_sources(run, data or load_cifar10(), dev)
+    torch.manual_seed(run.train.seed)
+    model = cifar_resnet(run.depth, run.shortcut, run.residual)
+    return fit(model, src.train, src.curve, run.train, run_dir=run_dir, device=dev, progress=progress,
+               spec=run.spec, identity=run.identity, extra=src.extra, rebuild=rebuild, stop_after=stop_after,
+               desc=run.name, final_source=src.final)
+
+
+@dataclass
+class RunSources:
+    """A run's batch sources, and what its result records about them."""
+    train: TensorLoader
+    curve: TensorLoader          # the curve's points (all test images, or a stratified subset)
+    final: TensorLoader | None   # the final numbers' (None: the curve's last point)
+    extra: dict                  # run_cifar's additions to the result (RUN_KEYS)
+
+
+def run_sources(run: CifarRun, data, dev: torch.device) -> RunSources:
+    """The training source (order and augmentation from the run's seed) and evaluation sources of ``run``."""
+    _, cl = resolve_formats(dev, run.train)
     train_src, test_src = make_loaders(data, batch_size=run.train.batch_size, subset=run.subset,
                                        val_split=run.val_split, normalize=run.normalize, seed=run.train.seed,
                                        device=dev, channels_last=cl)
@@ -122,17 +140,14 @@ def run_cifar(run: CifarRun, root: str | os.PathLike | None = None, device="auto
         keep = stratified_indices(test_src.y.cpu(), run.test_subset, seed=0).to(test_src.device)
         curve_src = TensorLoader(test_src.x[keep], test_src.y[keep], test_src.batch_size, mean=test_src.mean,
                                  std=test_src.std, device=dev, channels_last=cl)
-    torch.manual_seed(run.train.seed)
-    model = cifar_resnet(run.depth, run.shortcut, run.residual)
     n_test = test_src.num_examples
     if run.final_on_subset:  # the final error is the curve subset's too
         n_test = curve_src.num_examples
     eval_set = ("val" if run.val_split else "test") + (f"{n_test // 1000}k" if n_test % 1000 == 0 else f"{n_test}")
     extra = {"name": run.name, "run": {k: v for k, v in dataclasses.asdict(run).items() if k != "train"},
              "train_examples": train_src.num_examples, "eval_set": eval_set}
-    return fit(model, train_src, curve_src, run.train, run_dir=run_dir, device=dev, progress=progress,
-               spec=run.spec, identity=run.identity, extra=extra, rebuild=rebuild, stop_after=stop_after,
-               desc=run.name, final_source=test_src if curve_src is not test_src and not run.final_on_subset else None)
+    final = test_src if curve_src is not test_src and not run.final_on_subset else None
+    return RunSources(train_src, curve_src, final, extra)
 
 
 def list_runs(root: str | os.PathLike) -> list[dict]:

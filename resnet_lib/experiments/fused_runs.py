@@ -6,24 +6,34 @@ its own BN statistics, and its own share of one SGD whose momentum and weight de
 The step's loss is the sum of the K runs' losses (``models.fused.fused_loss``), so the K runs end
 where K separate ``fit`` calls end, up to floating-point summation order (a CPU test checks it).
 
+``FusedTrainer`` is the engine's ``Trainer`` for such a group: resumable checkpoints of the fused net,
+each run's own curve and result, and at the end each run's own folder, as ``run_cifar`` writes it;
+``run_fused`` is ``run_cifar`` for the group (the campaign trains further seeds with it).
+
 Not (yet) covered: the ResNet-110 warm-up, whose learning-rate switch depends on each run's own
 training error, so K fused runs would need K learning rates; those runs train one at a time.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
+from pathlib import Path
 
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 
 from ..base.device import autocast, pick_device
-from ..data.cifar import Cifar10, make_loaders
-from ..engine.config import StepSchedule
+from ..base.errors import UserError
+from ..base.io import atomic_write_json, ensure_writable_dir
+from ..data.cifar import Cifar10, load_cifar10
+from ..engine.checkpoint import CHECKPOINT, PREVIOUS, RESULT, identity_hash, read_result, save_checkpoint
 from ..engine.cuda_graph import CudaGraphStep
-from ..engine.step import make_optimizer, resolve_formats
+from ..engine.distributed import DistEnv
+from ..engine.loop import RunState, Tally, Trainer, record_point
 from ..models.cifar import cifar_resnet
-from ..models.fused import fuse, fused_loss, unfuse
-from .cifar_runs import CifarRun
+from ..models.fused import fuse, fused_loss, split_optimizer_state, split_state, unfuse
+from .cifar_runs import RUN_KEYS, CifarRun, run_cifar, run_sources
 
 
 def check_fusable(runs: list[CifarRun]) -> None:
@@ -49,10 +59,46 @@ def build_nets(runs: list[CifarRun]) -> list[nn.Module]:
     return nets
 
 
+class FusedSource:
+    """The K runs' own training sources side by side, as one batch source of the engine: x (B, 3K, H, W),
+    y (B, K). Each run's batches are exactly those it would get alone (its seed's order and augmentation)."""
+
+    def __init__(self, sources, dtype: torch.dtype | None = None):
+        self.sources, self.dtype = list(sources), dtype
+        self.batch_size, self.num_examples = self.sources[0].batch_size, self.sources[0].num_examples
+
+    def __len__(self) -> int:
+        return len(self.sources[0])
+
+    def batches(self, epoch: int = 0, start: int = 0, rank: int = 0, world: int = 1):
+        for pairs in zip(*(s.batches(epoch, start, rank, world) for s in self.sources)):
+            x = torch.cat([x for x, _ in pairs], 1)
+            yield (x if self.dtype is None else x.to(self.dtype)), torch.stack([y for _, y in pairs], 1)
+
+
 def fused_batches(sources, epoch: int, start: int = 0):
     """The K sources' batches side by side: x (B, 3K, H, W), y (B, K)."""
-    for pairs in zip(*(s.batches(epoch, start=start) for s in sources)):
-        yield torch.cat([x for x, _ in pairs], 1), torch.stack([y for _, y in pairs], 1)
+    return FusedSource(sources).batches(epoch, start)
+
+
+@torch.no_grad()
+def evaluate_fused(net: nn.Module, source, dev: torch.device, bf16: bool, dtype=None) -> list[dict]:
+    """Each fused run's mean cross-entropy and top-1 error over every batch of ``source`` (every run sees
+    the same images: they are repeated along the channel axis)."""
+    k, was_training = net.fused_k, net.training
+    net.eval()
+    loss, wrong, n = torch.zeros(k, dtype=torch.float64, device=dev), torch.zeros(k, dtype=torch.long, device=dev), 0
+    with autocast(dev, bf16):
+        for x, y in source.batches(0):
+            x, y = x.to(dev, dtype or x.dtype, non_blocking=True), y.to(dev, non_blocking=True)
+            out = net(x.repeat(1, k, 1, 1)).float()  # (B, K, classes)
+            b, _, c = out.shape
+            yk = y[:, None].expand(b, k)
+            loss += F.cross_entropy(out.reshape(b * k, c), yk.reshape(-1), reduction="none").view(b, k).sum(0).double()
+            wrong += (out.argmax(2) != yk).sum(0)
+            n += b
+    net.train(was_training)
+    return [{"loss": lo / n, "err": w / n} for lo, w in zip(loss.tolist(), wrong.tolist())]
 
 
 def fused_step(net, opt, x, y, dev, bf16, cache: bool = True):
@@ -75,45 +121,134 @@ def FusedGraphStep(net, opt, dev, bf16, eager_steps: int = 3) -> CudaGraphStep:
     return CudaGraphStep(net, opt, dev, bf16, eager_steps, step_fn=fused_step)
 
 
-def train_fused(runs: list[CifarRun], data: Cifar10, iters: int | None = None, device="auto",
-                graph: bool | None = None, dtype: torch.dtype = torch.float32) -> tuple[list[nn.Module], dict]:
-    """Train K seeds of one run together for ``iters`` iterations (default: the recipe's). Returns the
-    K nets (``models.fused.unfuse``) and the per-run training loss and error of every step. ``dtype``
-    float64 is for checking exactness (the tests); training uses float32 (with bf16 autocast by the recipe)."""
+# ----------------------------------------------------------------------------- K runs trained as one
+
+def fused_identity(runs: list[CifarRun]) -> dict:
+    return {"fused": [r.identity for r in runs]}
+
+
+def fused_slug(runs: list[CifarRun]) -> str:
+    """The fused job's folder: the runs' common settings, their seeds, the hash of all their identities."""
+    common = runs[0].slug.rsplit("_s", 1)[0]
+    return f"fused_{common}_s{'+'.join(str(r.train.seed) for r in runs)}-{identity_hash(fused_identity(runs))}"
+
+
+class FusedTrainer(Trainer):
+    """The engine's ``Trainer`` for K seeds of one run in one fused net (see the module docstring).
+
+    Iterations, checkpoints (of the fused net, in ``job_dir``) and resuming are the engine's; what differs is
+    per run: each run keeps its own training tallies and curve, each evaluation scores all K runs in one pass,
+    and ``finish`` writes every run's own folder (``run_dirs``) as ``run_cifar`` would have: its result, and a
+    checkpoint of its own weights, momentum and state, so ``load_model``, the export and ``run_cifar`` itself
+    (which then returns the stored result) treat it like any other run."""
+    step_fn = staticmethod(fused_step)
+    compilable = False  # the CPU's compiled step is the ordinary one; fused runs are a GPU tool
+
+    def __init__(self, runs: list[CifarRun], data: Cifar10, *, job_dir=None, run_dirs=None, device="auto",
+                 progress: bool = True, dtype: torch.dtype | None = None, rebuild: str | None = None):
+        check_fusable(runs)
+        if DistEnv.from_env().world > 1:
+            raise UserError("fused seeds train in one process on one device; start them without torchrun")
+        dev = pick_device(device)
+        self.runs, self.k, self.dtype = list(runs), len(runs), dtype
+        self.run_dirs = [Path(d) for d in run_dirs] if run_dirs is not None else None
+        src = run_sources(runs[0], data, dev)  # the images once; each run draws its own order and augmentation
+        train = FusedSource([src.train.with_seed(r.train.seed) for r in runs], dtype)
+        net = fuse([n.to(dtype or torch.float32) for n in build_nets(runs)])
+        seeds = ",".join(str(r.train.seed) for r in runs)
+        super().__init__(net, train, src.curve, runs[0].train, run_dir=job_dir, device=dev,
+                         identity=fused_identity(runs), extra=src.extra, rebuild=rebuild, progress=progress,
+                         desc=f"{runs[0].name} seeds {seeds}", final_source=src.final)
+        self.per_run = [RunState() for _ in runs]
+
+    def _restart(self) -> None:
+        super()._restart()
+        self.per_run = [RunState() for _ in self.runs]
+
+    def drain(self) -> None:
+        if not self.pending:
+            return
+        values = torch.stack([p.values for p in self.pending]).tolist()  # (steps, 2, K)
+        pending, self.pending = self.pending, []
+        for p, (losses, wrongs) in zip(pending, values):
+            for run, rs, loss, wrong in zip(self.runs, self.per_run, losses, wrongs):
+                if not math.isfinite(loss) or loss > self.cfg.diverge_loss:
+                    self._diverged(p, loss, who=f" of {run.name} seed {run.train.seed}")
+                rs.since_eval.add(loss, int(wrong), p.n)
+
+    def evaluate_and_log(self, it: int, lr: float) -> None:
+        evs = evaluate_fused(self.model, self.eval_source, self.dev, self.bf16, self.dtype)
+        for rs, ev in zip(self.per_run, evs):
+            record_point(rs, it, lr, ev)
+        self.bar.set_postfix(test_err="/".join(f"{ev['err']:.3f}" for ev in evs), lr=f"{lr:g}")
+
+    def checkpoint_payload(self) -> dict:
+        runs = [{"since_eval": dataclasses.asdict(rs.since_eval), "history": rs.history} for rs in self.per_run]
+        return {**super().checkpoint_payload(), "runs": runs}
+
+    def restore_extra(self, ckpt: dict) -> None:
+        if len(ckpt["runs"]) != self.k:
+            raise ValueError(f"the checkpoint holds {len(ckpt['runs'])} runs, this job has {self.k}")
+        self.per_run = [RunState(since_eval=Tally(**d["since_eval"]), history=d["history"]) for d in ckpt["runs"]]
+
+    def finish(self) -> list[dict]:
+        """Each run's result (and, with ``run_dirs``, its folder: checkpoint, then result, each atomically);
+        then the fused job's own checkpoints go, as every run's folder now holds its share."""
+        finals = evaluate_fused(self.model, self.final_source, self.dev, self.bf16, self.dtype) \
+            if self.final_source is not None else \
+            [{"err": rs.history["test_err"][-1], "loss": rs.history["test_loss"][-1]} for rs in self.per_run]
+        weights, momenta = split_state(self.model), split_optimizer_state(self.model, self.opt.state_dict())
+        seeds = [r.train.seed for r in self.runs]
+        results = []
+        for k, (run, rs, final) in enumerate(zip(self.runs, self.per_run, finals)):
+            extra = {**self.extra, "fused": {"k": self.k, "seeds": seeds,
+                                             "job": self.run_dir.name if self.run_dir else None}}
+            results.append(self.result_record(run.identity, run.spec, run.train, rs.history, final, extra))
+            if self.run_dirs is not None:
+                d = ensure_writable_dir(self.run_dirs[k])
+                st = dataclasses.replace(self.state, since_eval=Tally(), since_warm=Tally(), history=rs.history)
+                save_checkpoint(d, {"identity": run.identity, "model": weights[k], "optimizer": momenta[k],
+                                    "schedule": self.schedule.state_dict(), "state": dataclasses.asdict(st)})
+                atomic_write_json(d / RESULT, results[-1])
+        if self.run_dirs is not None and self.run_dir is not None:
+            for f in (CHECKPOINT, PREVIOUS):
+                (self.run_dir / f).unlink(missing_ok=True)
+            self.run_dir.rmdir() if not any(self.run_dir.iterdir()) else None
+        return results
+
+
+def run_fused(runs: list[CifarRun], root, device="auto", progress: bool = True, data=None,
+              stop_after: int | None = None) -> list[dict] | dict:
+    """``run_cifar`` for K seeds of one run at once: the runs' results, each stored in its own folder under
+    ``root`` exactly where ``run_cifar`` stores it. Runs already finished there are returned as they are;
+    the others train together in one fused net (checkpointed under ``root/fused_...``, resumed from there;
+    one left alone trains by ``run_cifar``). ``stop_after`` ends the call early at that iteration with a
+    checkpoint, returning ``{"interrupted_at", "histories"}``."""
     check_fusable(runs)
-    dev = pick_device(device)
-    cfg = runs[0].train
-    iters = cfg.iters if iters is None else iters
-    bf16, cl = resolve_formats(dev, cfg)
-    r0 = runs[0]
-    sources = [make_loaders(data, batch_size=cfg.batch_size, subset=r0.subset, val_split=r0.val_split,
-                            normalize=r0.normalize, seed=r.train.seed, device=dev, channels_last=cl)[0] for r in runs]
-    net = fuse([n.to(dtype) for n in build_nets(runs)])
-    net.to(dev, memory_format=torch.channels_last if cl else torch.contiguous_format)
-    opt = make_optimizer(net, cfg)
-    schedule = StepSchedule(cfg)
-    graph = dev.type == "cuda" and cfg.cuda_graph != "off" if graph is None else graph
-    step = FusedGraphStep(net, opt, dev, bf16) if graph else None
-    losses, wrongs = [], []
-    it, epoch = 0, 0
-    net.train()
-    while it < iters:
-        for x, y in fused_batches(sources, epoch):
-            x = x.to(dtype)
-            lr = schedule.lr_at(it)
-            for g in opt.param_groups:
-                g["lr"] = lr
-            if step is not None:
-                loss, wrong = step(x, y)
-            else:
-                opt.zero_grad(set_to_none=True)
-                loss, wrong = fused_step(net, opt, x, y, dev, bf16)
-            losses.append(loss.detach().clone())
-            wrongs.append(wrong.detach().clone())
-            it += 1
-            if it >= iters:
-                break
-        epoch += 1
-    n = sources[0].batch_size
-    hist = {"train_loss": torch.stack(losses).T.tolist(), "train_err": (torch.stack(wrongs).T / n).tolist()}
-    return unfuse(net.cpu()), hist
+    root = Path(root)
+    stored = {r: read_result(root / r.slug / RESULT, r.identity, r.command(root), RUN_KEYS) for r in runs}
+    todo = [r for r in runs if stored[r] is None]
+    if len(todo) == 1:
+        res = run_cifar(todo[0], root, device=device, progress=progress, data=data, stop_after=stop_after)
+        if "interrupted_at" in res:
+            return {"interrupted_at": res["interrupted_at"], "histories": [res["history"]]}
+        stored[todo[0]] = res
+    elif todo:
+        job = ensure_writable_dir(root / fused_slug(todo), fix="choose another folder (the campaign's --out)")
+        trainer = FusedTrainer(todo, data or load_cifar10(), job_dir=job, run_dirs=[root / r.slug for r in todo],
+                               device=device, progress=progress,
+                               rebuild="python -m resnet_lib campaign (the campaign that made it)")
+        trainer.resume()  # the job's checkpoint, if any (a job folder never holds a result)
+        if not trainer.train(stop_after):
+            return {"interrupted_at": trainer.state.iteration, "histories": [rs.history for rs in trainer.per_run]}
+        stored.update(zip(todo, trainer.finish()))
+    return [stored[r] for r in runs]
+
+
+def train_fused(runs: list[CifarRun], data: Cifar10, device="auto", dtype: torch.dtype | None = None,
+                progress: bool = False) -> tuple[list[nn.Module], list[dict]]:
+    """Train K seeds of one run together to the end of their recipe, with no folder; returns the K nets
+    (``models.fused.unfuse``) and their results. ``dtype`` float64 is for checking exactness (the tests)."""
+    trainer = FusedTrainer(runs, data, device=device, dtype=dtype, progress=progress)
+    trainer.train()
+    return unfuse(trainer.model.cpu()), trainer.finish()

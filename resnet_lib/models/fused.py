@@ -107,17 +107,39 @@ def fuse_states(states: list[dict], like: dict) -> dict:
     return out
 
 
+def _fc_keys(wide: nn.Module) -> set[str]:
+    return {f"{n}.{p}" for n, m in wide.named_modules() if isinstance(m, FusedLinear) for p in ("weight", "bias")}
+
+
+def _parts(key: str, t: torch.Tensor, k: int, fc_keys: set[str]) -> list[torch.Tensor]:
+    """Run k's share of a fused tensor named ``key`` (of a parameter, buffer or a parameter's optimizer state)."""
+    t = t.detach()
+    parts = [t] * k if t.ndim == 0 else (t.unbind(0) if key in fc_keys else t.chunk(k, 0))
+    return [p.clone() for p in parts]
+
+
 def split_state(wide: nn.Module) -> list[dict]:
     """The K runs' own state dicts, each loadable into an ordinary ``CifarNet`` of the same spec."""
-    k = wide.fused_k
+    k, fc_keys = wide.fused_k, _fc_keys(wide)
     states = [{} for _ in range(k)]
-    fc_keys = {f"{n}.{p}" for n, m in wide.named_modules() if isinstance(m, FusedLinear) for p in ("weight", "bias")}
     for key, t in wide.state_dict().items():
-        t = t.detach()
-        parts = [t.clone()] * k if t.ndim == 0 else (t.unbind(0) if key in fc_keys else t.chunk(k, 0))
-        for s, p in zip(states, parts):
-            s[key] = p.clone()
+        for s, p in zip(states, _parts(key, t, k, fc_keys)):
+            s[key] = p
     return states
+
+
+def split_optimizer_state(wide: nn.Module, state: dict) -> list[dict]:
+    """The K runs' own ``torch.optim`` state dicts (momentum buffers) from the fused optimizer's ``state``,
+    each loadable into the optimizer of an ordinary net (same parameter order: the names are the same)."""
+    k, fc_keys = wide.fused_k, _fc_keys(wide)
+    names = [n for n, p in wide.named_parameters() if p.requires_grad]
+    out = [{"state": {}, "param_groups": copy.deepcopy(state["param_groups"])} for _ in range(k)]
+    for i, per_param in state["state"].items():
+        for key, v in per_param.items():
+            parts = _parts(names[i], v, k, fc_keys) if isinstance(v, torch.Tensor) else [v] * k
+            for o, p in zip(out, parts):
+                o["state"].setdefault(i, {})[key] = p
+    return out
 
 
 def unfuse(wide: nn.Module) -> list[CifarNet]:
