@@ -48,11 +48,11 @@ def _same_runs(out_a, out_b, opts):
 def test_stopped_by_budget_and_resumed_equals_straight(straight, data, tmp_path):
     out_a, summary_a = straight
     assert summary_a["count"] == {"done": 2, "in progress": 0, "left": 0}
-    # A clock that ticks one "second" per reading makes the stop deterministic: the first run's probe chunk
-    # (6 iterations) takes 1 s, so with 5 s of budget the next chunk is sized to 5 iterations, then time is up.
+    # A clock that ticks one "second" per reading makes the stop deterministic: it is read once before the first
+    # round and once after each round of steps, so 12 s of budget stop the first run after 11 steps.
     ticks = itertools.count().__next__
-    part = cp.run_campaign("smoke", tmp_path, 5, data=data, device="cpu", progress=False, log=None, clock=ticks,
-                           probe_iters=6, startup_s=0, margin_s=0, **TINY)
+    part = cp.run_campaign("smoke", tmp_path, 12, data=data, device="cpu", progress=False, log=None, clock=ticks,
+                           startup_s=0, margin_s=0, **TINY)
     assert part["count"] == {"done": 0, "in progress": 1, "left": 1}
     assert part["rows"][0]["iteration"] == 11  # mid-epoch (4 batches per epoch), off any checkpoint grid
     assert part["time_left_s"] is not None  # estimated from the measured speed
@@ -64,22 +64,25 @@ def test_stopped_by_budget_and_resumed_equals_straight(straight, data, tmp_path)
     assert [c["stopped"] for c in calls] == ["budget", "finished"]
 
 
-def test_fused_jobs_stopped_and_resumed_equal_straight_and_leave_ordinary_run_folders(straight_fused, data, tmp_path):
-    """Seeds 1 and 2 of each net as one fused job: stopped mid-epoch by the budget, resumed, they end bitwise
-    where one uninterrupted call ends, and each run's folder is one that ``run_cifar`` itself reuses."""
+def test_fused_jobs_in_lanes_stopped_and_resumed_equal_straight_and_leave_ordinary_run_folders(straight_fused, data,
+                                                                                              tmp_path):
+    """Seeds 1 and 2 of each net as one fused job, the two jobs trained at once (two lanes, a step of each in
+    turn): stopped mid-epoch by the budget, resumed, they end bitwise where one job after the other, without a
+    stop, ends; and each run's folder is one that ``run_cifar`` itself reuses."""
     out_a, summary_a = straight_fused
     assert [j.label for j in cp.campaign_jobs("smoke", **FUSED)] == ["ResNet-8 seeds 1+2 (fused)",
                                                                       "plain-8 seeds 1+2 (fused)"]
     assert summary_a["count"] == {"done": 4, "in progress": 0, "left": 0}
     ticks = itertools.count().__next__
-    part = cp.run_campaign("smoke", tmp_path, 5, data=data, device="cpu", progress=False, log=None, clock=ticks,
-                           probe_iters=6, startup_s=0, margin_s=0, **FUSED)
-    assert part["count"] == {"done": 0, "in progress": 2, "left": 2}
-    assert [r["iteration"] for r in part["rows"]] == [11, 11, 0, 0]
+    part = cp.run_campaign("smoke", tmp_path, 12, data=data, device="cpu", progress=False, log=None, clock=ticks,
+                           startup_s=0, margin_s=0, together=2, **FUSED)
+    assert part["count"] == {"done": 0, "in progress": 4, "left": 0}
+    assert [r["iteration"] for r in part["rows"]] == [11] * 4
     job = cp.campaign_jobs("smoke", **FUSED)[0]
     assert (tmp_path / "runs" / job.key / "checkpoint.pt").exists()  # the fused job's own checkpoint
-    assert cp.run_campaign("smoke", tmp_path, 1e9, data=data, device="cpu", progress=False, log=None,
+    assert cp.run_campaign("smoke", tmp_path, 1e9, data=data, device="cpu", progress=False, log=None, together=2,
                            **FUSED)["count"]["done"] == 4
+    assert [c["together"] for c in json.loads((tmp_path / cp.STATE).read_text())["calls"]] == [2, 2]
     _same_runs(out_a, tmp_path, FUSED)
     assert not (tmp_path / "runs" / job.key).exists()  # every run's folder holds its share now
     speeds = json.loads((tmp_path / cp.STATE).read_text())["speeds"]

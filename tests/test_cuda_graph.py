@@ -152,6 +152,56 @@ def test_fused_job_on_the_gpu_graphed_and_resumed_matches_eager(tmp_path):
         _weights_close(load_model(tmp_path / "off" / r.slug), load_model(tmp_path / "on" / r.slug), 1e-3)
 
 
+@needs_cuda
+def test_runs_in_lanes_on_streams_stopped_and_resumed_match_runs_alone(tmp_path):
+    """The campaign's lanes on a GPU: ResNet-20 and plain-32, each replaying its own CUDA graph on its own
+    stream, a step of each in turn, all stopped after 15 rounds and resumed; against each run alone (fp32)."""
+    from resnet_lib.engine.lanes import Lanes
+    from resnet_lib.engine.loop import Trainer
+
+    dev = torch.device("cuda")
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (640, 3, 32, 32), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 10, (640,), generator=g)
+    nets = {"resnet20": (20, True), "plain32": (32, False)}
+
+    def trainer(name, folder):
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        train = TensorLoader(x, y, 64, augment=True, shuffle=True, drop_last=True, device=dev)
+        test = TensorLoader(x[:128], y[:128], 64, device=dev)
+        cfg = dataclasses.replace(TrainConfig(batch_size=64, amp="off").with_iters(40), eval_every=10)
+        torch.manual_seed(0)
+        t = Trainer(cifar_resnet(nets[name][0], residual=nets[name][1]), train, test, cfg, run_dir=folder / name,
+                    device=dev, progress=False)
+        t.resume()
+        return t
+
+    alone = {}
+    for name in nets:
+        t = trainer(name, tmp_path / "alone")
+        t.train()
+        alone[name] = (t.finish(), t.model)
+    lanes, together = Lanes(dev), {}
+    for name in nets:
+        lanes.add(name, trainer(name, tmp_path / "lanes"))
+    for _ in range(15):
+        assert not lanes.advance()
+    assert sorted(lane.trainer.state.iteration for lane in lanes.stop_all()) == [15, 15]
+    for name in nets:  # resumed from the checkpoints the stop wrote
+        lanes.add(name, trainer(name, tmp_path / "lanes"))
+    assert [lane.trainer.state.iteration for lane in lanes.live] == [15, 15]
+    while lanes.live:
+        for lane in lanes.advance():
+            together[lane.key] = (lanes.finish(lane), lane.trainer.model)
+    for name in nets:
+        (ra, ma), (rb, mb) = alone[name], together[name]
+        assert ra["cuda_graph"] and rb["cuda_graph"]
+        for k in ("train_loss", "test_loss"):
+            for u, v in zip(ra["history"][k], rb["history"][k]):
+                assert abs(u - v) < 1e-3 * max(1, abs(u)), (name, k, ra["history"][k], rb["history"][k])
+        _weights_close(ma, mb, 1e-3)
+
+
 if __name__ == "__main__":  # plain-script mode for the GPU machine
     import tempfile
     from pathlib import Path
@@ -168,3 +218,6 @@ if __name__ == "__main__":  # plain-script mode for the GPU machine
     with tempfile.TemporaryDirectory() as d:
         test_fused_job_on_the_gpu_graphed_and_resumed_matches_eager(Path(d))
     print("fused job graphed and resumed == fused job eager: ok", flush=True)
+    with tempfile.TemporaryDirectory() as d:
+        test_runs_in_lanes_on_streams_stopped_and_resumed_match_runs_alone(Path(d))
+    print("runs in lanes (streams), stopped and resumed == runs alone: ok", flush=True)

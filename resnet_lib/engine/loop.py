@@ -214,6 +214,14 @@ class Trainer:
     # ----------------------------------------------------------------------------------- train
     def train(self, stop_after: int | None = None) -> bool:
         """Train to ``cfg.iters`` (or to ``stop_after``); True when the run is complete."""
+        for _ in self.steps(stop_after):
+            pass
+        return self.complete
+
+    def steps(self, stop_after: int | None = None):
+        """``train`` one step at a time: a generator that yields after each SGD step and ends where ``train``
+        ends (``self.complete`` then says whether the run is complete). Whoever drives it may stop between
+        two steps with :meth:`stop` (the campaign advances several runs in turn this way)."""
         cfg, st = self.cfg, self.state
         self.net = nn.parallel.DistributedDataParallel(
             self.model, device_ids=[self.dev.index] if self.dev.type == "cuda" else None) \
@@ -233,15 +241,24 @@ class Trainer:
             batches = self.train_source.batches(st.epoch, start=st.batch, rank=self.env.rank, world=self.env.world)
             for x, y in batches:
                 self.step(x, y, end)
+                yield
                 if st.iteration >= end:
                     break
             else:
                 st.epoch, st.batch = st.epoch + 1, 0
+        self.stop()
+
+    def stop(self) -> bool:
+        """Stop training here (after any whole step): read back what is pending and, short of the end,
+        checkpoint, as an interruption would: resumable from here. True when the run is complete."""
+        self.drain()
         self.bar.close()
-        if st.iteration < cfg.iters:  # stopped early, as an interruption would: resumable from here
+        st = self.state
+        st.wall = time.perf_counter() - self.t_start
+        self.complete = st.iteration >= self.cfg.iters
+        if not self.complete:
             self.save_checkpoint()
-            return False
-        return True
+        return self.complete
 
     def step(self, x, y, end: int) -> None:
         """One SGD step, then whatever falls due at the new iteration: read-back, warm-up rule,
@@ -368,6 +385,12 @@ def fit(model: nn.Module, train_source, eval_source, cfg: TrainConfig = TrainCon
             return stored
     elif trainer.run_dir is not None:
         ensure_writable_dir(trainer.run_dir)
+    return run_trainer(trainer, stop_after)
+
+
+def run_trainer(trainer: Trainer, stop_after: int | None = None):
+    """Train a prepared (resumed) ``trainer`` to its end, or to ``stop_after``: its result, or
+    ``{"interrupted_at", "history"}`` when it stopped early."""
     if not trainer.train(stop_after):
         return {"interrupted_at": trainer.state.iteration, "history": trainer.state.history}
     return trainer.finish()

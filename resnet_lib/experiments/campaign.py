@@ -1,11 +1,14 @@
 """A campaign: a named set of Section 4.2 runs trained within a time budget, resumable anywhere (issue #10).
 
-GPU time comes in pieces (calls of a few minutes, on whichever machine is lent), so a campaign is
-trained in *chunks*: each chunk is one ``run_cifar(..., stop_after=...)`` call that ends with a
-checkpoint, sized from the speed measured so far on this device so that the next chunk ends before
-the budget does. Called again with the same folder, on this machine or another, it continues from
-the checkpoints, so every run ends bitwise where it would have ended uninterrupted (the engine's
-resume contract; a CPU test checks it for a whole campaign).
+GPU time comes in pieces (calls of a few minutes, on whichever machine is lent), so a campaign trains
+until its budget is nearly spent, then stops every run it is training with a checkpoint (the engine's
+``Trainer.stop``, between two steps). Called again with the same folder, on this machine or another, it
+continues from the checkpoints, so every run ends bitwise where it would have ended uninterrupted (the
+engine's resume contract; a CPU test checks it for a whole campaign).
+
+On a GPU several jobs train at once (``--together``, 4 by default), each replaying its own CUDA graph
+on its own stream (``engine.lanes``): one CIFAR step leaves the GPU mostly waiting, so nets of different
+depths share it. Jobs start in the order of work below, a new one whenever one ends.
 
 Further seeds of one net train together as one *job*: K seeds fused into one wide net
 (``fused_runs.run_fused``, issue #10 part 1), which on a GPU costs far less than K runs one after
@@ -27,7 +30,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import math
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,8 +41,9 @@ from ..base.device import pick_device
 from ..base.io import atomic_write_json, device_name
 from ..data.cifar import load_cifar10
 from ..engine.checkpoint import CHECKPOINT, RESULT
-from .cifar_runs import CifarRun, paper_recipe, run_cifar
-from .fused_runs import fused_slug, run_fused
+from ..engine.lanes import Lanes
+from .cifar_runs import CifarRun, cifar_trainer, paper_recipe, run_cifar  # noqa: F401 (run_cifar: tests)
+from .fused_runs import fused_slug, fused_trainer
 from .shipped import export_campaign
 
 STATE = "campaign.json"
@@ -222,13 +225,33 @@ def _check_state(state: dict, want: dict, path: Path) -> None:
                          "options, or give this campaign another --out folder.")
 
 
+def lanes_for(together, dev: torch.device) -> int:
+    """How many runs train at once: ``together`` "auto" means 4 on a GPU (each on its own CUDA stream,
+    ``engine.lanes``) and 1 on a CPU (where running several at once gains nothing)."""
+    if together == "auto":
+        return 4 if dev.type == "cuda" else 1
+    n = int(together)
+    if n < 1:
+        raise ValueError(f"together must be 'auto' or a positive number of runs, got {together!r}")
+    return n
+
+
+def job_trainer(job: Job, out: Path, dev, data):
+    """The job's prepared ``Trainer`` (resumed where it stopped), or None when all its runs are finished."""
+    root = Path(out) / "runs" / job.group
+    t = cifar_trainer(job.runs[0], root, dev, progress=False, data=data) if len(job.entries) == 1 else \
+        fused_trainer(job.runs, root, dev, progress=False, data=data)
+    return None if isinstance(t, (dict, list)) else t
+
+
 def run_campaign(name: str, out, budget_s: float, *, seeds=(1, 2, 3), scale: float = 1.0, subset: int = 0,
-                 test_subset: int = 0, fuse: bool = True, device="auto", data=None, max_chunk: int = 16_000, probe_iters: int = 200,
+                 test_subset: int = 0, fuse: bool = True, together="auto", device="auto", data=None,
                  startup_s: float | None = None, margin_s: float | None = None, clock=time.monotonic,
                  progress: bool = True, log=print) -> dict:
     """Train campaign ``name`` in ``out`` for at most ``budget_s`` seconds (of ``clock``) and return its
-    summary (``summarize``). Chunks are sized from the measured speed to end ``margin_s`` before the
-    budget; a run never measured on this device first trains a short probe of ``probe_iters``."""
+    summary (``summarize``). Jobs start in order, ``together`` at a time (``lanes_for``), each advanced one
+    step per round; ``margin_s`` before the budget ends, every run still training stops with a checkpoint,
+    and a job is started only while ``startup_s`` (its set-up) is left."""
     t0 = clock()
     out = Path(out)
     jobs = campaign_jobs(name, seeds, scale, subset, test_subset, fuse)
@@ -239,47 +262,58 @@ def run_campaign(name: str, out, budget_s: float, *, seeds=(1, 2, 3), scale: flo
     _check_state(state, want, state_path)
     dev = pick_device(device)
     dev_name = device_name(dev)
+    n_lanes = lanes_for(together, dev)
     speeds = Speeds(state["speeds"])
     startup = (3.0 if dev.type == "cuda" else 0.5) if startup_s is None else startup_s
     margin = max(5.0, 0.03 * budget_s) if margin_s is None else margin_s
     at = {j.key: job_iteration(out, j) for j in jobs}
-    call = {"device": dev_name, "budget_s": budget_s, "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "iterations": 0, "stopped": "finished"}
+    call = {"device": dev_name, "budget_s": budget_s, "together": n_lanes,
+            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "iterations": 0, "stopped": "finished"}
     state["calls"].append(call)
     total = sum(j.iters * len(j.entries) for j in jobs)  # run-iterations: a fused step advances K runs
     bar = tqdm(total=total, initial=sum(at[j.key] * len(j.entries) for j in jobs), desc=f"campaign {name}",
                unit="it", disable=not progress, dynamic_ncols=True)
-    for job in jobs:
-        iters = job.iters
-        while at[job.key] < iters:
-            left = budget_s - (clock() - t0) - margin - startup
-            rate = speeds.per_iter(dev_name, job)
-            n = min(iters - at[job.key], max_chunk)
-            if rate is None:
-                n = min(n, probe_iters)
-            else:
-                n = min(n, math.floor(left / (1.1 * rate)))
-            if left <= 0 or n < 1:
-                call["stopped"] = "budget"
-                break
-            if data is None:
-                data = load_cifar10()
-            t = clock()
-            stop = at[job.key] + n if at[job.key] + n < iters else None
-            res = (run_cifar if len(job.entries) == 1 else run_fused)(
-                job.runs[0] if len(job.entries) == 1 else job.runs, out / "runs" / job.group, device=dev,
-                progress=False, data=data, stop_after=stop)
-            done = res.get("interrupted_at", iters) if isinstance(res, dict) else iters
-            speeds.add(dev_name, job, done - at[job.key], clock() - t)
-            bar.update((done - at[job.key]) * len(job.entries))
-            call["iterations"] += done - at[job.key]
-            at[job.key] = done
-            state["speeds"] = speeds.table
-            atomic_write_json(state_path, state)
-        if call["stopped"] == "budget":
+    queue = [j for j in jobs if at[j.key] < j.iters]
+    lanes = Lanes(dev)
+    last_save = t = clock()
+    while queue or lanes.live:
+        left = budget_s - (t - t0) - margin
+        if left <= 0:
+            call["stopped"] = "budget"
             break
+        while queue and len(lanes.live) < n_lanes and left > startup:
+            job = queue.pop(0)
+            data = data or load_cifar10()
+            trainer = job_trainer(job, out, dev, data)
+            if trainer is None:  # finished meanwhile (e.g. by hand): nothing to train
+                at[job.key] = job.iters
+                continue
+            trainer.extra["trained_together"] = n_lanes  # the most runs at once (--together) in its last call
+            lanes.add(job.key, trainer, job=job)
+        if not lanes.live:
+            break
+        units = {lane.key: _cost_units(lane.meta["job"]) * len(lane.meta["job"].entries) for lane in lanes.live}
+        ended = lanes.advance()
+        for lane in ended:
+            lanes.finish(lane)
+        now = clock()
+        share = (now - t) / sum(units.values())  # the round's time, shared out by each run's cost
+        for lane in [*lanes.live, *ended]:
+            job = lane.meta["job"]
+            it = lane.trainer.state.iteration
+            speeds.add(dev_name, job, it - at[job.key], share * units[lane.key])
+            bar.update((it - at[job.key]) * len(job.entries))
+            call["iterations"] += it - at[job.key]
+            at[job.key] = it
+        t = now
+        if ended or now - last_save > 60:
+            state["speeds"], last_save = speeds.table, now
+            atomic_write_json(state_path, state)
+    for lane in lanes.stop_all():  # the budget: each run stops with a checkpoint, resumable from there
+        at[lane.key] = lane.trainer.state.iteration
     bar.close()
     call["seconds"] = round(clock() - t0, 1)
+    state["speeds"] = speeds.table
     atomic_write_json(state_path, state)
     summary = summarize(jobs, at, speeds, dev_name)
     if log:
@@ -333,6 +367,8 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--test-subset", type=int, default=0, help="curve points on this many test images (0: all)")
     ap.add_argument("--no-fuse", action="store_true", help="train every run alone (default: the further seeds "
                     "of each net train together, fused into one net; a folder keeps the choice it started with)")
+    ap.add_argument("--together", default="auto", help="runs trained at once, each on its own CUDA stream "
+                    "(auto: 4 on a GPU, 1 on a CPU)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--export", default=None, metavar="DEST", help="then export the finished runs into DEST "
                     "(results/cifar10: JSON per run, Fig. 7 responses, fp16 weights)")
@@ -342,7 +378,7 @@ def cli(argv: list[str]) -> int:
     except ValueError:
         ap.error(f"--seeds takes comma-separated integers, e.g. 1,2,3; got {a.seeds!r}")
     run_campaign(a.name, a.out, a.budget_s, seeds=seeds, scale=a.scale, subset=a.subset, test_subset=a.test_subset,
-                 fuse=not a.no_fuse, device=a.device)
+                 fuse=not a.no_fuse, together=a.together, device=a.device)
     if a.export:
         written = export_campaign(a.out, a.export, device=a.device)
         print(f"exported {len(written['runs'])} finished runs into {a.export}")

@@ -20,7 +20,7 @@ from ..base.paths import output_dir
 from ..data.cifar import NORMALIZATIONS, TensorLoader, load_cifar10, make_loaders, stratified_indices
 from ..engine.checkpoint import CHECKPOINT, PREVIOUS, RESULT, identity_hash, read_result, run_identity
 from ..engine.config import TrainConfig
-from ..engine.loop import fit
+from ..engine.loop import Trainer, run_trainer
 from ..engine.step import resolve_formats
 from ..models.cifar import CifarNetSpec, cifar_resnet
 
@@ -102,6 +102,14 @@ def run_cifar(run: CifarRun, root: str | os.PathLike | None = None, device="auto
     """Train one CIFAR net; stored under ``root/<run.slug>/``. A finished run of the same identity is
     returned as it is (no retraining) unless ``force``; an unfinished one resumes. The folder is checked
     writable before any data is loaded."""
+    trainer = cifar_trainer(run, root, device, progress, data, force)
+    return trainer if isinstance(trainer, dict) else run_trainer(trainer, stop_after)
+
+
+def cifar_trainer(run: CifarRun, root: str | os.PathLike | None = None, device="auto", progress: bool = True,
+                  data=None, force: bool = False) -> Trainer | dict:
+    """``run_cifar`` up to training: the stored result of ``run``, else its ``Trainer``, resumed from the
+    run's checkpoint where there is one."""
     root = Path(root) if root else output_dir() / "runs"
     run_dir = ensure_writable_dir(root / run.slug, fix="choose another folder (the CLI's --out, the notebook's "
                                                           "OUT_DIR)")
@@ -115,9 +123,11 @@ def run_cifar(run: CifarRun, root: str | os.PathLike | None = None, device="auto
     src = run_sources(run, data or load_cifar10(), dev)
     torch.manual_seed(run.train.seed)
     model = cifar_resnet(run.depth, run.shortcut, run.residual)
-    return fit(model, src.train, src.curve, run.train, run_dir=run_dir, device=dev, progress=progress,
-               spec=run.spec, identity=run.identity, extra=src.extra, rebuild=rebuild, stop_after=stop_after,
-               desc=run.name, final_source=src.final)
+    trainer = Trainer(model, src.train, src.curve, run.train, run_dir=run_dir, device=dev, progress=progress,
+                      spec=run.spec, identity=run.identity, extra=src.extra, rebuild=rebuild, desc=run.name,
+                      final_source=src.final)
+    stored = trainer.resume()
+    return trainer if stored is None else stored
 
 
 @dataclass

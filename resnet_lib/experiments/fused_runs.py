@@ -30,10 +30,10 @@ from ..data.cifar import Cifar10, load_cifar10
 from ..engine.checkpoint import CHECKPOINT, PREVIOUS, RESULT, identity_hash, read_result, save_checkpoint
 from ..engine.cuda_graph import CudaGraphStep
 from ..engine.distributed import DistEnv
-from ..engine.loop import RunState, Tally, Trainer, record_point
+from ..engine.loop import RunState, Tally, Trainer, record_point, run_trainer
 from ..models.cifar import cifar_resnet
 from ..models.fused import fuse, fused_loss, split_optimizer_state, split_state, unfuse
-from .cifar_runs import RUN_KEYS, CifarRun, run_cifar, run_sources
+from .cifar_runs import RUN_KEYS, CifarRun, cifar_trainer, run_sources
 
 
 def check_fusable(runs: list[CifarRun]) -> None:
@@ -224,25 +224,39 @@ def run_fused(runs: list[CifarRun], root, device="auto", progress: bool = True, 
     the others train together in one fused net (checkpointed under ``root/fused_...``, resumed from there;
     one left alone trains by ``run_cifar``). ``stop_after`` ends the call early at that iteration with a
     checkpoint, returning ``{"interrupted_at", "histories"}``."""
+    trainer = fused_trainer(runs, root, device, progress, data)
+    if isinstance(trainer, list):
+        return trainer
+    res = run_trainer(trainer, stop_after)
+    if isinstance(res, dict) and "interrupted_at" in res:
+        per_run = getattr(trainer, "per_run", None)
+        return {"interrupted_at": res["interrupted_at"],
+                "histories": [rs.history for rs in per_run] if per_run else [res["history"]]}
+    return stored_results(runs, root)
+
+
+def stored_results(runs: list[CifarRun], root) -> list[dict | None]:
+    """The finished result of each run in its folder under ``root`` (None where there is none)."""
+    root = Path(root)
+    return [read_result(root / r.slug / RESULT, r.identity, r.command(root), RUN_KEYS) for r in runs]
+
+
+def fused_trainer(runs: list[CifarRun], root, device="auto", progress: bool = True, data=None) -> Trainer | list[dict]:
+    """``run_fused`` up to training: the runs' stored results when every one is finished, else the ``Trainer``
+    of those not finished (a ``FusedTrainer``, resumed from the job's checkpoint; one run left: its own)."""
     check_fusable(runs)
     root = Path(root)
-    stored = {r: read_result(root / r.slug / RESULT, r.identity, r.command(root), RUN_KEYS) for r in runs}
-    todo = [r for r in runs if stored[r] is None]
+    todo = [r for r, res in zip(runs, stored_results(runs, root)) if res is None]
+    if not todo:
+        return stored_results(runs, root)
     if len(todo) == 1:
-        res = run_cifar(todo[0], root, device=device, progress=progress, data=data, stop_after=stop_after)
-        if "interrupted_at" in res:
-            return {"interrupted_at": res["interrupted_at"], "histories": [res["history"]]}
-        stored[todo[0]] = res
-    elif todo:
-        job = ensure_writable_dir(root / fused_slug(todo), fix="choose another folder (the campaign's --out)")
-        trainer = FusedTrainer(todo, data or load_cifar10(), job_dir=job, run_dirs=[root / r.slug for r in todo],
-                               device=device, progress=progress,
-                               rebuild="python -m resnet_lib campaign (the campaign that made it)")
-        trainer.resume()  # the job's checkpoint, if any (a job folder never holds a result)
-        if not trainer.train(stop_after):
-            return {"interrupted_at": trainer.state.iteration, "histories": [rs.history for rs in trainer.per_run]}
-        stored.update(zip(todo, trainer.finish()))
-    return [stored[r] for r in runs]
+        return cifar_trainer(todo[0], root, device=device, progress=progress, data=data)
+    job = ensure_writable_dir(root / fused_slug(todo), fix="choose another folder (the campaign's --out)")
+    trainer = FusedTrainer(todo, data or load_cifar10(), job_dir=job, run_dirs=[root / r.slug for r in todo],
+                           device=device, progress=progress,
+                           rebuild="python -m resnet_lib campaign (the campaign that made it)")
+    trainer.resume()  # the job's checkpoint, if any (a job folder never holds a result)
+    return trainer
 
 
 def train_fused(runs: list[CifarRun], data: Cifar10, device="auto", dtype: torch.dtype | None = None,

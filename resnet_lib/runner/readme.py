@@ -40,7 +40,9 @@ def gpu_checks(root: Path) -> str:
                   "`fit` with and without the graph gives the same history": "fit with graph == fit without: ok",
                   "the fused seeds' graph step equals their eager step": "fused graph step == fused eager step: ok",
                   "a fused campaign job, graphed, stopped and resumed, matches it trained eagerly":
-                      "fused job graphed and resumed == fused job eager: ok"}
+                      "fused job graphed and resumed == fused job eager: ok",
+                  "runs on their own CUDA streams, a step of each in turn, stopped and resumed, match runs alone":
+                      "runs in lanes (streams), stopped and resumed == runs alone: ok"}
         broken = "Traceback" in text or "FAILED" in text
 
         def verdict(ok: str) -> str:
