@@ -17,6 +17,8 @@
 #   cp campaign.tgz results/campaign/table6_state.tgz                            # where the next session goes on
 #   tar xzf results_cifar10.tgz -C results/cifar10 && git add results           # finished runs, shipped
 # Environment: CAMPAIGN (table6), SEEDS (1,2,3), BENCH (0), BENCH_ARGS (--k 1,3,5,8 --iters 200), SMOKE (0),
+# TOGETHER (auto: 4 runs at once on their own CUDA streams, or 1 when this session's smoke call ran the CUDA
+# tests and the lanes test did not pass),
 # STATE (/tmp/resnet_session), CAMPAIGN_ARGS (extra options of the campaign command, e.g. "--scale 0.001
 # --subset 512" for a dry run on a CPU). The budget counts from the script's start, so the bench and the
 # unpacking come out of it.
@@ -48,6 +50,7 @@ fi
 if [ "${SMOKE:-0}" = 1 ]; then  # the CUDA-only tests, as a plain script (pytest may be missing there)
   nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
   "$PY" tests/test_cuda_graph.py 2>&1 | tee "$OUT/smoke.log" || echo "!! the CUDA tests failed (above)"
+  cp "$OUT/smoke.log" "$STATE/smoke.log"  # the campaign call reads it: no lanes unless their test passed here
 fi
 if [ ! -f "$RESNET_DATA/cifar10/cifar10_uint8.npz" ]; then
   have=$(ls "$STATE/pack" | tr '\n' ' ')
@@ -70,7 +73,13 @@ if [ "${BENCH:-0}" = 1 ]; then
 fi
 # the export (Fig. 7 responses, fp16 weights) and the packing need RESERVE_S seconds after the campaign stops
 LEFT=$(( BUDGET - ($(date +%s) - START) - ${RESERVE_S:-30} ))
-"$PY" -m resnet_lib campaign "$CAMPAIGN" --out "$STATE/campaign" --seeds "$SEEDS" --budget-s "$LEFT" \
+TOGETHER=${TOGETHER:-auto}  # runs at once, each on its own CUDA stream (the campaign's --together)
+if [ "$TOGETHER" = auto ] && [ -f "$STATE/smoke.log" ] &&
+   ! grep -q "runs in lanes (streams), stopped and resumed == runs alone: ok" "$STATE/smoke.log"; then
+  echo "!! the lanes test did not pass in this session's smoke call: the campaign trains one job at a time"
+  TOGETHER=1
+fi
+"$PY" -m resnet_lib campaign "$CAMPAIGN" --out "$STATE/campaign" --seeds "$SEEDS" --budget-s "$LEFT" --together "$TOGETHER" \
   ${CAMPAIGN_ARGS:-} --export "${EXPORT:-results/cifar10}" 2>&1 | tee "$OUT/campaign.log" \
   || echo "!! the campaign stopped with an error (its log above); packing what it left"
 

@@ -2,6 +2,8 @@
 ``<!-- results:NAME -->`` markers is what ``python -m resnet_lib readme`` renders from them."""
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from resnet_lib.base.paths import project_root
@@ -37,3 +39,25 @@ def test_a_hand_edited_number_is_caught(tmp_path):
 def test_an_unknown_block_is_refused():
     with pytest.raises(ValueError, match="no renderer"):
         readme.render("<!-- results:nope -->\nx\n<!-- /results:nope -->", ROOT)
+
+
+def test_gpu_checks_and_lanes_bench_render_what_a_new_gpu_run_writes(tmp_path):
+    """The blocks a GPU session updates, from planted files: a lanes row of bench/gpu_campaign.py becomes a
+    table, and a CUDA test the log does not mention is 'not run yet' unless the log shows a failure."""
+    import shutil
+    for sub in ("results/bench", "results/h200"):
+        (tmp_path / sub).mkdir(parents=True)
+    shutil.copy(ROOT / "results/bench/h200_gpu_campaign.provenance.json", tmp_path / "results/bench")
+    shutil.copy(ROOT / "results/h200/full_recipe_resnet20.log", tmp_path / "results/h200")
+    rows = (ROOT / "results/bench/h200_gpu_campaign.jsonl").read_text()
+    lanes = {"impl": "lanes", "groups": [{"depths": [20, 110], "ms_per_round": 10.0, "ms_one_after_another": 15.6,
+                                          "speedup": 1.56}]}
+    (tmp_path / "results/bench/h200_gpu_campaign.jsonl").write_text(rows + json.dumps(lanes) + "\n")
+    text = readme.gpu_campaign_bench(tmp_path)
+    assert "| ResNet-20 + ResNet-110 | 10.00 | 15.60 | 1.56x |" in text
+    log = tmp_path / "results/h200/cuda_tests_2099-01-01.log"
+    log.write_text("graph step == eager step: ok\n")
+    said = readme.gpu_checks(tmp_path)
+    assert "the graph step equals the eager step: passed" in said and "not run on a GPU yet" in said
+    log.write_text("graph step == eager step: ok\nTraceback (most recent call last):\n")
+    assert "**did not pass**" in readme.gpu_checks(tmp_path) and "not run on a GPU yet" not in readme.gpu_checks(tmp_path)

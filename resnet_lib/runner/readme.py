@@ -147,6 +147,12 @@ def gpu_campaign_bench(root: Path) -> str:
         lines.append(f"| fused seeds | {k} | {r['ms_per_iter']:.2f} | {r['img_per_s']:,.0f} | "
                      f"{ratio[f'fused{k}_vs_engine']:.2f}x | {ratio[f'fused{k}_vs_naive']:.2f}x | "
                      f"{ratio[f'fused{k}_time_vs_one_net']:.2f}x |")
+    for lanes in (r for r in rows if r.get("impl") == "lanes"):  # nets of different depths at once (streams)
+        lines += ["", "Nets trained at once, each on its own CUDA stream, a step of each in turn (`engine.lanes`, as "
+                  "the campaign trains them), against the same nets one after another:", "",
+                  "| nets | ms per round | ms one after another | speed-up |", "|---|---|---|---|"]
+        lines += [f"| {' + '.join(f'ResNet-{d}' for d in g['depths'])} | {g['ms_per_round']:.2f} | "
+                  f"{g['ms_one_after_another']:.2f} | {g['speedup']:.2f}x |" for g in lanes["groups"]]
     return "\n".join(lines)
 
 
