@@ -77,7 +77,8 @@ def test_fused_jobs_in_lanes_stopped_and_resumed_equal_straight_and_leave_ordina
     part = cp.run_campaign("smoke", tmp_path, 12, data=data, device="cpu", progress=False, log=None, clock=ticks,
                            startup_s=0, margin_s=0, together=2, **FUSED)
     assert part["count"] == {"done": 0, "in progress": 4, "left": 0}
-    assert [r["iteration"] for r in part["rows"]] == [11] * 4
+    its = [r["iteration"] for r in part["rows"]]
+    assert its[:2] == [11, 11] and 2 < its[2] == its[3] < 11  # plain-8 warmed up alone first: fused from there
     job = cp.campaign_jobs("smoke", **FUSED)[0]
     assert (tmp_path / "runs" / job.key / "checkpoint.pt").exists()  # the fused job's own checkpoint
     assert cp.run_campaign("smoke", tmp_path, 1e9, data=data, device="cpu", progress=False, log=None, together=2,
@@ -86,11 +87,15 @@ def test_fused_jobs_in_lanes_stopped_and_resumed_equal_straight_and_leave_ordina
     _same_runs(out_a, tmp_path, FUSED)
     assert not (tmp_path / "runs" / job.key).exists()  # every run's folder holds its share now
     speeds = json.loads((tmp_path / cp.STATE).read_text())["speeds"]
-    assert list(speeds) == [f"{cp.device_name(torch.device('cpu'))} | 2 fused"]
-    for e in job.entries:
-        res = cp.run_cifar(e.run, tmp_path / "runs" / "main", device="cpu", progress=False, data=data)
-        assert res["fused"] == {"k": 2, "seeds": [1, 2], "job": job.key.split("/")[1]}  # stored: not retrained
-        assert res["config"]["seed"] == e.run.train.seed and len(res["history"]["iteration"]) == 16
+    cpu = cp.device_name(torch.device("cpu"))
+    assert sorted(speeds) == [cpu, f"{cpu} | 2 fused"]  # plain-8's warm-up: alone, then fused
+    for j in cp.campaign_jobs("smoke", **FUSED):
+        for e in j.entries:
+            res = cp.run_cifar(e.run, tmp_path / "runs" / "main", device="cpu", progress=False, data=data)
+            assert res["fused"] == {"k": 2, "seeds": [1, 2], "job": j.key.split("/")[1]}  # stored: not retrained
+            assert res["config"]["seed"] == e.run.train.seed and len(res["history"]["iteration"]) == 16
+            if e.run.train.warmup:  # each run's own warm-up, before the fusing
+                assert res["warmup_ended_at"] == 2 and res["history"]["lr"][:2] == [0.01, 0.01]
     w1, w2 = (load_model(cp.run_dir(tmp_path, e)).conv1.weight for e in job.entries)
     assert not torch.equal(w1, w2)
 
@@ -100,8 +105,7 @@ def test_order_of_work_and_sets():
     assert t6[:10] == [f"ResNet-{d} seed 1" for d in cp.TABLE6_DEPTHS] + [f"plain-{d} seed 1" for d in cp.TABLE6_DEPTHS]
     assert t6[10:] == [f"ResNet-{d} seed {s}" for d in cp.TABLE6_DEPTHS for s in (2, 3)]
     jobs = [j.label for j in cp.campaign_jobs("table6")]
-    assert jobs[10:] == [f"ResNet-{d} seeds 2+3 (fused)" for d in cp.TABLE6_DEPTHS[:-1]] + \
-        ["ResNet-110 seed 2", "ResNet-110 seed 3"]  # the warm-up: alone
+    assert jobs[10:] == [f"ResNet-{d} seeds 2+3 (fused)" for d in cp.TABLE6_DEPTHS]  # 110: after its warm-up
     assert len(cp.campaign_jobs("table6", fuse=False)) == 20
     full = cp.campaign_entries("table6")[0].run.train
     assert (full.iters, full.eval_every, full.milestones) == (64_000, 2_000, (32_000, 48_000))

@@ -124,3 +124,29 @@ def test_fused_fp32_stays_within_float_rounding(data):
         for name, v in alone.state_dict().items():
             if v.is_floating_point():
                 torch.testing.assert_close(net.state_dict()[name], v, rtol=1e-4, atol=1e-5, msg=f"seed {r.train.seed} {name}")
+
+
+def test_runs_with_the_warm_up_are_fused_after_it_and_end_where_they_end_alone(data, tmp_path):
+    """ResNet-110's path on ResNet-8: each seed warms up alone (lr 0.001 until its own training error is below
+    the bar), then the seeds train on fused from the furthest one's curve point. Each ends where it ends
+    trained alone from start to end (fp32 at a small lr: to float rounding), with its own warm-up's end."""
+    from resnet_lib.engine.checkpoint import load_model
+    from resnet_lib.experiments.cifar_runs import run_cifar
+    from resnet_lib.experiments.fused_runs import run_fused
+
+    cfg = dataclasses.replace(TrainConfig(batch_size=16, lr=0.01, amp="off", cuda_graph="off", warmup=True,
+                                          warmup_lr=0.001, warmup_window=1, warmup_until_err=0.8).with_iters(12),
+                              eval_every=3)
+    runs = [CifarRun(8, train=dataclasses.replace(cfg, seed=s), subset=128, test_subset=100) for s in (3, 4)]
+    fused = run_fused(runs, tmp_path / "fused", device="cpu", progress=False, data=data)
+    for r, res in zip(runs, fused):
+        alone = run_cifar(r, tmp_path / "alone", device="cpu", progress=False, data=data)
+        assert res["fused"]["k"] == 2 and "fused" not in alone
+        assert res["warmup_ended_at"] == alone["warmup_ended_at"] is not None
+        assert res["history"]["lr"] == alone["history"]["lr"] and res["history"]["iteration"] == [3, 6, 9, 12]
+        assert res["history"]["train_loss"] == pytest.approx(alone["history"]["train_loss"], rel=1e-4)
+        a, b = load_model(tmp_path / "fused" / r.slug), load_model(tmp_path / "alone" / r.slug)
+        for name, v in a.state_dict().items():
+            if v.is_floating_point():
+                torch.testing.assert_close(v, b.state_dict()[name], rtol=1e-4, atol=1e-5, msg=name)
+    assert len({res["warmup_ended_at"] for res in fused}) == 2  # the warm-ups end apart: the fusing waits

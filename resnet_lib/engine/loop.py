@@ -158,6 +158,7 @@ class Trainer:
         self.opt = make_optimizer(model, cfg)
         self.state = RunState()
         self.compiled = None  # set by train() where engine.compiled applies
+        self.stop_after: int | None = None  # a planned stop short of the end (e.g. where runs are fused)
         self.pending: list[Pending] = []
         # steps are read back every `sync_every` iterations on a GPU (and before every evaluation and
         # checkpoint), so the CPU runs ahead instead of waiting for each step; it divides warmup_window,
@@ -213,7 +214,7 @@ class Trainer:
 
     # ----------------------------------------------------------------------------------- train
     def train(self, stop_after: int | None = None) -> bool:
-        """Train to ``cfg.iters`` (or to ``stop_after``); True when the run is complete."""
+        """Train to ``cfg.iters`` (or to ``stop_after``, or ``self.stop_after``); True when the run is complete."""
         for _ in self.steps(stop_after):
             pass
         return self.complete
@@ -232,7 +233,7 @@ class Trainer:
         self.compiled = CompiledStep(self.net) if self.compilable and use_compile(self.dev, cfg, self.env.world) \
             else None
         self.sgd = self.compiled or functools.partial(self.step_fn, self.net)  # (opt, x, y, dev, bf16)
-        end = cfg.iters if stop_after is None else min(cfg.iters, stop_after)
+        end = min(s for s in (cfg.iters, stop_after, self.stop_after) if s is not None)
         self.bar = tqdm(total=cfg.iters, initial=st.iteration, desc=self.desc, dynamic_ncols=True, leave=True,
                         disable=not (self.progress and self.env.main))
         self.t_start = time.perf_counter() - st.wall

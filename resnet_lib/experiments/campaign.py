@@ -14,7 +14,7 @@ Further seeds of one net train together as one *job*: K seeds fused into one wid
 (``fused_runs.run_fused``, issue #10 part 1), which on a GPU costs far less than K runs one after
 another. A fused job checkpoints in ``runs/<group>/fused_<...>/`` while it trains and, when it ends,
 writes each run's own folder exactly as a run trained alone would have. ``--no-fuse`` trains every run
-alone. ResNet-110 (the warm-up) always trains alone.
+alone. ResNet-110's seeds (the warm-up) train alone to 2,000 iterations and are fused there.
 
 Folder layout: ``DIR/campaign.json`` (the set, its options, the measured speeds and each call's
 log) and ``DIR/runs/<group>/<run slug>/`` (the engine's checkpoint and result files).
@@ -23,7 +23,8 @@ Sets (order = the order of work when time is short, issue #10):
   table6     one seed of ResNet-20/32/44/56/110, then plain-20/32/44/56/110 (Fig. 6, Fig. 7's
              plain-110), then the further seeds of the ResNets, depth by depth (Table 6's mean and spread);
   precision  ResNet-20 in fp32, then in bf16 autocast, every seed of each (part 5 of the issue);
-  smoke      ResNet-8 and plain-8, every seed of each: tiny, for tests and for checking a machine.
+  smoke      ResNet-8 and plain-8 (with a quick warm-up), every seed of each: tiny, for tests and for
+             checking a machine.
 """
 from __future__ import annotations
 
@@ -68,8 +69,8 @@ class Entry:
 
 
 def _run(depth: int, residual: bool, seed: int, scale: float, subset: int, test_subset: int,
-         amp: str = "auto") -> CifarRun:
-    cfg = dataclasses.replace(paper_recipe(depth), seed=seed, amp=amp)
+         amp: str = "auto", **recipe) -> CifarRun:
+    cfg = dataclasses.replace(paper_recipe(depth), seed=seed, amp=amp, **recipe)
     if scale != 1:  # a shorter schedule of the same shape, still 32 curve points (the paper's: every 2k of 64k)
         cfg = cfg.scaled(scale)
         cfg = dataclasses.replace(cfg, eval_every=max(1, cfg.iters // 32), checkpoint_every=max(1, cfg.iters // 32))
@@ -106,8 +107,8 @@ class Job:
 
 
 def _jobs(entries: list[Entry], fuse: bool) -> list[Job]:
-    """The seeds of one run (same net and group, no warm-up) as one fused job; the others alone."""
-    if not fuse or len(entries) < 2 or entries[0].run.train.warmup:
+    """The seeds of one run (same net and group) as one fused job (with the warm-up: fused after it), or alone."""
+    if not fuse or len(entries) < 2:
         return [Job((e,)) for e in entries]
     return [Job(tuple(entries))]
 
@@ -130,8 +131,10 @@ def campaign_jobs(name: str, seeds=(1, 2, 3), scale: float = 1.0, subset: int = 
     if name == "precision":
         return [j for amp, group in (("off", "fp32"), ("bf16", "bf16"))
                 for j in _jobs([Entry(mk(20, True, s, amp), group) for s in seeds], fuse)]
-    if name == "smoke":
-        return [j for residual in (True, False) for j in _jobs([Entry(mk(8, residual, s)) for s in seeds], fuse)]
+    if name == "smoke":  # plain-8 with a quick warm-up, so that the smoke set takes ResNet-110's path too
+        warm = dict(warmup=True, warmup_window=2, warmup_until_err=0.95)
+        return [j for residual in (True, False) for j in _jobs(
+            [Entry(_run(8, residual, s, scale, subset, test_subset, **({} if residual else warm))) for s in seeds], fuse)]
     raise ValueError(f"unknown campaign {name!r}; the sets are {', '.join(SETS)}")
 
 
@@ -169,15 +172,15 @@ def iteration_of(out: Path, e: Entry) -> int:
 
 
 def job_iteration(out: Path, job: Job) -> int:
-    """How far a job has got: as ``run_fused`` sees it, the runs not finished train on from their (fused
-    or own) checkpoint."""
+    """How far a job has got: as ``run_fused`` sees it, the runs not finished train on from the fused
+    checkpoint, else (before it, or alone) from their own: the least advanced counts."""
     todo = [e for e in job.entries if not (run_dir(out, e) / RESULT).exists()]
     if not todo:
         return job.iters
-    if len(todo) == 1:
-        return iteration_of(out, todo[0])
     path = Path(out) / "runs" / job.group / fused_slug([e.run for e in todo]) / CHECKPOINT
-    return _checkpoint_iteration(path, job.label) if path.exists() else 0
+    if len(todo) > 1 and path.exists():
+        return _checkpoint_iteration(path, job.label)
+    return min(iteration_of(out, e) for e in todo)
 
 
 def _cost_units(job: Job) -> float:
@@ -289,28 +292,33 @@ def run_campaign(name: str, out, budget_s: float, *, seeds=(1, 2, 3), scale: flo
                 at[job.key] = job.iters
                 continue
             trainer.extra["trained_together"] = n_lanes  # the most runs at once (--together) in its last call
-            lanes.add(job.key, trainer, job=job)
+            k = getattr(trainer, "k", 1)  # a FusedTrainer's runs, else 1 (a run alone, maybe part of a job)
+            lanes.add(job.key, trainer, job=job, k=k, at=trainer.state.iteration,
+                      **{"as": job if k == len(job.entries) else Job(job.entries[:1])})
         if not lanes.live:
             break
-        units = {lane.key: _cost_units(lane.meta["job"]) * len(lane.meta["job"].entries) for lane in lanes.live}
+        units = {lane.key: _cost_units(lane.meta["job"]) * lane.meta["k"] for lane in lanes.live}
         ended = lanes.advance()
         for lane in ended:
-            lanes.finish(lane)
+            if lane.trainer.complete:
+                lanes.finish(lane)
+            else:  # a planned stop (runs with the warm-up, before they are fused): the job's next part
+                lanes.settle(lane)
+                queue.insert(0, lane.meta["job"])
         now = clock()
         share = (now - t) / sum(units.values())  # the round's time, shared out by each run's cost
         for lane in [*lanes.live, *ended]:
-            job = lane.meta["job"]
             it = lane.trainer.state.iteration
-            speeds.add(dev_name, job, it - at[job.key], share * units[lane.key])
-            bar.update((it - at[job.key]) * len(job.entries))
-            call["iterations"] += it - at[job.key]
-            at[job.key] = it
+            speeds.add(dev_name, lane.meta["as"], it - lane.meta["at"], share * units[lane.key])
+            bar.update((it - lane.meta["at"]) * lane.meta["k"])
+            call["iterations"] += it - lane.meta["at"]
+            lane.meta["at"] = it
         t = now
         if ended or now - last_save > 60:
             state["speeds"], last_save = speeds.table, now
             atomic_write_json(state_path, state)
-    for lane in lanes.stop_all():  # the budget: each run stops with a checkpoint, resumable from there
-        at[lane.key] = lane.trainer.state.iteration
+    lanes.stop_all()  # the budget: each run stops with a checkpoint, resumable from there
+    at = {j.key: job_iteration(out, j) for j in jobs}
     bar.close()
     call["seconds"] = round(clock() - t0, 1)
     state["speeds"] = speeds.table

@@ -10,8 +10,12 @@ where K separate ``fit`` calls end, up to floating-point summation order (a CPU 
 each run's own curve and result, and at the end each run's own folder, as ``run_cifar`` writes it;
 ``run_fused`` is ``run_cifar`` for the group (the campaign trains further seeds with it).
 
-Not (yet) covered: the ResNet-110 warm-up, whose learning-rate switch depends on each run's own
-training error, so K fused runs would need K learning rates; those runs train one at a time.
+Runs with the ResNet-110 warm-up (lr 0.01 until the run's own training error is below 80%) cannot share
+one learning rate while they warm up: each warm-up ends at its own iteration. They are fused after it
+instead: each run trains alone, from curve point to curve point, until its warm-up has ended (in the
+paper's recipe: to 2,000 iterations, the first curve point, long after a warm-up of about 400); those
+behind then catch up with the furthest, and the fused net starts from their checkpoints there
+(``start_from``), exactly where each run stands (weights, BN statistics, momentum, curve).
 """
 from __future__ import annotations
 
@@ -27,25 +31,44 @@ from ..base.device import autocast, pick_device
 from ..base.errors import UserError
 from ..base.io import atomic_write_json, ensure_writable_dir
 from ..data.cifar import Cifar10, load_cifar10
-from ..engine.checkpoint import CHECKPOINT, PREVIOUS, RESULT, identity_hash, read_result, save_checkpoint
+from ..engine.checkpoint import (
+    CHECKPOINT,
+    PREVIOUS,
+    RESULT,
+    check_identity,
+    identity_hash,
+    load_checkpoint,
+    read_result,
+    save_checkpoint,
+)
 from ..engine.cuda_graph import CudaGraphStep
 from ..engine.distributed import DistEnv
 from ..engine.loop import RunState, Tally, Trainer, record_point, run_trainer
 from ..models.cifar import cifar_resnet
-from ..models.fused import fuse, fused_loss, split_optimizer_state, split_state, unfuse
+from ..models.fused import (
+    fuse,
+    fuse_optimizer_states,
+    fuse_states,
+    fused_loss,
+    split_optimizer_state,
+    split_state,
+    unfuse,
+)
 from .cifar_runs import RUN_KEYS, CifarRun, cifar_trainer, run_sources
 
 
-def check_fusable(runs: list[CifarRun]) -> None:
-    """K runs can share one fused net when only their seeds differ, and none needs the warm-up."""
+def check_fusable(runs: list[CifarRun], warmup_ok: bool = False) -> None:
+    """K runs can share one fused net when only their seeds differ, and (unless ``warmup_ok``: they are
+    fused after it, from checkpoints) none needs the warm-up."""
     if not runs:
         raise ValueError("no runs to fuse")
     if len({dataclasses.replace(r, train=dataclasses.replace(r.train, seed=0)) for r in runs}) != 1:
         raise ValueError("fused runs must differ only in their seed (same net, data and recipe); "
                          "group the runs by everything but the seed first")
-    if runs[0].train.warmup:
+    if runs[0].train.warmup and not warmup_ok:
         raise ValueError(f"{runs[0].name} uses the warm-up (lr 0.01 until its own training error is below 80%), "
-                         "which ends at a different iteration for each seed; train it alone with run_cifar")
+                         "which ends at a different iteration for each seed; train each alone to fuse_point and "
+                         "fuse them there (FusedTrainer's start_from; run_fused does it)")
     if len({r.train.seed for r in runs}) != len(runs):
         raise ValueError(f"two fused runs have the same seed: {[r.train.seed for r in runs]}")
 
@@ -145,8 +168,9 @@ class FusedTrainer(Trainer):
     compilable = False  # the CPU's compiled step is the ordinary one; fused runs are a GPU tool
 
     def __init__(self, runs: list[CifarRun], data: Cifar10, *, job_dir=None, run_dirs=None, device="auto",
-                 progress: bool = True, dtype: torch.dtype | None = None, rebuild: str | None = None):
-        check_fusable(runs)
+                 progress: bool = True, dtype: torch.dtype | None = None, rebuild: str | None = None,
+                 start_from=None):
+        check_fusable(runs, warmup_ok=True)
         if DistEnv.from_env().world > 1:
             raise UserError("fused seeds train in one process on one device; start them without torchrun")
         dev = pick_device(device)
@@ -160,6 +184,40 @@ class FusedTrainer(Trainer):
                          identity=fused_identity(runs), extra=src.extra, rebuild=rebuild, progress=progress,
                          desc=f"{runs[0].name} seeds {seeds}", final_source=src.final)
         self.per_run = [RunState() for _ in runs]
+        self.warmup_ended: list[int | None] = [None] * self.k
+        self.warmed = not runs[0].train.warmup  # with the warm-up: only from start_from or the job's checkpoint
+        if start_from is not None:
+            self._start_from([Path(d) for d in start_from])
+
+    def _start_from(self, dirs: list[Path]) -> None:
+        """Start from the K runs' own checkpoints, all at one iteration and past the warm-up."""
+        ckpts = []
+        for run, d in zip(self.runs, dirs):
+            ckpt = load_checkpoint(d / CHECKPOINT, self.dev)
+            check_identity(ckpt, d / CHECKPOINT, run.identity)
+            ckpts.append(ckpt)
+        states = [RunState.from_dict(c["state"]) for c in ckpts]
+        where = {(st.iteration, st.epoch, st.batch) for st in states}
+        if len(where) != 1:
+            raise ValueError(f"runs can be fused only at one point of their schedule; their checkpoints are at "
+                             f"{sorted(where)} (iteration, epoch, batch)")
+        if any(c["schedule"]["warming"] for c in ckpts):
+            raise ValueError("a run is still in its warm-up at the checkpoint; train it alone until it ends")
+        self.model.load_state_dict(fuse_states([c["model"] for c in ckpts], self.model.state_dict()))
+        self.opt.load_state_dict(fuse_optimizer_states([c["optimizer"] for c in ckpts], self.model))
+        self.schedule.load_state_dict({"warming": False, "warmup_ended_at": None})
+        self.warmup_ended = [c["schedule"]["warmup_ended_at"] for c in ckpts]
+        first = states[0]
+        self.state = RunState(iteration=first.iteration, epoch=first.epoch, batch=first.batch,
+                              wall=sum(st.wall for st in states))  # the device time of the runs alone so far
+        self.per_run = [RunState(since_eval=st.since_eval, history=st.history) for st in states]
+        self.warmed = True
+
+    def steps(self, stop_after: int | None = None):
+        if not self.warmed:
+            raise ValueError(f"{self.runs[0].name} uses the warm-up, whose end differs between seeds: start the "
+                             "fused net from the runs' checkpoints past it (start_from), as run_fused does")
+        return super().steps(stop_after)
 
     def _restart(self) -> None:
         super()._restart()
@@ -183,13 +241,16 @@ class FusedTrainer(Trainer):
         self.bar.set_postfix(test_err="/".join(f"{ev['err']:.3f}" for ev in evs), lr=f"{lr:g}")
 
     def checkpoint_payload(self) -> dict:
-        runs = [{"since_eval": dataclasses.asdict(rs.since_eval), "history": rs.history} for rs in self.per_run]
+        runs = [{"since_eval": dataclasses.asdict(rs.since_eval), "history": rs.history, "warmup_ended_at": w}
+                for rs, w in zip(self.per_run, self.warmup_ended)]
         return {**super().checkpoint_payload(), "runs": runs}
 
     def restore_extra(self, ckpt: dict) -> None:
         if len(ckpt["runs"]) != self.k:
             raise ValueError(f"the checkpoint holds {len(ckpt['runs'])} runs, this job has {self.k}")
         self.per_run = [RunState(since_eval=Tally(**d["since_eval"]), history=d["history"]) for d in ckpt["runs"]]
+        self.warmup_ended = [d.get("warmup_ended_at") for d in ckpt["runs"]]
+        self.warmed = True
 
     def finish(self) -> list[dict]:
         """Each run's result (and, with ``run_dirs``, its folder: checkpoint, then result, each atomically);
@@ -201,14 +262,17 @@ class FusedTrainer(Trainer):
         seeds = [r.train.seed for r in self.runs]
         results = []
         for k, (run, rs, final) in enumerate(zip(self.runs, self.per_run, finals)):
+            schedule = self.schedule.state_dict()
             extra = {**self.extra, "fused": {"k": self.k, "seeds": seeds,
                                              "job": self.run_dir.name if self.run_dir else None}}
-            results.append(self.result_record(run.identity, run.spec, run.train, rs.history, final, extra))
+            result = self.result_record(run.identity, run.spec, run.train, rs.history, final, extra)
+            result["warmup_ended_at"] = schedule["warmup_ended_at"] = self.warmup_ended[k]
+            results.append(result)
             if self.run_dirs is not None:
                 d = ensure_writable_dir(self.run_dirs[k])
                 st = dataclasses.replace(self.state, since_eval=Tally(), since_warm=Tally(), history=rs.history)
                 save_checkpoint(d, {"identity": run.identity, "model": weights[k], "optimizer": momenta[k],
-                                    "schedule": self.schedule.state_dict(), "state": dataclasses.asdict(st)})
+                                    "schedule": schedule, "state": dataclasses.asdict(st)})
                 atomic_write_json(d / RESULT, results[-1])
         if self.run_dirs is not None and self.run_dir is not None:
             for f in (CHECKPOINT, PREVIOUS):
@@ -222,17 +286,16 @@ def run_fused(runs: list[CifarRun], root, device="auto", progress: bool = True, 
     """``run_cifar`` for K seeds of one run at once: the runs' results, each stored in its own folder under
     ``root`` exactly where ``run_cifar`` stores it. Runs already finished there are returned as they are;
     the others train together in one fused net (checkpointed under ``root/fused_...``, resumed from there;
-    one left alone trains by ``run_cifar``). ``stop_after`` ends the call early at that iteration with a
-    checkpoint, returning ``{"interrupted_at", "histories"}``."""
-    trainer = fused_trainer(runs, root, device, progress, data)
-    if isinstance(trainer, list):
-        return trainer
-    res = run_trainer(trainer, stop_after)
-    if isinstance(res, dict) and "interrupted_at" in res:
-        per_run = getattr(trainer, "per_run", None)
-        return {"interrupted_at": res["interrupted_at"],
-                "histories": [rs.history for rs in per_run] if per_run else [res["history"]]}
-    return stored_results(runs, root)
+    one left alone trains by ``run_cifar``; with the warm-up, see the module docstring). ``stop_after`` stops
+    the run or job in training at that iteration with a checkpoint, returning ``{"interrupted_at"}``."""
+    while True:
+        trainer = fused_trainer(runs, root, device, progress, data)
+        if isinstance(trainer, list):
+            return trainer
+        run_trainer(trainer, stop_after)
+        if not trainer.complete and stop_after is not None and trainer.state.iteration >= stop_after:
+            return {"interrupted_at": trainer.state.iteration}
+        # complete, or at a planned stop (where warmed-up runs are fused): the next part of the job
 
 
 def stored_results(runs: list[CifarRun], root) -> list[dict | None]:
@@ -241,19 +304,44 @@ def stored_results(runs: list[CifarRun], root) -> list[dict | None]:
     return [read_result(root / r.slug / RESULT, r.identity, r.command(root), RUN_KEYS) for r in runs]
 
 
+def _where(run_dir: Path) -> tuple[int, bool]:
+    """(iteration, still warming up) of the run's checkpoint; (0, True) without one."""
+    path = run_dir / CHECKPOINT
+    if not path.exists():
+        return 0, True
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    return int(ckpt["state"]["iteration"]), bool(ckpt["schedule"]["warming"])
+
+
 def fused_trainer(runs: list[CifarRun], root, device="auto", progress: bool = True, data=None) -> Trainer | list[dict]:
-    """``run_fused`` up to training: the runs' stored results when every one is finished, else the ``Trainer``
-    of those not finished (a ``FusedTrainer``, resumed from the job's checkpoint; one run left: its own)."""
-    check_fusable(runs)
+    """The next part of ``run_fused``: the runs' stored results when every one is finished, else the ``Trainer``
+    that trains on: a ``FusedTrainer`` of the unfinished runs (resumed from the job's checkpoint); with the
+    warm-up, first each run's own trainer to its next curve point (its ``stop_after``) while it warms up, then
+    to the furthest run's point (see the module docstring); one run left: its own, to the end."""
+    check_fusable(runs, warmup_ok=True)
     root = Path(root)
     todo = [r for r, res in zip(runs, stored_results(runs, root)) if res is None]
     if not todo:
         return stored_results(runs, root)
     if len(todo) == 1:
         return cifar_trainer(todo[0], root, device=device, progress=progress, data=data)
-    job = ensure_writable_dir(root / fused_slug(todo), fix="choose another folder (the campaign's --out)")
+    job = root / fused_slug(todo)
+    start_from = None
+    if todo[0].train.warmup and not (job / CHECKPOINT).exists():
+        where = [_where(root / r.slug) for r in todo]
+        every = todo[0].train.eval_every
+        warming = [(r, it) for r, (it, w) in zip(todo, where) if w]
+        furthest = max(it for it, _ in where)
+        behind = [(r, it) for r, (it, _) in zip(todo, where) if it < furthest]
+        if warming or behind:  # alone: to the next curve point while warming up, then up to the furthest run
+            r, it = warming[0] if warming else behind[0]
+            trainer = cifar_trainer(r, root, device=device, progress=progress, data=data)
+            trainer.stop_after = (it // every + 1) * every if warming else furthest
+            return trainer
+        start_from = [root / r.slug for r in todo]
+    ensure_writable_dir(job, fix="choose another folder (the campaign's --out)")
     trainer = FusedTrainer(todo, data or load_cifar10(), job_dir=job, run_dirs=[root / r.slug for r in todo],
-                           device=device, progress=progress,
+                           device=device, progress=progress, start_from=start_from,
                            rebuild="python -m resnet_lib campaign (the campaign that made it)")
     trainer.resume()  # the job's checkpoint, if any (a job folder never holds a result)
     return trainer

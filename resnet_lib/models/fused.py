@@ -142,6 +142,31 @@ def split_optimizer_state(wide: nn.Module, state: dict) -> list[dict]:
     return out
 
 
+def fuse_optimizer_states(states: list[dict], wide: nn.Module) -> dict:
+    """K ordinary nets' ``torch.optim`` state dicts (momentum buffers) as the fused net's: the inverse of
+    ``split_optimizer_state``. The K optimizers must have the same settings."""
+    k, fc_keys = wide.fused_k, _fc_keys(wide)
+    if len(states) != k:
+        raise ValueError(f"{len(states)} optimizer states for a net fusing {k} runs")
+    groups = [s["param_groups"] for s in states]
+    if any(g != groups[0] for g in groups):
+        raise ValueError("the runs' optimizers have different settings (learning rate, momentum, weight decay); "
+                         "fuse runs at the same point of the same recipe")
+    names = [n for n, p in wide.named_parameters() if p.requires_grad]
+    keys = [set(s["state"]) for s in states]
+    if any(ks != keys[0] for ks in keys):
+        raise ValueError("the runs' optimizers hold state for different parameters; fuse runs that took steps")
+    fused = {}
+    for i in keys[0]:
+        fused[i] = {}
+        for key, v in states[0]["state"][i].items():
+            parts = [s["state"][i][key] for s in states]
+            if isinstance(v, torch.Tensor) and v.ndim > 0:
+                v = torch.stack(parts) if names[i] in fc_keys else torch.cat(parts)
+            fused[i][key] = v
+    return {"state": fused, "param_groups": copy.deepcopy(groups[0])}
+
+
 def unfuse(wide: nn.Module) -> list[CifarNet]:
     """The K ordinary nets inside a fused one, with their own weights and BN statistics."""
     nets = []
