@@ -1,5 +1,6 @@
 """The campaign (issue #10): stopped by its budget and resumed, it ends bitwise where one uninterrupted call
 ends; its summary says what is done, in progress and left; it exports into the shipped results format."""
+import dataclasses
 import itertools
 import json
 
@@ -189,3 +190,27 @@ def test_resnet1202_cost_is_measured_in_a_fresh_process():
     assert cost["net"] == "ResNet-8" and cost["ms_per_iter_b128"] > 0 and cost["scaled_from_smaller_batch"]
     assert cost["hours_for_64k"] == round(cost["ms_per_iter_b128"] * 64_000 / 3.6e6, 1)
     assert "64k iterations" in shipped.resnet1202_text(cost)
+
+
+def test_a_run_that_diverges_is_set_aside_and_the_others_go_on(data, tmp_path, monkeypatch):
+    """A diverged job (planted: its loss bar set to 0) is recorded with its reason and not retried; the job
+    beside it in the other lane finishes; a later call says so and trains nothing more."""
+    made = cp.job_trainer
+
+    def planted(job, *a, **kw):
+        t = made(job, *a, **kw)
+        if t is not None and job.runs[0].residual:
+            t.cfg = dataclasses.replace(t.cfg, diverge_loss=0.0)
+        return t
+
+    monkeypatch.setattr(cp, "job_trainer", planted)
+    lines = []
+    summary = cp.run_campaign("smoke", tmp_path, 1e9, data=data, device="cpu", progress=False, log=lines.append,
+                              together=2, **TINY)
+    [key] = summary["failed"]
+    assert key.startswith("main/resnet8") and "TrainingDiverged" in summary["failed"][key]
+    assert summary["count"] == {"done": 1, "in progress": 0, "left": 1}  # plain-8 finished beside it
+    assert any("ResNet-8 seed 1 stopped: TrainingDiverged" in ln for ln in lines)
+    again = []
+    cp.run_campaign("smoke", tmp_path, 1e9, data=data, device="cpu", progress=False, log=again.append, **TINY)
+    assert "0 iterations" in again[0] and "not retried" in again[0]

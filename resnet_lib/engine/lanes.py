@@ -28,6 +28,7 @@ class Lane:
     stream: torch.cuda.Stream | None
     steps: int = 0                       # steps taken in this lane
     meta: dict = field(default_factory=dict)
+    error: Exception | None = None       # what stopped the run, if it raised
 
 
 class Lanes:
@@ -51,8 +52,9 @@ class Lanes:
         return lane
 
     def advance(self) -> list[Lane]:
-        """One step of every live lane, in turn; the lanes whose run reached its end are taken out and
-        returned (finish them with :meth:`finish`)."""
+        """One step of every live lane, in turn; the lanes whose run reached its end (or a planned stop) are
+        taken out and returned (finish a complete one with :meth:`finish`). A run that raises (e.g. it
+        diverged) is taken out too, its error set as ``lane.error``, and returned: the others go on."""
         ended = []
         for lane in list(self.live):
             with self.on(lane):
@@ -61,6 +63,10 @@ class Lanes:
                     lane.steps += 1
                 except StopIteration:
                     self.live.remove(lane)
+                    ended.append(lane)
+                except Exception as e:  # noqa: BLE001 - handed to the caller with the lane
+                    self.live.remove(lane)
+                    lane.error = e
                     ended.append(lane)
         return ended
 

@@ -43,6 +43,7 @@ from ..base.io import atomic_write_json, device_name
 from ..data.cifar import load_cifar10
 from ..engine.checkpoint import CHECKPOINT, RESULT
 from ..engine.lanes import Lanes
+from ..engine.loop import TrainingDiverged
 from .cifar_runs import CifarRun, cifar_trainer, paper_recipe, run_cifar  # noqa: F401 (run_cifar: tests)
 from .fused_runs import fused_slug, fused_trainer
 from .shipped import export_campaign
@@ -276,7 +277,8 @@ def run_campaign(name: str, out, budget_s: float, *, seeds=(1, 2, 3), scale: flo
     total = sum(j.iters * len(j.entries) for j in jobs)  # run-iterations: a fused step advances K runs
     bar = tqdm(total=total, initial=sum(at[j.key] * len(j.entries) for j in jobs), desc=f"campaign {name}",
                unit="it", disable=not progress, dynamic_ncols=True)
-    queue = [j for j in jobs if at[j.key] < j.iters]
+    failed = state.setdefault("failed", {})  # job key -> why it stopped (a run that diverged): not retried
+    queue = [j for j in jobs if at[j.key] < j.iters and j.key not in failed]
     lanes = Lanes(dev)
     last_save = t = clock()
     while queue or lanes.live:
@@ -300,7 +302,16 @@ def run_campaign(name: str, out, budget_s: float, *, seeds=(1, 2, 3), scale: flo
         units = {lane.key: _cost_units(lane.meta["job"]) * lane.meta["k"] for lane in lanes.live}
         ended = lanes.advance()
         for lane in ended:
-            if lane.trainer.complete:
+            if lane.error is not None and not isinstance(lane.error, TrainingDiverged):
+                lanes.stop_all()  # the others keep what they trained; then the error, as it is
+                atomic_write_json(state_path, state)
+                raise lane.error
+            if lane.error is not None:  # diverged: the others go on; this job is left as it stands, with the reason
+                lanes.settle(lane)
+                failed[lane.key] = f"{type(lane.error).__name__}: {lane.error}"
+                if log:
+                    log(f"campaign {name}: {lane.meta['job'].label} stopped: {failed[lane.key]}")
+            elif lane.trainer.complete:
                 lanes.finish(lane)
             else:  # a planned stop (runs with the warm-up, before they are fused): the job's next part
                 lanes.settle(lane)
@@ -323,7 +334,7 @@ def run_campaign(name: str, out, budget_s: float, *, seeds=(1, 2, 3), scale: flo
     call["seconds"] = round(clock() - t0, 1)
     state["speeds"] = speeds.table
     atomic_write_json(state_path, state)
-    summary = summarize(jobs, at, speeds, dev_name)
+    summary = {**summarize(jobs, at, speeds, dev_name), "failed": dict(failed)}
     if log:
         log(format_summary(name, summary, call))
     return summary
@@ -358,6 +369,8 @@ def format_summary(name: str, summary: dict, call: dict | None = None) -> str:
         fused = " (fused)" if r["job"].endswith("(fused)") else ""
         lines.append(f"  {r['status']:11s} {r['run'] + fused:28s} {r['iteration']:>6d}/{r['iters']}{est}")
     t = summary["time_left_s"]
+    for key, why in summary.get("failed", {}).items():
+        lines.append(f"  failed      {key}: {why}\n    (not retried; to retry, remove it from \"failed\" in campaign.json)")
     lines.append(f"time still needed on {summary['device']}: " +
                  ("unknown (no speed measured on this device yet)" if t is None else f"~{t / 60:.1f} min"))
     return "\n".join(lines)
