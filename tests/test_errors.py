@@ -90,7 +90,7 @@ def _run_folder(tmp_path: Path, monkeypatch, args: list[str]) -> Path:
         seen["dir"] = Path(run_dir)
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(cifar_runs, "fit", stop)
+    monkeypatch.setattr(cifar_runs, "Trainer", stop)
     with pytest.raises(KeyboardInterrupt):
         cifar_runs.cli(args)
     return seen["dir"]

@@ -337,7 +337,7 @@ class Trainer:
     # ---------------------------------------------------------------------------------- finish
     def finish(self) -> dict:
         """The result: final numbers, the curve, how it ran; written once, atomically, with ``extra``."""
-        cfg, st, hist = self.cfg, self.state, self.state.history
+        cfg, hist = self.cfg, self.state.history
         final = evaluate(self.model, self.final_source, self.dev, self.bf16) if self.final_source is not None \
             else {"err": hist["test_err"][-1], "loss": hist["test_loss"][-1]}
         result = self.result_record(self.identity, self.spec, cfg, hist, final, self.extra)

@@ -29,10 +29,8 @@ Sets (order = the order of work when time is short, issue #10):
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import json
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -44,110 +42,12 @@ from ..data.cifar import load_cifar10
 from ..engine.checkpoint import CHECKPOINT, RESULT
 from ..engine.lanes import Lanes
 from ..engine.loop import TrainingDiverged
-from .cifar_runs import CifarRun, cifar_trainer, paper_recipe, run_cifar  # noqa: F401 (run_cifar: tests)
+from .campaign_sets import SETS, TABLE6_DEPTHS, Entry, Job, campaign_entries, campaign_jobs  # noqa: F401 (API)
+from .cifar_runs import cifar_trainer, run_cifar  # noqa: F401 (run_cifar: tests)
 from .fused_runs import fused_slug, fused_trainer
 from .shipped import export_campaign
 
 STATE = "campaign.json"
-TABLE6_DEPTHS = (20, 32, 44, 56, 110)
-
-
-@dataclass(frozen=True)
-class Entry:
-    """One run of a campaign and the group folder it lives in (runs that differ only in precision share
-    a slug, so each precision has its own group)."""
-    run: CifarRun
-    group: str = "main"
-
-    @property
-    def key(self) -> str:
-        return f"{self.group}/{self.run.slug}"
-
-    @property
-    def label(self) -> str:
-        extra = "" if self.group == "main" else f" {self.group}"
-        return f"{self.run.name}{extra} seed {self.run.train.seed}"
-
-
-def _run(depth: int, residual: bool, seed: int, scale: float, subset: int, test_subset: int,
-         amp: str = "auto", **recipe) -> CifarRun:
-    cfg = dataclasses.replace(paper_recipe(depth), seed=seed, amp=amp, **recipe)
-    if scale != 1:  # a shorter schedule of the same shape, still 32 curve points (the paper's: every 2k of 64k)
-        cfg = cfg.scaled(scale)
-        cfg = dataclasses.replace(cfg, eval_every=max(1, cfg.iters // 32), checkpoint_every=max(1, cfg.iters // 32))
-    return CifarRun(depth, residual, "A", cfg, subset=subset, test_subset=test_subset)
-
-
-@dataclass(frozen=True)
-class Job:
-    """What one training call advances: one run, or several seeds of one run fused into one net."""
-    entries: tuple[Entry, ...]
-
-    @property
-    def group(self) -> str:
-        return self.entries[0].group
-
-    @property
-    def runs(self) -> list[CifarRun]:
-        return [e.run for e in self.entries]
-
-    @property
-    def iters(self) -> int:
-        return self.entries[0].run.train.iters
-
-    @property
-    def key(self) -> str:
-        return self.entries[0].key if len(self.entries) == 1 else f"{self.group}/{fused_slug(self.runs)}"
-
-    @property
-    def label(self) -> str:
-        if len(self.entries) == 1:
-            return self.entries[0].label
-        extra = "" if self.group == "main" else f" {self.group}"
-        return f"{self.runs[0].name}{extra} seeds {'+'.join(str(r.train.seed) for r in self.runs)} (fused)"
-
-
-def _jobs(entries: list[Entry], fuse: bool) -> list[Job]:
-    """The seeds of one run (same net and group) as one fused job (with the warm-up: fused after it), or alone."""
-    if not fuse or len(entries) < 2:
-        return [Job((e,)) for e in entries]
-    return [Job(tuple(entries))]
-
-
-def campaign_jobs(name: str, seeds=(1, 2, 3), scale: float = 1.0, subset: int = 0, test_subset: int = 0,
-                  fuse: bool = True) -> list[Job]:
-    """The jobs of set ``name`` in the order they are trained (see the module docstring)."""
-    if scale <= 0 or scale > 1:
-        raise ValueError(f"scale must be in (0, 1] (a fraction of the paper's 64k iterations), got {scale}")
-    seeds = list(seeds)
-    if not seeds or len(set(seeds)) != len(seeds):
-        raise ValueError(f"seeds must be distinct and at least one, got {seeds}")
-    mk = lambda d, res, s, amp="auto": _run(d, res, s, scale, subset, test_subset, amp)
-    if name == "table6":
-        first, rest = seeds[0], seeds[1:]
-        jobs = [Job((Entry(mk(d, res, first)),)) for res in (True, False) for d in TABLE6_DEPTHS]
-        for d in TABLE6_DEPTHS:
-            jobs += _jobs([Entry(mk(d, True, s)) for s in rest], fuse)
-        return jobs
-    if name == "precision":
-        return [j for amp, group in (("off", "fp32"), ("bf16", "bf16"))
-                for j in _jobs([Entry(mk(20, True, s, amp), group) for s in seeds], fuse)]
-    if name == "smoke":  # plain-8 with a quick warm-up, so that the smoke set takes ResNet-110's path too
-        warm = dict(warmup=True, warmup_window=2, warmup_until_err=0.95)
-        return [j for residual in (True, False) for j in _jobs(
-            [Entry(_run(8, residual, s, scale, subset, test_subset, **({} if residual else warm))) for s in seeds], fuse)]
-    raise ValueError(f"unknown campaign {name!r}; the sets are {', '.join(SETS)}")
-
-
-def campaign_entries(name: str, seeds=(1, 2, 3), scale: float = 1.0, subset: int = 0,
-                     test_subset: int = 0, fuse: bool = True) -> list[Entry]:
-    """The runs of set ``name`` in the order they are trained."""
-    return [e for j in campaign_jobs(name, seeds, scale, subset, test_subset, fuse) for e in j.entries]
-
-
-SETS = ("table6", "precision", "smoke")
-
-
 # ----------------------------------------------------------------------------- progress and speed
 
 def run_dir(out: Path, e: Entry) -> Path:
@@ -257,87 +157,117 @@ def run_campaign(name: str, out, budget_s: float, *, seeds=(1, 2, 3), scale: flo
     step per round; ``margin_s`` before the budget ends, every run still training stops with a checkpoint,
     and a job is started only while ``startup_s`` (its set-up) is left."""
     t0 = clock()
-    out = Path(out)
-    jobs = campaign_jobs(name, seeds, scale, subset, test_subset, fuse)
     want = {"name": name, "seeds": list(seeds), "scale": scale, "subset": subset, "test_subset": test_subset,
             "fuse": fuse}
-    state_path = out / STATE
-    state = json.loads(state_path.read_text()) if state_path.exists() else {**want, "speeds": {}, "calls": []}
-    _check_state(state, want, state_path)
     dev = pick_device(device)
-    dev_name = device_name(dev)
-    n_lanes = lanes_for(together, dev)
-    speeds = Speeds(state["speeds"])
+    c = CampaignCall(name, Path(out), campaign_jobs(name, seeds, scale, subset, test_subset, fuse), want, dev,
+                     lanes_for(together, dev), budget_s, data, progress, log)
     startup = (3.0 if dev.type == "cuda" else 0.5) if startup_s is None else startup_s
     margin = max(5.0, 0.03 * budget_s) if margin_s is None else margin_s
-    at = {j.key: job_iteration(out, j) for j in jobs}
-    call = {"device": dev_name, "budget_s": budget_s, "together": n_lanes,
-            "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "iterations": 0, "stopped": "finished"}
-    state["calls"].append(call)
-    total = sum(j.iters * len(j.entries) for j in jobs)  # run-iterations: a fused step advances K runs
-    bar = tqdm(total=total, initial=sum(at[j.key] * len(j.entries) for j in jobs), desc=f"campaign {name}",
-               unit="it", disable=not progress, dynamic_ncols=True)
-    failed = state.setdefault("failed", {})  # job key -> why it stopped (a run that diverged): not retried
-    queue = [j for j in jobs if at[j.key] < j.iters and j.key not in failed]
-    lanes = Lanes(dev)
-    last_save = t = clock()
-    while queue or lanes.live:
+    t = clock()
+    while c.queue or c.lanes.live:
         left = budget_s - (t - t0) - margin
         if left <= 0:
-            call["stopped"] = "budget"
+            c.call["stopped"] = "budget"
             break
-        while queue and len(lanes.live) < n_lanes and left > startup:
-            job = queue.pop(0)
-            data = data or load_cifar10()
-            trainer = job_trainer(job, out, dev, data)
+        c.start_jobs(room=left > startup)
+        if not c.lanes.live:
+            break
+        t = c.round(clock, t)
+    return c.close(clock() - t0)
+
+
+class CampaignCall:
+    """One call of a campaign: its queue of jobs, the lanes training some of them, the measured speeds and
+    the state file (``campaign.json``), kept up to date as jobs end."""
+
+    def __init__(self, name: str, out: Path, jobs: list[Job], want: dict, dev: torch.device, n_lanes: int,
+                 budget_s: float, data, progress: bool, log):
+        self.name, self.out, self.jobs, self.dev, self.n_lanes, self.data, self.log = \
+            name, out, jobs, dev, n_lanes, data, log
+        self.state_path = out / STATE
+        self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else \
+            {**want, "speeds": {}, "calls": []}
+        _check_state(self.state, want, self.state_path)
+        self.dev_name = device_name(dev)
+        self.speeds = Speeds(self.state["speeds"])
+        self.failed = self.state.setdefault("failed", {})  # job key -> why it stopped (diverged): not retried
+        at = {j.key: job_iteration(out, j) for j in jobs}
+        self.call = {"device": self.dev_name, "budget_s": budget_s, "together": n_lanes,
+                     "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "iterations": 0,
+                     "stopped": "finished"}
+        self.state["calls"].append(self.call)
+        self.bar = tqdm(total=sum(j.iters * len(j.entries) for j in jobs),  # run-iterations: K a fused step
+                        initial=sum(at[j.key] * len(j.entries) for j in jobs), desc=f"campaign {name}", unit="it",
+                        disable=not progress, dynamic_ncols=True)
+        self.queue = [j for j in jobs if at[j.key] < j.iters and j.key not in self.failed]
+        self.lanes = Lanes(dev)
+        self.last_save = None
+
+    def start_jobs(self, room: bool) -> None:
+        """Fill free lanes with the next jobs in the queue (while there is ``room`` in the budget)."""
+        while self.queue and len(self.lanes.live) < self.n_lanes and room:
+            job = self.queue.pop(0)
+            self.data = self.data or load_cifar10()
+            trainer = job_trainer(job, self.out, self.dev, self.data)
             if trainer is None:  # finished meanwhile (e.g. by hand): nothing to train
-                at[job.key] = job.iters
                 continue
-            trainer.extra["trained_together"] = n_lanes  # the most runs at once (--together) in its last call
+            trainer.extra["trained_together"] = self.n_lanes  # the most runs at once (--together) in its last call
             k = getattr(trainer, "k", 1)  # a FusedTrainer's runs, else 1 (a run alone, maybe part of a job)
-            lanes.add(job.key, trainer, job=job, k=k, at=trainer.state.iteration,
-                      **{"as": job if k == len(job.entries) else Job(job.entries[:1])})
-        if not lanes.live:
-            break
-        units = {lane.key: _cost_units(lane.meta["job"]) * lane.meta["k"] for lane in lanes.live}
-        ended = lanes.advance()
+            self.lanes.add(job.key, trainer, job=job, k=k, at=trainer.state.iteration,
+                           **{"as": job if k == len(job.entries) else Job(job.entries[:1])})
+
+    def round(self, clock, t: float) -> float:
+        """One step of every lane; then the lanes that ended are finished (or their job requeued, or set
+        aside), and the round's time is shared out to the speeds by each run's cost. Returns the time."""
+        units = {lane.key: _cost_units(lane.meta["job"]) * lane.meta["k"] for lane in self.lanes.live}
+        ended = self.lanes.advance()
         for lane in ended:
-            if lane.error is not None and not isinstance(lane.error, TrainingDiverged):
-                lanes.stop_all()  # the others keep what they trained; then the error, as it is
-                atomic_write_json(state_path, state)
-                raise lane.error
-            if lane.error is not None:  # diverged: the others go on; this job is left as it stands, with the reason
-                lanes.settle(lane)
-                failed[lane.key] = f"{type(lane.error).__name__}: {lane.error}"
-                if log:
-                    log(f"campaign {name}: {lane.meta['job'].label} stopped: {failed[lane.key]}")
-            elif lane.trainer.complete:
-                lanes.finish(lane)
-            else:  # a planned stop (runs with the warm-up, before they are fused): the job's next part
-                lanes.settle(lane)
-                queue.insert(0, lane.meta["job"])
+            self._ended(lane)
         now = clock()
-        share = (now - t) / sum(units.values())  # the round's time, shared out by each run's cost
-        for lane in [*lanes.live, *ended]:
+        share = (now - t) / sum(units.values())
+        for lane in [*self.lanes.live, *ended]:
             it = lane.trainer.state.iteration
-            speeds.add(dev_name, lane.meta["as"], it - lane.meta["at"], share * units[lane.key])
-            bar.update((it - lane.meta["at"]) * lane.meta["k"])
-            call["iterations"] += it - lane.meta["at"]
+            self.speeds.add(self.dev_name, lane.meta["as"], it - lane.meta["at"], share * units[lane.key])
+            self.bar.update((it - lane.meta["at"]) * lane.meta["k"])
+            self.call["iterations"] += it - lane.meta["at"]
             lane.meta["at"] = it
-        t = now
-        if ended or now - last_save > 60:
-            state["speeds"], last_save = speeds.table, now
-            atomic_write_json(state_path, state)
-    lanes.stop_all()  # the budget: each run stops with a checkpoint, resumable from there
-    at = {j.key: job_iteration(out, j) for j in jobs}
-    bar.close()
-    call["seconds"] = round(clock() - t0, 1)
-    state["speeds"] = speeds.table
-    atomic_write_json(state_path, state)
-    summary = {**summarize(jobs, at, speeds, dev_name), "failed": dict(failed)}
-    if log:
-        log(format_summary(name, summary, call))
-    return summary
+        if ended or self.last_save is None or now - self.last_save > 60:
+            self.last_save = now
+            self.save()
+        return now
+
+    def _ended(self, lane) -> None:
+        if lane.error is not None and not isinstance(lane.error, TrainingDiverged):
+            self.lanes.stop_all()  # the others keep what they trained; then the error, as it is
+            self.save()
+            raise lane.error
+        if lane.error is not None:  # diverged: the others go on; this job is left as it stands, with the reason
+            self.lanes.settle(lane)
+            self.failed[lane.key] = f"{type(lane.error).__name__}: {lane.error}"
+            if self.log:
+                self.log(f"campaign {self.name}: {lane.meta['job'].label} stopped: {self.failed[lane.key]}")
+        elif lane.trainer.complete:
+            self.lanes.finish(lane)
+        else:  # a planned stop (runs with the warm-up, before they are fused): the job's next part
+            self.lanes.settle(lane)
+            self.queue.insert(0, lane.meta["job"])
+
+    def save(self) -> None:
+        self.state["speeds"] = self.speeds.table
+        atomic_write_json(self.state_path, self.state)
+
+    def close(self, seconds: float) -> dict:
+        """Stop every run still training (each with a checkpoint), record the call, summarize."""
+        self.lanes.stop_all()
+        self.bar.close()
+        self.call["seconds"] = round(seconds, 1)
+        self.save()
+        at = {j.key: job_iteration(self.out, j) for j in self.jobs}
+        summary = {**summarize(self.jobs, at, self.speeds, self.dev_name), "failed": dict(self.failed)}
+        if self.log:
+            self.log(format_summary(self.name, summary, self.call))
+        return summary
 
 
 def summarize(jobs: list[Job], at: dict, speeds: Speeds, dev_name: str) -> dict:
