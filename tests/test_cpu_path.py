@@ -88,3 +88,20 @@ def test_large_tensors_reuse_memory_instead_of_faulting_it_in_again():
 def test_a_preloaded_allocator_or_glibc_setting_is_left_alone():
     got = _python(FAULTS, MALLOC_MMAP_THRESHOLD_="1048576")
     assert got["malloc"] == {"allocator": "glibc, as set in the environment", "applied": False}
+
+
+def test_fp32_on_a_gpu_turns_tf32_convolutions_off_and_leaves_the_cpu_alone():
+    """The precision study's fp32 is full fp32 on a GPU too (cuDNN's default would be TF32). The flags are
+    process-wide and exist in CPU builds too, so the switch can be checked here; restored afterwards."""
+    from resnet_lib.base.device import full_fp32, tf32_convolutions
+
+    conv = torch.backends.cudnn.conv
+    saved = (conv.fp32_precision, torch.backends.cudnn.rnn.fp32_precision, torch.backends.cuda.matmul.fp32_precision)
+    try:
+        conv.fp32_precision = torch.backends.cudnn.rnn.fp32_precision = "tf32"
+        full_fp32(torch.device("cpu"))
+        assert tf32_convolutions()  # a CPU run changes nothing
+        full_fp32(torch.device("cuda"))
+        assert not tf32_convolutions() and torch.backends.cuda.matmul.fp32_precision == "ieee"
+    finally:
+        conv.fp32_precision, torch.backends.cudnn.rnn.fp32_precision, torch.backends.cuda.matmul.fp32_precision = saved

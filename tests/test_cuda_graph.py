@@ -144,6 +144,7 @@ def test_fused_job_on_the_gpu_graphed_and_resumed_matches_eager(tmp_path):
         out[mode] = run_fused(runs, tmp_path / mode, device=dev, progress=False, data=data)
     for eager, graphed in zip(out["off"], out["on"]):
         assert graphed["cuda_graph"] and graphed["graph_captures"] >= 2 and not eager["cuda_graph"]
+        assert graphed["precision"] == "fp32" and graphed["tf32"] is False  # full fp32 convolutions, as the paper
         for k in ("train_loss", "test_loss"):
             for u, v in zip(eager["history"][k], graphed["history"][k]):
                 assert abs(u - v) < 1e-3 * max(1, abs(u)), (k, eager["history"][k], graphed["history"][k])

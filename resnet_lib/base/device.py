@@ -111,3 +111,26 @@ def autocast(device: torch.device, enabled: bool, cache: bool = True):
     if not enabled:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=cache)
+
+
+def full_fp32(device: torch.device) -> None:
+    """Make fp32 mean fp32 on a GPU: recent GPUs run cuDNN's fp32 convolutions in TF32 (a 10-bit mantissa)
+    unless told otherwise, and the paper trained in full fp32 (the precision study compares the two
+    honestly only so). Process-wide, so it holds for every later fp32 convolution too; bf16 autocast runs
+    are unaffected (their convolutions are bf16). Nothing changes on a CPU."""
+    if device.type != "cuda":
+        return
+    backends = torch.backends
+    if hasattr(getattr(backends.cudnn, "conv", None), "fp32_precision"):  # torch >= 2.9: the per-backend API
+        backends.cudnn.conv.fp32_precision = backends.cudnn.rnn.fp32_precision = "ieee"
+        backends.cuda.matmul.fp32_precision = "ieee"
+    else:
+        backends.cudnn.allow_tf32 = backends.cuda.matmul.allow_tf32 = False
+
+
+def tf32_convolutions() -> bool:
+    """Whether cuDNN may run fp32 convolutions in TF32 (see ``full_fp32``)."""
+    conv = getattr(torch.backends.cudnn, "conv", None)
+    if hasattr(conv, "fp32_precision"):
+        return conv.fp32_precision == "tf32"
+    return bool(torch.backends.cudnn.allow_tf32)

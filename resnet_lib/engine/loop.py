@@ -30,7 +30,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..base.device import autocast, pick_device, use_bf16
+from ..base.device import autocast, full_fp32, pick_device, tf32_convolutions, use_bf16
 from ..base.errors import UserError
 from ..base.io import _json_default, atomic_write_json, clean_stale_temps, ensure_writable_dir, provenance
 from .checkpoint import (
@@ -143,6 +143,8 @@ class Trainer:
             self.dev = torch.device("cuda", self.env.local_rank)
             torch.cuda.set_device(self.dev)
         self.bf16, self.cl = resolve_formats(self.dev, cfg)
+        if not self.bf16:
+            full_fp32(self.dev)  # on a GPU, fp32 convolutions would otherwise be TF32
         if train_source.batch_size != cfg.batch_size:
             raise ValueError(f"the training source makes batches of {train_source.batch_size}, the config asks "
                              f"for {cfg.batch_size}; build the source with batch_size={cfg.batch_size}")
@@ -354,6 +356,7 @@ class Trainer:
                   "wall_s": round(st.wall, 2), "img_per_s": round(cfg.iters * cfg.batch_size / max(st.wall, 1e-9), 1),
                   "warmup_ended_at": getattr(self.schedule, "warmup_ended_at", None),
                   "precision": "bf16 autocast" if self.bf16 else "fp32", "channels_last": self.cl,
+                  "tf32": self.dev.type == "cuda" and not self.bf16 and tf32_convolutions(),
                   "world_size": self.env.world, "cuda_graph": bool(getattr(self, "graphed", False)),
                   "graph_captures": step.captures if step else 0,
                   "compiled": self.compiled is not None and self.compiled.state == "compiled",
