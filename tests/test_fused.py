@@ -150,3 +150,26 @@ def test_runs_with_the_warm_up_are_fused_after_it_and_end_where_they_end_alone(d
             if v.is_floating_point():
                 torch.testing.assert_close(v, b.state_dict()[name], rtol=1e-4, atol=1e-5, msg=name)
     assert len({res["warmup_ended_at"] for res in fused}) == 2  # the warm-ups end apart: the fusing waits
+
+
+def test_a_damaged_fused_checkpoint_is_moved_aside_and_the_job_starts_again_from_the_runs_own(data, tmp_path):
+    """A warm-up job whose fused checkpoint is cut short: moved aside with a warning, and the fused net starts
+    again from the runs' own checkpoints at the fuse point; the job still ends where it ends undisturbed."""
+    import warnings
+
+    from resnet_lib.experiments.fused_runs import fused_slug, run_fused
+
+    cfg = dataclasses.replace(TrainConfig(batch_size=16, lr=0.01, amp="off", cuda_graph="off", warmup=True,
+                                          warmup_lr=0.001, warmup_window=1, warmup_until_err=0.8).with_iters(12),
+                              eval_every=3)
+    runs = [CifarRun(8, train=dataclasses.replace(cfg, seed=s), subset=128, test_subset=100) for s in (3, 4)]
+    straight = run_fused(runs, tmp_path / "a", device="cpu", progress=False, data=data)
+    assert run_fused(runs, tmp_path / "b", device="cpu", progress=False, data=data, stop_after=9) == {"interrupted_at": 9}
+    ckpt = tmp_path / "b" / fused_slug(runs) / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:100])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        again = run_fused(runs, tmp_path / "b", device="cpu", progress=False, data=data)
+    assert any("moved aside" in str(w.message) for w in caught)
+    for a, b in zip(straight, again):
+        assert a["history"] == b["history"] and a["final"] == b["final"]

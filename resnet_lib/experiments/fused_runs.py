@@ -222,6 +222,7 @@ class FusedTrainer(Trainer):
     def _restart(self) -> None:
         super()._restart()
         self.per_run = [RunState() for _ in self.runs]
+        self.warmed = not self.runs[0].train.warmup
 
     def drain(self) -> None:
         if not self.pending:
@@ -344,6 +345,8 @@ def fused_trainer(runs: list[CifarRun], root, device="auto", progress: bool = Tr
                            device=device, progress=progress, start_from=start_from,
                            rebuild="python -m resnet_lib campaign (the campaign that made it)")
     trainer.resume()  # the job's checkpoint, if any (a job folder never holds a result)
+    if not trainer.warmed:  # the job's checkpoint was damaged (moved aside): start again from the runs' own
+        return fused_trainer(runs, root, device, progress, data)
     return trainer
 
 
