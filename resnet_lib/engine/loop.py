@@ -27,10 +27,9 @@ from pathlib import Path
 
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from ..base.device import autocast, full_fp32, pick_device, tf32_convolutions, use_bf16
+from ..base.device import full_fp32, pick_device, tf32_convolutions
 from ..base.errors import UserError
 from ..base.io import _json_default, atomic_write_json, clean_stale_temps, ensure_writable_dir, provenance
 from .checkpoint import (
@@ -51,33 +50,13 @@ from .compiled import CompiledStep, use_compile
 from .config import StepSchedule, TrainConfig
 from .cuda_graph import CudaGraphStep, use_cuda_graph
 from .distributed import DistEnv
-from .step import make_optimizer, resolve_formats, sgd_step
+from .step import evaluate, make_optimizer, resolve_formats, sgd_step  # noqa: F401 (evaluate: API)
 
 HISTORY_KEYS = ("iteration", "lr", "train_loss", "train_err", "test_loss", "test_err")
 
 
 class TrainingDiverged(UserError, RuntimeError):
     """The loss became NaN or exploded; the message says what to change and which checkpoint is good."""
-
-
-@torch.no_grad()
-def evaluate(model: nn.Module, source, device="auto", amp: str | bool = "auto") -> dict:
-    """Mean cross-entropy and top-1 error of ``model`` over every batch of ``source``."""
-    dev = pick_device(device)
-    was_training = model.training
-    model.eval()
-    # summed on the device and read once: no wait for the GPU per batch (runs beside it in other lanes go on)
-    total_loss = torch.zeros((), dtype=torch.float64, device=dev)
-    wrong, n = torch.zeros((), dtype=torch.long, device=dev), 0
-    with autocast(dev, use_bf16(dev, amp)):
-        for x, y in source.batches(0):
-            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
-            out = model(x).float()
-            total_loss += F.cross_entropy(out, y, reduction="sum").double()
-            wrong += (out.argmax(1) != y).sum()
-            n += len(y)
-    model.train(was_training)
-    return {"loss": total_loss.item() / n, "err": wrong.item() / n}
 
 
 @dataclass

@@ -1,12 +1,13 @@
 """One SGD step and what it needs: the optimizer of the paper's recipe, the precision and memory
-format a device gets, and the step itself (forward, backward, update) returning device tensors."""
+format a device gets, the step itself (forward, backward, update) returning device tensors, and one
+evaluation pass over a batch source."""
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..base.device import autocast, use_bf16
+from ..base.device import autocast, pick_device, use_bf16
 from .config import TrainConfig
 
 
@@ -41,3 +42,23 @@ def train_step(net: nn.Module, opt: torch.optim.Optimizer, x, y, dev: torch.devi
 def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
     params = [p for p in model.parameters() if p.requires_grad]
     return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+
+
+@torch.no_grad()
+def evaluate(model: nn.Module, source, device="auto", amp: str | bool = "auto") -> dict:
+    """Mean cross-entropy and top-1 error of ``model`` over every batch of ``source``."""
+    dev = pick_device(device)
+    was_training = model.training
+    model.eval()
+    # summed on the device and read once: no wait for the GPU per batch (runs beside it in other lanes go on)
+    total_loss = torch.zeros((), dtype=torch.float64, device=dev)
+    wrong, n = torch.zeros((), dtype=torch.long, device=dev), 0
+    with autocast(dev, use_bf16(dev, amp)):
+        for x, y in source.batches(0):
+            x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            out = model(x).float()
+            total_loss += F.cross_entropy(out, y, reduction="sum").double()
+            wrong += (out.argmax(1) != y).sum()
+            n += len(y)
+    model.train(was_training)
+    return {"loss": total_loss.item() / n, "err": wrong.item() / n}
