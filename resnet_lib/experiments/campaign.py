@@ -14,7 +14,8 @@ Further seeds of one net train together as one *job*: K seeds fused into one wid
 (``fused_runs.run_fused``, issue #10 part 1), which on a GPU costs far less than K runs one after
 another. A fused job checkpoints in ``runs/<group>/fused_<...>/`` while it trains and, when it ends,
 writes each run's own folder exactly as a run trained alone would have. ``--no-fuse`` trains every run
-alone. ResNet-110's seeds (the warm-up) train alone to 2,000 iterations and are fused there.
+alone. ResNet-110's seeds warm up alone (each warm-up ends at its own iteration) and are fused after it
+(``fused_runs``).
 
 Folder layout: ``DIR/campaign.json`` (the set, its options, the measured speeds and each call's
 log) and ``DIR/runs/<group>/<run slug>/`` (the engine's checkpoint and result files).
@@ -97,8 +98,8 @@ def speed_key(device: str, job: Job) -> str:
 
 
 class Speeds:
-    """Seconds per cost unit measured on each device (and for each number of fused seeds), so that chunks
-    can be sized before they run."""
+    """Seconds per cost unit measured on each device (and for each number of fused seeds): the time still
+    needed, in the summary."""
 
     def __init__(self, table: dict | None = None):
         self.table = table or {}  # speed key -> [cost units trained, seconds]

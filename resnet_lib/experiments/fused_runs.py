@@ -321,9 +321,10 @@ def fused_trainer(runs: list[CifarRun], root, device="auto", progress: bool = Tr
     to the furthest run's point (see the module docstring); one run left: its own, to the end."""
     check_fusable(runs, warmup_ok=True)
     root = Path(root)
-    todo = [r for r, res in zip(runs, stored_results(runs, root)) if res is None]
+    stored = stored_results(runs, root)
+    todo = [r for r, res in zip(runs, stored) if res is None]
     if not todo:
-        return stored_results(runs, root)
+        return stored
     if len(todo) == 1:
         return cifar_trainer(todo[0], root, device=device, progress=progress, data=data)
     job = root / fused_slug(todo)

@@ -145,25 +145,23 @@ def split_optimizer_state(wide: nn.Module, state: dict) -> list[dict]:
 def fuse_optimizer_states(states: list[dict], wide: nn.Module) -> dict:
     """K ordinary nets' ``torch.optim`` state dicts (momentum buffers) as the fused net's: the inverse of
     ``split_optimizer_state``. The K optimizers must have the same settings."""
-    k, fc_keys = wide.fused_k, _fc_keys(wide)
+    k = wide.fused_k
     if len(states) != k:
         raise ValueError(f"{len(states)} optimizer states for a net fusing {k} runs")
     groups = [s["param_groups"] for s in states]
     if any(g != groups[0] for g in groups):
         raise ValueError("the runs' optimizers have different settings (learning rate, momentum, weight decay); "
                          "fuse runs at the same point of the same recipe")
-    names = [n for n, p in wide.named_parameters() if p.requires_grad]
+    params = [p for p in wide.parameters() if p.requires_grad]
     keys = [set(s["state"]) for s in states]
     if any(ks != keys[0] for ks in keys):
         raise ValueError("the runs' optimizers hold state for different parameters; fuse runs that took steps")
     fused = {}
-    for i in keys[0]:
-        fused[i] = {}
-        for key, v in states[0]["state"][i].items():
-            parts = [s["state"][i][key] for s in states]
-            if isinstance(v, torch.Tensor) and v.ndim > 0:
-                v = torch.stack(parts) if names[i] in fc_keys else torch.cat(parts)
-            fused[i][key] = v
+    for i in keys[0]:  # each parameter's state tensors (momentum) fused as the parameter itself is
+        per_run = [s["state"][i] for s in states]
+        tensors = [key for key, v in per_run[0].items() if isinstance(v, torch.Tensor)]
+        fused[i] = {**per_run[0], **fuse_states([{key: st[key] for key in tensors} for st in per_run],
+                                                {key: params[i] for key in tensors})}
     return {"state": fused, "param_groups": copy.deepcopy(groups[0])}
 
 
