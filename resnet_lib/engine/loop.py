@@ -22,7 +22,7 @@ import json
 import math
 import os
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -50,51 +50,12 @@ from .compiled import CompiledStep, use_compile
 from .config import StepSchedule, TrainConfig
 from .cuda_graph import CudaGraphStep, use_cuda_graph
 from .distributed import DistEnv
+from .state import RunState, Tally, record_point
 from .step import evaluate, make_optimizer, resolve_formats, sgd_step  # noqa: F401 (evaluate: API)
-
-HISTORY_KEYS = ("iteration", "lr", "train_loss", "train_err", "test_loss", "test_err")
 
 
 class TrainingDiverged(UserError, RuntimeError):
     """The loss became NaN or exploded; the message says what to change and which checkpoint is good."""
-
-
-@dataclass
-class Tally:
-    """Training loss and errors summed over the steps since the last reset."""
-    loss_sum: float = 0.0  # sum over images of the per-image loss
-    wrong: int = 0
-    seen: int = 0
-
-    def add(self, mean_loss: float, wrong: int, n: int) -> None:
-        self.loss_sum += mean_loss * n
-        self.wrong += wrong
-        self.seen += n
-
-
-@dataclass
-class RunState:
-    """Where a run stands; stored in each checkpoint as plain numbers and lists."""
-    iteration: int = 0               # SGD steps done
-    epoch: int = 0
-    batch: int = 0                   # next batch of ``epoch``
-    wall: float = 0.0                # seconds of training so far, over every resumed piece
-    since_eval: Tally = field(default_factory=Tally)   # for the curve's training loss and error
-    since_warm: Tally = field(default_factory=Tally)   # for the warm-up rule's training error
-    history: dict = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
-
-    @classmethod
-    def from_dict(cls, d: dict) -> "RunState":
-        return cls(**{**d, "since_eval": Tally(**d["since_eval"]), "since_warm": Tally(**d["since_warm"])})
-
-
-def record_point(st: RunState, it: int, lr: float, ev: dict) -> None:
-    """Append a curve point: the training tallies since the last point and the evaluation ``ev``."""
-    tally = st.since_eval
-    for k, v in (("iteration", it), ("lr", lr), ("train_loss", tally.loss_sum / tally.seen),
-                 ("train_err", tally.wrong / tally.seen), ("test_loss", ev["loss"]), ("test_err", ev["err"])):
-        st.history[k].append(v)
-    st.since_eval = Tally()
 
 
 @dataclass

@@ -1,0 +1,44 @@
+"""Where a run stands: its tallies, its curve and its position, stored in each checkpoint as plain numbers."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+HISTORY_KEYS = ("iteration", "lr", "train_loss", "train_err", "test_loss", "test_err")
+
+
+@dataclass
+class Tally:
+    """Training loss and errors summed over the steps since the last reset."""
+    loss_sum: float = 0.0  # sum over images of the per-image loss
+    wrong: int = 0
+    seen: int = 0
+
+    def add(self, mean_loss: float, wrong: int, n: int) -> None:
+        self.loss_sum += mean_loss * n
+        self.wrong += wrong
+        self.seen += n
+
+
+@dataclass
+class RunState:
+    """Where a run stands; stored in each checkpoint as plain numbers and lists."""
+    iteration: int = 0               # SGD steps done
+    epoch: int = 0
+    batch: int = 0                   # next batch of ``epoch``
+    wall: float = 0.0                # seconds of training so far, over every resumed piece
+    since_eval: Tally = field(default_factory=Tally)   # for the curve's training loss and error
+    since_warm: Tally = field(default_factory=Tally)   # for the warm-up rule's training error
+    history: dict = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunState":
+        return cls(**{**d, "since_eval": Tally(**d["since_eval"]), "since_warm": Tally(**d["since_warm"])})
+
+
+def record_point(st: RunState, it: int, lr: float, ev: dict) -> None:
+    """Append a curve point: the training tallies since the last point and the evaluation ``ev``."""
+    tally = st.since_eval
+    for k, v in (("iteration", it), ("lr", lr), ("train_loss", tally.loss_sum / tally.seen),
+                 ("train_err", tally.wrong / tally.seen), ("test_loss", ev["loss"]), ("test_err", ev["err"])):
+        st.history[k].append(v)
+    st.since_eval = Tally()
