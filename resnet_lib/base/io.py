@@ -188,6 +188,11 @@ def device_name(device: torch.device | str | None = None) -> str:
     return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
+def utc_now() -> str:
+    """The time now, UTC, ISO 8601 to the second (how every record here stamps time)."""
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
 def provenance(device: torch.device | str | None = None, **extra) -> dict:
     """Who, what and where: library versions, code revision, device, time. Merge ``extra`` in."""
     return {
@@ -198,7 +203,7 @@ def provenance(device: torch.device | str | None = None, **extra) -> dict:
         "torchvision": torchvision.__version__,
         "device": device_name(device),
         "host": platform.node(),
-        "time_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "time_utc": utc_now(),
         **({"cpu_path": cpu_path()} if torch.device(device or "cpu").type == "cpu" else {}),
         **extra,
     }

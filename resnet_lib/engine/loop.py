@@ -31,7 +31,15 @@ from tqdm.auto import tqdm
 
 from ..base.device import full_fp32, pick_device, tf32_convolutions
 from ..base.errors import UserError
-from ..base.io import _json_default, atomic_write_json, clean_stale_temps, ensure_writable_dir, provenance
+from ..base.io import (
+    _json_default,
+    atomic_write_json,
+    clean_stale_temps,
+    device_name,
+    ensure_writable_dir,
+    provenance,
+    utc_now,
+)
 from .checkpoint import (
     CHECKPOINT,
     FORMAT,
@@ -50,7 +58,7 @@ from .compiled import CompiledStep, use_compile
 from .config import StepSchedule, TrainConfig
 from .cuda_graph import CudaGraphStep, use_cuda_graph
 from .distributed import DistEnv
-from .state import RunState, Tally, record_point
+from .state import RunState, Tally, open_piece, record_point
 from .step import evaluate, make_optimizer, resolve_formats, sgd_step  # noqa: F401 (evaluate: API)
 
 
@@ -181,6 +189,8 @@ class Trainer:
         self.bar = tqdm(total=cfg.iters, initial=st.iteration, desc=self.desc, dynamic_ncols=True, leave=True,
                         disable=not (self.progress and self.env.main))
         self.t_start = time.perf_counter() - st.wall
+        self.piece = open_piece(st, device_name(self.dev), utc_now(), str(torch.__version__))
+        self.piece_t0 = st.wall - self.piece["wall_s"]
         self.net.train()
         while st.iteration < end:
             batches = self.train_source.batches(st.epoch, start=st.batch, rank=self.env.rank, world=self.env.world)
@@ -199,7 +209,7 @@ class Trainer:
         self.drain()
         self.bar.close()
         st = self.state
-        st.wall = time.perf_counter() - self.t_start
+        self.clock()
         self.complete = st.iteration >= self.cfg.iters
         if not self.complete:
             self.save_checkpoint()
@@ -232,9 +242,15 @@ class Trainer:
         self.bar.update(1)
         if must_eval:
             self.evaluate_and_log(it, lr)
-        st.wall = time.perf_counter() - self.t_start
+        self.clock()
         if must_save:
             self.save_checkpoint()
+
+    def clock(self) -> None:
+        """Bring the run's training time, and the piece this call trains, up to now."""
+        st = self.state
+        st.wall = time.perf_counter() - self.t_start
+        self.piece["end"], self.piece["wall_s"] = st.iteration, round(st.wall - self.piece_t0, 2)
 
     def drain(self) -> None:
         """Read back the pending steps' losses (one transfer), add them up, stop on divergence."""
@@ -302,7 +318,7 @@ class Trainer:
                   "world_size": self.env.world, "cuda_graph": bool(getattr(self, "graphed", False)),
                   "graph_captures": step.captures if step else 0,
                   "compiled": self.compiled is not None and self.compiled.state == "compiled",
-                  "provenance": provenance(self.dev), **extra}
+                  "pieces": st.pieces, "provenance": provenance(self.dev), **extra}
         return json.loads(json.dumps(result, default=_json_default))
 
 

@@ -29,6 +29,7 @@ class RunState:
     since_eval: Tally = field(default_factory=Tally)   # for the curve's training loss and error
     since_warm: Tally = field(default_factory=Tally)   # for the warm-up rule's training error
     history: dict = field(default_factory=lambda: {k: [] for k in HISTORY_KEYS})
+    pieces: list = field(default_factory=list)  # where each stretch of iterations trained (see open_piece)
 
     @classmethod
     def from_dict(cls, d: dict) -> "RunState":
@@ -42,3 +43,20 @@ def record_point(st: RunState, it: int, lr: float, ev: dict) -> None:
                  ("train_err", tally.wrong / tally.seen), ("test_loss", ev["loss"]), ("test_err", ev["err"])):
         st.history[k].append(v)
     st.since_eval = Tally()
+
+
+def open_piece(st: RunState, device: str, since_utc: str, torch_version: str | None = None) -> dict:
+    """The stretch of iterations that training from here on ``device`` adds to: the last one when it ended
+    here on the same device and torch, else a new one. A piece is ``{"device", "torch", "start", "end",
+    "wall_s", "since_utc"}`` (iterations start..end, seconds of training), so a run continued on another
+    machine says which part trained where. A state saved before pieces were kept gets one piece of unknown
+    device (None) for what it had trained."""
+    if not st.pieces and st.iteration:
+        st.pieces.append({"device": None, "torch": None, "start": 0, "end": st.iteration,
+                          "wall_s": round(st.wall, 2), "since_utc": None})
+    last = st.pieces[-1] if st.pieces else None
+    if last is not None and (last["device"], last["torch"], last["end"]) == (device, torch_version, st.iteration):
+        return last
+    st.pieces.append({"device": device, "torch": torch_version, "start": st.iteration, "end": st.iteration,
+                      "wall_s": 0.0, "since_utc": since_utc})
+    return st.pieces[-1]

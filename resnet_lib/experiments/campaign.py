@@ -38,7 +38,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..base.device import pick_device
-from ..base.io import atomic_write_json, device_name
+from ..base.io import atomic_write_json, device_name, utc_now
 from ..data.cifar import load_cifar10
 from ..engine.checkpoint import CHECKPOINT, RESULT
 from ..engine.lanes import Lanes
@@ -194,8 +194,8 @@ class CampaignCall:
         self.speeds = Speeds(self.state["speeds"])
         self.failed = self.state.setdefault("failed", {})  # job key -> why it stopped (diverged): not retried
         at = {j.key: job_iteration(out, j) for j in jobs}
-        self.call = {"device": self.dev_name, "budget_s": budget_s, "together": n_lanes,
-                     "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "iterations": 0,
+        self.call = {"device": self.dev_name, "torch": str(torch.__version__), "budget_s": budget_s, "together": n_lanes,
+                     "started_utc": utc_now(), "iterations": 0,
                      "stopped": "finished"}
         self.state["calls"].append(self.call)
         self.bar = tqdm(total=sum(j.iters * len(j.entries) for j in jobs),  # run-iterations: K a fused step

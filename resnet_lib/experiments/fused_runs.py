@@ -209,7 +209,8 @@ class FusedTrainer(Trainer):
         self.warmup_ended = [c["schedule"]["warmup_ended_at"] for c in ckpts]
         first = states[0]
         self.state = RunState(iteration=first.iteration, epoch=first.epoch, batch=first.batch,
-                              wall=sum(st.wall for st in states))  # the device time of the runs alone so far
+                              wall=sum(st.wall for st in states),  # the device time of the runs alone so far
+                              pieces=[dict(p) for p in first.pieces])  # the runs trained alone side by side
         self.per_run = [RunState(since_eval=st.since_eval, history=st.history) for st in states]
         self.warmed = True
 

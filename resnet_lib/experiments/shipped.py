@@ -50,13 +50,43 @@ def _finished(src: Path) -> list[tuple[str, Path, dict]]:
     return out
 
 
-def _record(group: str, run_dir: Path, r: dict) -> dict:
+def resolve_pieces(pieces: list | None, calls: list[dict]) -> list[dict]:
+    """A run's pieces (``engine.state.open_piece``), where one of unknown device (trained before pieces were
+    kept) takes the device of the campaign's ``calls`` that ran before the call opening the next piece, when
+    those calls all ran on one device (``device_from`` then says so)."""
+    out = []
+    for i, p in enumerate(pieces or []):
+        p = dict(p)
+        until = next((q["since_utc"] for q in pieces[i + 1:] if q.get("since_utc")), None)
+        if p["device"] is None and until is not None:
+            before = sorted((c for c in calls if c["started_utc"] <= until), key=lambda c: c["started_utc"])
+            devices = {c["device"] for c in before[:-1]}  # the last of them opened the next piece
+            torches = {c.get("torch") for c in before[:-1]}
+            if len(devices) == 1:
+                p["device"], p["device_from"] = devices.pop(), "the campaign's calls log"
+                p["torch"] = torches.pop() if len(torches) == 1 else None
+        out.append(p)
+    return out
+
+
+def trained_on(pieces: list[dict], device: str | None) -> str | None:
+    """Where a run trained: its one device, or each device with its share of the iterations."""
+    devices = [p["device"] for p in pieces]
+    if len(set(devices)) <= 1:
+        return devices[0] if devices and devices[0] else device
+    return " + ".join(f"{p['device'] or 'unrecorded device'}{f' (torch {t})' if (t := p.get('torch')) else ''} "
+                      f"for iterations {p['start']:,}-{p['end']:,}" for p in pieces)
+
+
+def _record(group: str, run_dir: Path, r: dict, calls: list[dict] = ()) -> dict:
     prov = r.get("provenance", {})
+    pieces = resolve_pieces(r.get("pieces"), list(calls))
     return {"name": r["name"], "group": group, "slug": run_dir.name, "seed": r["config"]["seed"],
             "spec": r["spec"], "run": r.get("run"), "config": r["config"], "history": r["history"],
             "history_points": len(r["history"]["iteration"]), "final": r["final"],
             "train_examples": r.get("train_examples"), "eval_set": r.get("eval_set"),
-            "wall_s": r["wall_s"], "img_per_s": r.get("img_per_s"), "gpu": prov.get("device"),
+            "wall_s": r["wall_s"], "img_per_s": r.get("img_per_s"),
+            "gpu": trained_on(pieces, prov.get("device")), "pieces": pieces,
             "torch": prov.get("torch"), "precision": r.get("precision"), "git": prov.get("git"),
             "warmup_ended_at": r.get("warmup_ended_at"), "provenance": prov}
 
@@ -67,10 +97,12 @@ def export_campaign(src, dest=None, device="auto", data=None) -> dict:
     dest = Path(dest) if dest else default_root()
     dev = pick_device(device)
     runs = _finished(Path(src))
+    log = Path(src) / "campaign.json"
+    calls = json.loads(log.read_text()).get("calls", []) if log.exists() else []
     written = {"runs": [], "weights": []}
     first = {}  # (depth, residual) -> (seed, run_dir) of the main group's lowest seed
     for group, run_dir, r in runs:
-        rec = _record(group, run_dir, r)
+        rec = _record(group, run_dir, r, calls)
         path = dest / "runs" / f"{group}__{run_dir.name}.json"
         atomic_write_json(path, rec)
         written["runs"].append(path)
@@ -141,6 +173,12 @@ def table6_rows(runs: list[dict], own: list[dict] | None = None) -> list[dict]:
     return rows
 
 
+def _where(r: dict) -> str:
+    if len({p["device"] for p in r.get("pieces") or []}) > 1:  # continued on another machine: each part named
+        return f"{r['name']} seed {r['seed']} on {r['gpu']}, {r['precision']}"
+    return f"{r['gpu']}, torch {r['torch']}, {r['precision']}"
+
+
 def coverage_text(runs: list[dict], seeds: int = 3) -> str:
     """Where the shipped runs come from and what the campaign has still to train (issue #10's order)."""
     full = [r for r in runs if r["config"]["iters"] == 64_000]
@@ -150,7 +188,7 @@ def coverage_text(runs: list[dict], seeds: int = 3) -> str:
     for r in full:
         key = ("ResNet" if r["spec"]["residual"] else "plain", r["spec"]["depth"])
         n[key] = n.get(key, 0) + 1
-    where = sorted({f"{r['gpu'].replace('NVIDIA ', '')}, torch {r['torch']}, {r['precision']}" for r in full})
+    where = sorted({_where(r).replace("NVIDIA ", "") for r in full})
     todo = [f"{kind}-{d}" for kind in ("ResNet", "plain") for d in (20, 32, 44, 56, 110) if (kind, d) not in n]
     todo += [f"{seeds - k} more seed(s) of ResNet-{d}" for (kind, d), k in sorted(n.items()) if kind == "ResNet" and k < seeds]
     text = (f"Full recipe (64,000 iterations, all 50k training images, all 10k test images) on {'; '.join(where)}: "

@@ -21,7 +21,7 @@ from pathlib import Path
 from queue import Empty
 
 from ..base.errors import UserError
-from ..base.io import atomic_write_json
+from ..base.io import atomic_write_json, utc_now
 from ..base.paths import output_dir, project_root
 from .params import check_parameters, read_parameters
 from .params import type_ok as _type_ok  # noqa: F401  (sweep's per-item check uses it)
@@ -179,7 +179,7 @@ def run_record(timings: dict, total_s: float, tiny: bool, parameters: dict | Non
             "cpu_model": model,
             "cpus": os.cpu_count(), "cpu_path": cpu_path(), "load_avg_at_end": os.getloadavg()[0],
             "environment": {k: os.environ[k] for k in ("ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS") if k in os.environ},
-            "git": git_revision(), "finished_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+            "git": git_revision(), "finished_utc": utc_now()}
 
 
 def run_all(out_dir: str | os.PathLike | None = None, tiny: bool = False, only: list[str] | None = None) -> Path:
