@@ -174,6 +174,12 @@ def test_table6_and_fig6_from_planted_records():
     assert "ResNet-32, ResNet-44, ResNet-56, plain-32" in text and "plain-20," not in text
     assert "2 more seed(s) of ResNet-110" in text and "of ResNet-20" not in text
     assert shipped.coverage_text(runs[-1:]) == shipped.EMPTY
+    assert rows[0]["gap (points)"] == "-0.55" and rows[1]["gap (points)"] == "-0.11"  # to the paper's mean for 110
+    gaps = shipped.gap_text(runs)
+    assert "ResNet-20 -0.55 (n=3, seed std 0.20, outside 0.3); ResNet-110 -0.11 (n=1, within 0.3)" in gaps
+    assert "fewer than 3 seeds (ResNet-110)" in gaps and shipped.gap_text(runs[-1:]) == ""
+    mixed = dict(runs[0], pieces=[{"device": "NVIDIA H200"}, {"device": "cpu"}], gpu="H200 for iterations 0-5 + cpu")
+    assert "ResNet-20 seed 1 on H200 for iterations 0-5 + cpu, bf16 autocast" in shipped.coverage_text([mixed])
 
 
 def test_fig7_claims_and_plot():
