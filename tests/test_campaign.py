@@ -3,6 +3,8 @@ ends; its summary says what is done, in progress and left; it exports into the s
 import dataclasses
 import itertools
 import json
+import os
+import signal
 
 import pytest
 import torch
@@ -63,6 +65,35 @@ def test_stopped_by_budget_and_resumed_equals_straight(straight, data, tmp_path)
     _same_runs(out_a, tmp_path, TINY)
     calls = json.loads((tmp_path / cp.STATE).read_text())["calls"]
     assert [c["stopped"] for c in calls] == ["budget", "finished"]
+
+
+def test_ctrl_c_stops_between_steps_with_checkpoints_and_only_started_finishes_what_is_begun(straight, data,
+                                                                                              tmp_path):
+    """A real SIGINT (sent by the clock after the 7th round) asks for a stop: the run in training stops after its
+    step with a checkpoint, off the checkpoint grid, and the call is recorded as interrupted. Then
+    ``only_started`` finishes that run and starts no other; a last call trains the rest; all end as straight."""
+    reads = itertools.count()
+
+    def clock():
+        if next(reads) == 8:  # read once before the first round, then once after each
+            os.kill(os.getpid(), signal.SIGINT)
+        return 0.0
+
+    before = signal.getsignal(signal.SIGINT)
+    part = cp.run_campaign("smoke", tmp_path, 1e9, data=data, device="cpu", progress=False, log=None, clock=clock,
+                           **TINY)
+    assert signal.getsignal(signal.SIGINT) is before  # the usual handling is back
+    assert part["stopped"] == "interrupted" and part["rows"][0]["iteration"] == 7
+    assert part["count"] == {"done": 0, "in progress": 1, "left": 1}
+    lines = []
+    begun = cp.run_campaign("smoke", tmp_path, 1e9, data=data, device="cpu", progress=False, log=lines.append,
+                            only_started=True, **TINY)
+    assert begun["count"] == {"done": 1, "in progress": 0, "left": 1} and begun["stopped"] == "finished"
+    cp.run_campaign("smoke", tmp_path, 1e9, data=data, device="cpu", progress=False, log=None, **TINY)
+    _same_runs(straight[0], tmp_path, TINY)
+    calls = json.loads((tmp_path / cp.STATE).read_text())["calls"]
+    assert [c["stopped"] for c in calls] == ["interrupted", "finished", "finished"]
+    assert "interrupted; the same command continues" in cp.format_summary("smoke", part, calls[0])
 
 
 def test_fused_jobs_in_lanes_stopped_and_resumed_equal_straight_and_leave_ordinary_run_folders(straight_fused, data,

@@ -17,6 +17,11 @@ writes each run's own folder exactly as a run trained alone would have. ``--no-f
 alone. ResNet-110's seeds warm up alone (each warm-up ends at its own iteration) and are fused after it
 (``fused_runs``).
 
+Ctrl-C (or SIGTERM) asks for a stop: the runs in training stop after their current step, each with a
+checkpoint, and the call is recorded as interrupted; a second Ctrl-C stops at once (losing what was
+trained since each run's last checkpoint). ``--only-started`` finishes the runs in progress and starts no
+new one (for an hour on a slower machine).
+
 Folder layout: ``DIR/campaign.json`` (the set, its options, the measured speeds and each call's
 log) and ``DIR/runs/<group>/<run slug>/`` (the engine's checkpoint and result files).
 
@@ -31,6 +36,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
+import sys
+import threading
 import time
 from pathlib import Path
 
@@ -49,6 +57,8 @@ from .fused_runs import fused_slug, fused_trainer
 from .shipped import export_campaign
 
 STATE = "campaign.json"
+WHY_STOPPED = {"budget": "stopped by its budget", "interrupted": "interrupted; the same command continues",
+               "finished": "nothing more to do"}
 # ----------------------------------------------------------------------------- progress and speed
 
 def run_dir(out: Path, e: Entry) -> Path:
@@ -149,33 +159,59 @@ def job_trainer(job: Job, out: Path, dev, data):
     return None if isinstance(t, (dict, list)) else t
 
 
+class StopRequest:
+    """While entered (in the main thread): SIGINT and SIGTERM set ``requested`` instead of interrupting, so
+    the caller stops between two steps; a second SIGINT raises KeyboardInterrupt as usual."""
+    requested = False
+
+    def _handle(self, signum, frame):
+        if self.requested and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.requested = True
+        print(f"campaign: {signal.Signals(signum).name} received: stopping after this step, with checkpoints "
+              "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
+
+    def __enter__(self):
+        self.old = None
+        if threading.current_thread() is threading.main_thread():
+            self.old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc):
+        for s, h in (self.old or {}).items():
+            signal.signal(s, h)
+
+
 def run_campaign(name: str, out, budget_s: float, *, seeds=(1, 2, 3), scale: float = 1.0, subset: int = 0,
                  test_subset: int = 0, fuse: bool = True, together="auto", device="auto", data=None,
                  startup_s: float | None = None, margin_s: float | None = None, clock=time.monotonic,
-                 progress: bool = True, log=print) -> dict:
+                 progress: bool = True, log=print, only_started: bool = False, stop=None) -> dict:
     """Train campaign ``name`` in ``out`` for at most ``budget_s`` seconds (of ``clock``) and return its
     summary (``summarize``). Jobs start in order, ``together`` at a time (``lanes_for``), each advanced one
     step per round; ``margin_s`` before the budget ends, every run still training stops with a checkpoint,
-    and a job is started only while ``startup_s`` (its set-up) is left."""
+    and a job is started only while ``startup_s`` (its set-up) is left. ``only_started``: only the jobs
+    already begun. ``stop`` (default: a :class:`StopRequest` on Ctrl-C/SIGTERM) ends the call early, the
+    same way, when its ``requested`` turns true."""
     t0 = clock()
     want = {"name": name, "seeds": list(seeds), "scale": scale, "subset": subset, "test_subset": test_subset,
             "fuse": fuse}
     dev = pick_device(device)
     c = CampaignCall(name, Path(out), campaign_jobs(name, seeds, scale, subset, test_subset, fuse), want, dev,
-                     lanes_for(together, dev), budget_s, data, progress, log)
+                     lanes_for(together, dev), budget_s, data, progress, log, only_started)
     startup = (3.0 if dev.type == "cuda" else 0.5) if startup_s is None else startup_s
     margin = max(5.0, 0.03 * budget_s) if margin_s is None else margin_s
     t = clock()
-    while c.queue or c.lanes.live:
-        left = budget_s - (t - t0) - margin
-        if left <= 0:
-            c.call["stopped"] = "budget"
-            break
-        c.start_jobs(room=left > startup)
-        if not c.lanes.live:
-            break
-        t = c.round(clock, t)
-    return c.close(clock() - t0)
+    with stop or StopRequest() as stop:
+        while c.queue or c.lanes.live:
+            left = budget_s - (t - t0) - margin
+            if left <= 0 or stop.requested:
+                c.call["stopped"] = "interrupted" if stop.requested else "budget"
+                break
+            c.start_jobs(room=left > startup)
+            if not c.lanes.live:
+                break
+            t = c.round(clock, t)
+        return c.close(clock() - t0)
 
 
 class CampaignCall:
@@ -183,7 +219,7 @@ class CampaignCall:
     the state file (``campaign.json``), kept up to date as jobs end."""
 
     def __init__(self, name: str, out: Path, jobs: list[Job], want: dict, dev: torch.device, n_lanes: int,
-                 budget_s: float, data, progress: bool, log):
+                 budget_s: float, data, progress: bool, log, only_started: bool = False):
         self.name, self.out, self.jobs, self.dev, self.n_lanes, self.data, self.log = \
             name, out, jobs, dev, n_lanes, data, log
         self.state_path = out / STATE
@@ -194,14 +230,14 @@ class CampaignCall:
         self.speeds = Speeds(self.state["speeds"])
         self.failed = self.state.setdefault("failed", {})  # job key -> why it stopped (diverged): not retried
         at = {j.key: job_iteration(out, j) for j in jobs}
-        self.call = {"device": self.dev_name, "torch": str(torch.__version__), "budget_s": budget_s, "together": n_lanes,
-                     "started_utc": utc_now(), "iterations": 0,
-                     "stopped": "finished"}
+        self.call = {"device": self.dev_name, "torch": str(torch.__version__), "budget_s": budget_s,
+                     "together": n_lanes, "started_utc": utc_now(), "iterations": 0, "stopped": "finished"}
         self.state["calls"].append(self.call)
         self.bar = tqdm(total=sum(j.iters * len(j.entries) for j in jobs),  # run-iterations: K a fused step
                         initial=sum(at[j.key] * len(j.entries) for j in jobs), desc=f"campaign {name}", unit="it",
                         disable=not progress, dynamic_ncols=True)
-        self.queue = [j for j in jobs if at[j.key] < j.iters and j.key not in self.failed]
+        self.queue = [j for j in jobs if at[j.key] < j.iters and j.key not in self.failed
+                      and (at[j.key] > 0 or not only_started)]
         self.lanes = Lanes(dev)
         self.last_save = None
 
@@ -265,7 +301,8 @@ class CampaignCall:
         self.call["seconds"] = round(seconds, 1)
         self.save()
         at = {j.key: job_iteration(self.out, j) for j in self.jobs}
-        summary = {**summarize(self.jobs, at, self.speeds, self.dev_name), "failed": dict(self.failed)}
+        summary = {**summarize(self.jobs, at, self.speeds, self.dev_name), "failed": dict(self.failed),
+                   "stopped": self.call["stopped"]}
         if self.log:
             self.log(format_summary(self.name, summary, self.call))
         return summary
@@ -294,7 +331,7 @@ def format_summary(name: str, summary: dict, call: dict | None = None) -> str:
     lines = [f"campaign {name}: {c['done']} done, {c['in progress']} in progress, {c['left']} left"]
     if call:
         lines[0] += f" (this call: {call['iterations']} iterations in {call.get('seconds', 0):.0f} s, " \
-                    f"{'stopped by its budget' if call['stopped'] == 'budget' else 'nothing more to do'})"
+                    f"{WHY_STOPPED[call['stopped']]})"
     for r in summary["rows"]:
         est = "" if r["time_left_s"] in (None, 0) else f"  ~{r['time_left_s'] / 60:.1f} min left"
         fused = " (fused)" if r["job"].endswith("(fused)") else ""
@@ -321,6 +358,7 @@ def cli(argv: list[str]) -> int:
                     "of each net train together, fused into one net; a folder keeps the choice it started with)")
     ap.add_argument("--together", default="auto", help="runs trained at once, each on its own CUDA stream "
                     "(auto: 4 on a GPU, 1 on a CPU)")
+    ap.add_argument("--only-started", action="store_true", help="finish the runs in progress; start no new one")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--export", default=None, metavar="DEST", help="then export the finished runs into DEST "
                     "(results/cifar10: JSON per run, Fig. 7 responses, fp16 weights)")
@@ -329,8 +367,11 @@ def cli(argv: list[str]) -> int:
         seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
     except ValueError:
         ap.error(f"--seeds takes comma-separated integers, e.g. 1,2,3; got {a.seeds!r}")
-    run_campaign(a.name, a.out, a.budget_s, seeds=seeds, scale=a.scale, subset=a.subset, test_subset=a.test_subset,
-                 fuse=not a.no_fuse, together=a.together, device=a.device)
+    summary = run_campaign(a.name, a.out, a.budget_s, seeds=seeds, scale=a.scale, subset=a.subset,
+                           test_subset=a.test_subset, fuse=not a.no_fuse, together=a.together, device=a.device,
+                           only_started=a.only_started)
+    if summary["stopped"] == "interrupted":
+        return 130  # as a shell reports Ctrl-C; no export
     if a.export:
         written = export_campaign(a.out, a.export, device=a.device)
         print(f"exported {len(written['runs'])} finished runs into {a.export}")
