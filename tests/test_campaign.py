@@ -251,3 +251,33 @@ def test_a_run_that_diverges_is_set_aside_and_the_others_go_on(data, tmp_path, m
     again = []
     cp.run_campaign("smoke", tmp_path, 1e9, data=data, device="cpu", progress=False, log=again.append, **TINY)
     assert "0 iterations" in again[0] and "not retried" in again[0]
+
+
+def test_any_other_error_stops_every_lane_with_a_checkpoint_and_is_raised(straight, data, tmp_path, monkeypatch):
+    """An error that is not a divergence (planted: ResNet-8's 6th step fails) stops the run beside it with a
+    checkpoint, is recorded in the calls log and raised; a later call continues and ends as straight."""
+    made = cp.job_trainer
+
+    def planted(job, *a, **kw):
+        t = made(job, *a, **kw)
+        if t is not None and job.runs[0].residual:
+            real = t.step
+
+            def step(x, y, end):
+                if t.state.iteration == 5:
+                    raise OSError("planted: the disk went away")
+                real(x, y, end)
+            t.step = step
+        return t
+
+    monkeypatch.setattr(cp, "job_trainer", planted)
+    with pytest.raises(OSError, match="planted"):
+        cp.run_campaign("smoke", tmp_path, 1e9, data=data, device="cpu", progress=False, log=None, together=2,
+                        **TINY)
+    state = json.loads((tmp_path / cp.STATE).read_text())
+    assert state["calls"][-1]["stopped"] == "error: OSError" and not state["failed"]
+    plain = next(e for e in cp.campaign_entries("smoke", **TINY) if not e.run.residual)
+    assert cp.iteration_of(tmp_path, plain) in (5, 6)  # stopped beside it, with a checkpoint, not at its end
+    monkeypatch.setattr(cp, "job_trainer", made)
+    cp.run_campaign("smoke", tmp_path, 1e9, data=data, device="cpu", progress=False, log=None, **TINY)
+    _same_runs(straight[0], tmp_path, TINY)

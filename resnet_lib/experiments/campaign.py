@@ -58,7 +58,7 @@ from .shipped import export_campaign
 
 STATE = "campaign.json"
 WHY_STOPPED = {"budget": "stopped by its budget", "interrupted": "interrupted; the same command continues",
-               "finished": "nothing more to do"}
+               "finished": "nothing more to do", None: "killed before it could stop"}
 # ----------------------------------------------------------------------------- progress and speed
 
 def run_dir(out: Path, e: Entry) -> Path:
@@ -174,7 +174,8 @@ class StopRequest:
     def __enter__(self):
         self.old = None
         if threading.current_thread() is threading.main_thread():
-            self.old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+            self.old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)
+                        if signal.getsignal(s) is not signal.SIG_IGN}  # an ignored signal (nohup, &) stays so
         return self
 
     def __exit__(self, *exc):
@@ -211,6 +212,7 @@ def run_campaign(name: str, out, budget_s: float, *, seeds=(1, 2, 3), scale: flo
             if not c.lanes.live:
                 break
             t = c.round(clock, t)
+        c.call["stopped"] = c.call["stopped"] or "finished"
         return c.close(clock() - t0)
 
 
@@ -231,7 +233,8 @@ class CampaignCall:
         self.failed = self.state.setdefault("failed", {})  # job key -> why it stopped (diverged): not retried
         at = {j.key: job_iteration(out, j) for j in jobs}
         self.call = {"device": self.dev_name, "torch": str(torch.__version__), "budget_s": budget_s,
-                     "together": n_lanes, "started_utc": utc_now(), "iterations": 0, "stopped": "finished"}
+                     "together": n_lanes, "started_utc": utc_now(), "iterations": 0,
+                     "stopped": None}  # until the call ends: None in the log means it was killed
         self.state["calls"].append(self.call)
         self.bar = tqdm(total=sum(j.iters * len(j.entries) for j in jobs),  # run-iterations: K a fused step
                         initial=sum(at[j.key] * len(j.entries) for j in jobs), desc=f"campaign {name}", unit="it",
@@ -277,6 +280,7 @@ class CampaignCall:
     def _ended(self, lane) -> None:
         if lane.error is not None and not isinstance(lane.error, TrainingDiverged):
             self.lanes.stop_all()  # the others keep what they trained; then the error, as it is
+            self.call["stopped"] = f"error: {type(lane.error).__name__}"
             self.save()
             raise lane.error
         if lane.error is not None:  # diverged: the others go on; this job is left as it stands, with the reason
@@ -331,7 +335,7 @@ def format_summary(name: str, summary: dict, call: dict | None = None) -> str:
     lines = [f"campaign {name}: {c['done']} done, {c['in progress']} in progress, {c['left']} left"]
     if call:
         lines[0] += f" (this call: {call['iterations']} iterations in {call.get('seconds', 0):.0f} s, " \
-                    f"{WHY_STOPPED[call['stopped']]})"
+                    f"{WHY_STOPPED.get(call['stopped'], call['stopped'])})"
     for r in summary["rows"]:
         est = "" if r["time_left_s"] in (None, 0) else f"  ~{r['time_left_s'] / 60:.1f} min left"
         fused = " (fused)" if r["job"].endswith("(fused)") else ""
