@@ -191,8 +191,8 @@ def run_campaign(name: str, out, budget_s: float, *, seeds=(1, 2, 3), scale: flo
     summary (``summarize``). Jobs start in order, ``together`` at a time (``lanes_for``), each advanced one
     step per round; ``margin_s`` before the budget ends, every run still training stops with a checkpoint,
     and a job is started only while ``startup_s`` (its set-up) is left. ``only_started``: only the jobs
-    already begun. ``stop`` (default: a :class:`StopRequest` on Ctrl-C/SIGTERM) ends the call early, the
-    same way, when its ``requested`` turns true."""
+    already begun. ``stop``, a :class:`StopRequest` (default: a new one, which Ctrl-C and SIGTERM set),
+    ends the call early, the same way, once its ``requested`` is true."""
     t0 = clock()
     want = {"name": name, "seeds": list(seeds), "scale": scale, "subset": subset, "test_subset": test_subset,
             "fuse": fuse}
