@@ -7,6 +7,7 @@ import dataclasses
 import pytest
 import torch
 
+from resnet_lib.base.io import git_revision
 from resnet_lib.data.cifar import Cifar10
 from resnet_lib.engine import checkpoint as ck
 from resnet_lib.engine import loop
@@ -40,7 +41,8 @@ def test_each_machine_s_stretch_is_recorded_and_one_machine_s_calls_make_one_pie
     train(tmp_path, tiny, "machine A", monkeypatch, stop_after=4)
     res = train(tmp_path, tiny, "machine B", monkeypatch)
     assert spans(res) == [("machine A", 0, 4), ("machine B", 4, 6)]
-    assert all(p["torch"] == torch.__version__ and p["since_utc"] for p in res["pieces"])
+    assert all(p["torch"] == torch.__version__ and p["since_utc"] and p["git"] == git_revision()
+               for p in res["pieces"])
     assert sum(p["wall_s"] for p in res["pieces"]) == pytest.approx(res["wall_s"], abs=0.05)
     assert trained_on(res["pieces"], None) == (f"machine A (torch {torch.__version__}) for iterations 0-4 + "
                                                f"machine B (torch {torch.__version__}) for iterations 4-6")

@@ -37,6 +37,7 @@ from ..base.io import (
     clean_stale_temps,
     device_name,
     ensure_writable_dir,
+    git_revision,
     provenance,
     utc_now,
 )
@@ -189,7 +190,7 @@ class Trainer:
         self.bar = tqdm(total=cfg.iters, initial=st.iteration, desc=self.desc, dynamic_ncols=True, leave=True,
                         disable=not (self.progress and self.env.main))
         self.t_start = time.perf_counter() - st.wall
-        self.piece = open_piece(st, device_name(self.dev), utc_now(), str(torch.__version__))
+        self.piece = open_piece(st, device_name(self.dev), utc_now(), str(torch.__version__), git_revision())
         self.piece_t0 = st.wall - self.piece["wall_s"]
         self.net.train()
         while st.iteration < end:

@@ -45,18 +45,20 @@ def record_point(st: RunState, it: int, lr: float, ev: dict) -> None:
     st.since_eval = Tally()
 
 
-def open_piece(st: RunState, device: str, since_utc: str, torch_version: str | None = None) -> dict:
+def open_piece(st: RunState, device: str, since_utc: str, torch_version: str | None = None,
+               git: str | None = None) -> dict:
     """The stretch of iterations that training from here on ``device`` adds to: the last one when it ended
-    here on the same device and torch, else a new one. A piece is ``{"device", "torch", "start", "end",
-    "wall_s", "since_utc"}`` (iterations start..end, seconds of training), so a run continued on another
-    machine says which part trained where. A state saved before pieces were kept gets one piece of unknown
-    device (None) for what it had trained."""
+    here with the same device, torch and code, else a new one. A piece is ``{"device", "torch", "git", "start",
+    "end", "wall_s", "since_utc"}`` (iterations start..end, seconds of training), so a run continued on another
+    machine says which part trained where, and with which code. A state saved before pieces were kept gets one
+    piece of unknown device (None) for what it had trained."""
     if not st.pieces and st.iteration:
-        st.pieces.append({"device": None, "torch": None, "start": 0, "end": st.iteration,
+        st.pieces.append({"device": None, "torch": None, "git": None, "start": 0, "end": st.iteration,
                           "wall_s": round(st.wall, 2), "since_utc": None})
     last = st.pieces[-1] if st.pieces else None
-    if last is not None and (last["device"], last["torch"], last["end"]) == (device, torch_version, st.iteration):
+    if last is not None and (last["device"], last["torch"], last.get("git"), last["end"]) == \
+            (device, torch_version, git, st.iteration):
         return last
-    st.pieces.append({"device": device, "torch": torch_version, "start": st.iteration, "end": st.iteration,
-                      "wall_s": 0.0, "since_utc": since_utc})
+    st.pieces.append({"device": device, "torch": torch_version, "git": git, "start": st.iteration,
+                      "end": st.iteration, "wall_s": 0.0, "since_utc": since_utc})
     return st.pieces[-1]
