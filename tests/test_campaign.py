@@ -209,8 +209,10 @@ def test_table6_and_fig6_from_planted_records():
     gaps = shipped.gap_text(runs)
     assert "ResNet-20 -0.55 (n=3, seed std 0.20, outside 0.3); ResNet-110 -0.11 (n=1, within 0.3)" in gaps
     assert "fewer than 3 seeds (ResNet-110)" in gaps and shipped.gap_text(runs[-1:]) == ""
-    mixed = dict(runs[0], pieces=[{"device": "NVIDIA H200"}, {"device": "cpu"}], gpu="H200 for iterations 0-5 + cpu")
-    assert "ResNet-20 seed 1 on H200 for iterations 0-5 + cpu, bf16 autocast" in shipped.coverage_text([mixed])
+    mixed = dict(runs[0], pieces=[{"device": "NVIDIA H200", "end": 5}, {"device": "cpu", "end": 8}],
+                 gpu="H200 for iterations 0-5 + cpu", history={"iteration": [2, 4, 6, 8], "test_err": [.3, .2, .1, .05]})
+    assert ("ResNet-20 seed 1 on H200 for iterations 0-5 + cpu, bf16 autocast (test error 20.00% at iteration 4, "
+            "before the first part ended; 8.00% at the end)") in shipped.coverage_text([mixed])
 
 
 def test_fig7_claims_and_plot():

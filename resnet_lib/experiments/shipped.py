@@ -210,8 +210,13 @@ def gap_text(runs: list[dict], seeds: int = 3, within: float = 0.3) -> str:
 
 
 def _where(r: dict) -> str:
-    if len({p["device"] for p in r.get("pieces") or []}) > 1:  # continued on another machine: each part named
-        return f"{r['name']} seed {r['seed']} on {r['gpu']}, {r['precision']}"
+    pieces = r.get("pieces") or []
+    if len({p["device"] for p in pieces}) > 1:  # continued on another machine: each part named, and where it stood
+        h = r["history"]
+        at = [k for k, it in enumerate(h["iteration"]) if it <= pieces[0]["end"]]
+        stood = f" (test error {100 * h['test_err'][at[-1]]:.2f}% at iteration {h['iteration'][at[-1]]:,}, " \
+                f"before the first part ended; {100 * r['final']['test_err']:.2f}% at the end)" if at else ""
+        return f"{r['name']} seed {r['seed']} on {r['gpu']}, {r['precision']}{stood}"
     return f"{r['gpu']}, torch {r['torch']}, {r['precision']}"
 
 
