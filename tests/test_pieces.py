@@ -12,8 +12,8 @@ from resnet_lib.data.cifar import Cifar10
 from resnet_lib.engine import checkpoint as ck
 from resnet_lib.engine import loop
 from resnet_lib.engine.config import TrainConfig
+from resnet_lib.engine.state import resolve_pieces, trained_on
 from resnet_lib.experiments.cifar_runs import CifarRun, run_cifar
-from resnet_lib.experiments.shipped import resolve_pieces, trained_on
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Where a run stands: its tallies, its curve and its position, stored in each checkpoint as plain numbers."""
+"""Where a run stands (its tallies, its curve, its position) and where each stretch of it trained (its pieces),
+stored in each checkpoint as plain numbers."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -62,3 +63,31 @@ def open_piece(st: RunState, device: str, since_utc: str, torch_version: str | N
     st.pieces.append({"device": device, "torch": torch_version, "git": git, "start": st.iteration,
                       "end": st.iteration, "wall_s": 0.0, "since_utc": since_utc})
     return st.pieces[-1]
+
+
+def resolve_pieces(pieces: list | None, calls: list[dict]) -> list[dict]:
+    """A run's pieces (``engine.state.open_piece``), where one of unknown device (trained before pieces were
+    kept) takes the device of the campaign's ``calls`` that ran before the call opening the next piece, when
+    those calls all ran on one device (``device_from`` then says so)."""
+    out = []
+    for i, p in enumerate(pieces or []):
+        p = dict(p)
+        until = next((q["since_utc"] for q in pieces[i + 1:] if q.get("since_utc")), None)
+        if p["device"] is None and until is not None:
+            before = sorted((c for c in calls if c["started_utc"] <= until), key=lambda c: c["started_utc"])
+            devices = {c["device"] for c in before[:-1]}  # the last of them opened the next piece
+            torches = {c.get("torch") for c in before[:-1]}
+            if len(devices) == 1:
+                p["device"], p["device_from"] = devices.pop(), "the campaign's calls log"
+                p["torch"] = torches.pop() if len(torches) == 1 else None
+        out.append(p)
+    return out
+
+
+def trained_on(pieces: list[dict], device: str | None) -> str | None:
+    """Where a run trained: its one device, or each device with its share of the iterations."""
+    devices = [p["device"] for p in pieces]
+    if len(set(devices)) <= 1:
+        return devices[0] if devices and devices[0] else device
+    return " + ".join(f"{p['device'] or 'unrecorded device'}{f' (torch {t})' if (t := p.get('torch')) else ''} "
+                      f"for iterations {p['start']:,}-{p['end']:,}" for p in pieces)

@@ -31,6 +31,7 @@ from ..base.paper import targets
 from ..base.paths import project_root
 from ..data.cifar import load_cifar10, make_loaders
 from ..engine.checkpoint import CHECKPOINT, RESULT, load_model
+from ..engine.state import resolve_pieces, trained_on
 from ..models.cifar import CifarNetSpec, cifar_resnet
 from .responses import layer_responses
 
@@ -48,34 +49,6 @@ def _finished(src: Path) -> list[tuple[str, Path, dict]]:
     for p in sorted(Path(src).glob(f"runs/*/*/{RESULT}")):
         out.append((p.parent.parent.name, p.parent, json.loads(p.read_text())))
     return out
-
-
-def resolve_pieces(pieces: list | None, calls: list[dict]) -> list[dict]:
-    """A run's pieces (``engine.state.open_piece``), where one of unknown device (trained before pieces were
-    kept) takes the device of the campaign's ``calls`` that ran before the call opening the next piece, when
-    those calls all ran on one device (``device_from`` then says so)."""
-    out = []
-    for i, p in enumerate(pieces or []):
-        p = dict(p)
-        until = next((q["since_utc"] for q in pieces[i + 1:] if q.get("since_utc")), None)
-        if p["device"] is None and until is not None:
-            before = sorted((c for c in calls if c["started_utc"] <= until), key=lambda c: c["started_utc"])
-            devices = {c["device"] for c in before[:-1]}  # the last of them opened the next piece
-            torches = {c.get("torch") for c in before[:-1]}
-            if len(devices) == 1:
-                p["device"], p["device_from"] = devices.pop(), "the campaign's calls log"
-                p["torch"] = torches.pop() if len(torches) == 1 else None
-        out.append(p)
-    return out
-
-
-def trained_on(pieces: list[dict], device: str | None) -> str | None:
-    """Where a run trained: its one device, or each device with its share of the iterations."""
-    devices = [p["device"] for p in pieces]
-    if len(set(devices)) <= 1:
-        return devices[0] if devices and devices[0] else device
-    return " + ".join(f"{p['device'] or 'unrecorded device'}{f' (torch {t})' if (t := p.get('torch')) else ''} "
-                      f"for iterations {p['start']:,}-{p['end']:,}" for p in pieces)
 
 
 def _record(group: str, run_dir: Path, r: dict, calls: list[dict] = ()) -> dict:
