@@ -209,6 +209,8 @@ def test_table6_and_fig6_from_planted_records():
     gaps = shipped.gap_text(runs)
     assert "ResNet-20 -0.55 (n=3, seed std 0.20, outside 0.3); ResNet-110 -0.11 (n=1, within 0.3)" in gaps
     assert "fewer than 3 seeds (ResNet-110)" in gaps and shipped.gap_text(runs[-1:]) == ""
+    odd = [_planted(8, True, 1, 0.2)]  # a depth the paper has no number for: no gap, in the table or the text
+    assert shipped.table6_rows(odd)[0]["gap (points)"] is None and shipped.gap_text(odd) == ""
     mixed = dict(runs[0], pieces=[{"device": "NVIDIA H200", "end": 5}, {"device": "cpu", "end": 8}],
                  gpu="H200 for iterations 0-5 + cpu", history={"iteration": [2, 4, 6, 8], "test_err": [.3, .2, .1, .05]})
     assert ("ResNet-20 seed 1 on H200 for iterations 0-5 + cpu, bf16 autocast (test error 20.00% at iteration 4, "

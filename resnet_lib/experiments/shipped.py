@@ -162,7 +162,7 @@ def table6_rows(runs: list[dict], own: list[dict] | None = None) -> list[dict]:
 def gap_text(runs: list[dict], seeds: int = 3, within: float = 0.3) -> str:
     """Which of Table 6's rows are within ``within`` points of the paper, which are not, and what a gap
     means at the number of seeds shipped (issue #10 asks for ``seeds`` per net)."""
-    by = _by_depth(runs)
+    by = {d: errs for d, errs in _by_depth(runs).items() if _paper_mean(d) is not None}  # as table6_rows' gap
     if not by:
         return ""
     ref = targets()["cifar10_table6_test_error_pct"]["ResNet-110"]
