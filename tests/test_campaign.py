@@ -70,8 +70,8 @@ def test_stopped_by_budget_and_resumed_equals_straight(straight, data, tmp_path)
 def test_ctrl_c_stops_between_steps_with_checkpoints_and_only_started_finishes_what_is_begun(straight, data,
                                                                                               tmp_path):
     """A real SIGINT (sent by the clock after the 7th round) asks for a stop: the run in training stops after its
-    step with a checkpoint, off the checkpoint grid, and the call is recorded as interrupted. Then
-    ``only_started`` finishes that run and starts no other; a last call trains the rest; all end as straight."""
+    step with a checkpoint, off the checkpoint grid, and the call is recorded as interrupted. Then ``only``
+    trains the named net alone, ``only_started`` finishes the run begun and starts no other; all end as straight."""
     reads = itertools.count()
 
     def clock():
@@ -85,11 +85,16 @@ def test_ctrl_c_stops_between_steps_with_checkpoints_and_only_started_finishes_w
     assert signal.getsignal(signal.SIGINT) is before  # the usual handling is back
     assert part["stopped"] == "interrupted" and part["rows"][0]["iteration"] == 7
     assert part["count"] == {"done": 0, "in progress": 1, "left": 1}
-    lines = []
-    begun = cp.run_campaign("smoke", tmp_path, 1e9, data=data, device="cpu", progress=False, log=lines.append,
+    with pytest.raises(ValueError, match=r"no net \['plain-9'\]; its nets: \['ResNet-8', 'plain-8'\]"):
+        cp.run_campaign("smoke", tmp_path, 1e9, data=data, device="cpu", progress=False, log=None, only=("plain-9",),
+                        **TINY)
+    named = cp.run_campaign("smoke", tmp_path, 1e9, data=data, device="cpu", progress=False, log=None,
+                            only=("plain-8",), **TINY)
+    assert named["count"] == {"done": 1, "in progress": 1, "left": 0} and named["stopped"] == "finished"
+    assert [r["iteration"] for r in named["rows"]] == [7, 16]
+    begun = cp.run_campaign("smoke", tmp_path, 1e9, data=data, device="cpu", progress=False, log=None,
                             only_started=True, **TINY)
-    assert begun["count"] == {"done": 1, "in progress": 0, "left": 1} and begun["stopped"] == "finished"
-    cp.run_campaign("smoke", tmp_path, 1e9, data=data, device="cpu", progress=False, log=None, **TINY)
+    assert begun["count"] == {"done": 2, "in progress": 0, "left": 0} and begun["stopped"] == "finished"
     _same_runs(straight[0], tmp_path, TINY)
     calls = json.loads((tmp_path / cp.STATE).read_text())["calls"]
     assert [c["stopped"] for c in calls] == ["interrupted", "finished", "finished"]

@@ -20,7 +20,8 @@ alone. ResNet-110's seeds warm up alone (each warm-up ends at its own iteration)
 Ctrl-C (or SIGTERM) asks for a stop: the runs in training stop after their current step, each with a
 checkpoint, and the call is recorded as interrupted; a second Ctrl-C stops at once (losing what was
 trained since each run's last checkpoint). ``--only-started`` finishes the runs in progress and starts no
-new one (for an hour on a slower machine).
+new one (for an hour on a slower machine); ``--only plain-20`` trains only the named nets' runs (a net that
+is quick on a CPU, while a GPU has the rest).
 
 Folder layout: ``DIR/campaign.json`` (the set, its options, the measured speeds and each call's
 log) and ``DIR/runs/<group>/<run slug>/`` (the engine's checkpoint and result files).
@@ -186,19 +187,20 @@ class StopRequest:
 def run_campaign(name: str, out, budget_s: float, *, seeds=(1, 2, 3), scale: float = 1.0, subset: int = 0,
                  test_subset: int = 0, fuse: bool = True, together="auto", device="auto", data=None,
                  startup_s: float | None = None, margin_s: float | None = None, clock=time.monotonic,
-                 progress: bool = True, log=print, only_started: bool = False, stop=None) -> dict:
+                 progress: bool = True, log=print, only_started: bool = False, only=(), stop=None) -> dict:
     """Train campaign ``name`` in ``out`` for at most ``budget_s`` seconds (of ``clock``) and return its
     summary (``summarize``). Jobs start in order, ``together`` at a time (``lanes_for``), each advanced one
     step per round; ``margin_s`` before the budget ends, every run still training stops with a checkpoint,
     and a job is started only while ``startup_s`` (its set-up) is left. ``only_started``: only the jobs
-    already begun. ``stop``, a :class:`StopRequest` (default: a new one, which Ctrl-C and SIGTERM set),
-    ends the call early, the same way, once its ``requested`` is true."""
+    already begun; ``only``: only the jobs of these nets (e.g. ``("plain-20",)``). ``stop``, a
+    :class:`StopRequest` (default: a new one, which Ctrl-C and SIGTERM set), ends the call early, the same
+    way, once its ``requested`` is true."""
     t0 = clock()
     want = {"name": name, "seeds": list(seeds), "scale": scale, "subset": subset, "test_subset": test_subset,
             "fuse": fuse}
     dev = pick_device(device)
     c = CampaignCall(name, Path(out), campaign_jobs(name, seeds, scale, subset, test_subset, fuse), want, dev,
-                     lanes_for(together, dev), budget_s, data, progress, log, only_started)
+                     lanes_for(together, dev), budget_s, data, progress, log, only_started, only)
     startup = (3.0 if dev.type == "cuda" else 0.5) if startup_s is None else startup_s
     margin = max(5.0, 0.03 * budget_s) if margin_s is None else margin_s
     t = clock()
@@ -221,9 +223,12 @@ class CampaignCall:
     the state file (``campaign.json``), kept up to date as jobs end."""
 
     def __init__(self, name: str, out: Path, jobs: list[Job], want: dict, dev: torch.device, n_lanes: int,
-                 budget_s: float, data, progress: bool, log, only_started: bool = False):
+                 budget_s: float, data, progress: bool, log, only_started: bool = False, only=()):
         self.name, self.out, self.jobs, self.dev, self.n_lanes, self.data, self.log = \
             name, out, jobs, dev, n_lanes, data, log
+        nets = {j.runs[0].name for j in jobs}
+        if set(only) - nets:
+            raise ValueError(f"campaign {name} has no net {sorted(set(only) - nets)}; its nets: {sorted(nets)}")
         self.state_path = out / STATE
         self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else \
             {**want, "speeds": {}, "calls": []}
@@ -240,7 +245,7 @@ class CampaignCall:
                         initial=sum(at[j.key] * len(j.entries) for j in jobs), desc=f"campaign {name}", unit="it",
                         disable=not progress, dynamic_ncols=True)
         self.queue = [j for j in jobs if at[j.key] < j.iters and j.key not in self.failed
-                      and (at[j.key] > 0 or not only_started)]
+                      and (at[j.key] > 0 or not only_started) and (not only or j.runs[0].name in only)]
         self.lanes = Lanes(dev)
         self.last_save = None
 
@@ -363,6 +368,7 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--together", default="auto", help="runs trained at once, each on its own CUDA stream "
                     "(auto: 4 on a GPU, 1 on a CPU)")
     ap.add_argument("--only-started", action="store_true", help="finish the runs in progress; start no new one")
+    ap.add_argument("--only", default="", help="train only these nets, comma-separated, e.g. plain-20,plain-32")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--export", default=None, metavar="DEST", help="then export the finished runs into DEST "
                     "(results/cifar10: JSON per run, Fig. 7 responses, fp16 weights)")
@@ -373,7 +379,7 @@ def cli(argv: list[str]) -> int:
         ap.error(f"--seeds takes comma-separated integers, e.g. 1,2,3; got {a.seeds!r}")
     summary = run_campaign(a.name, a.out, a.budget_s, seeds=seeds, scale=a.scale, subset=a.subset,
                            test_subset=a.test_subset, fuse=not a.no_fuse, together=a.together, device=a.device,
-                           only_started=a.only_started)
+                           only_started=a.only_started, only=tuple(n.strip() for n in a.only.split(",") if n.strip()))
     if summary["stopped"] == "interrupted":
         return 130  # as a shell reports Ctrl-C; no export
     if a.export:
