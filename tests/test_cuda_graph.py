@@ -120,47 +120,59 @@ def test_fused_graph_step_equals_fused_eager_step():
     _weights_close(a, b, 1e-4)
 
 
-@needs_cuda
-def test_fused_job_on_the_gpu_graphed_and_resumed_matches_eager(tmp_path):
-    """The campaign's fused jobs as they run on a GPU: two seeds in one net, the step replayed from a CUDA
-    graph, stopped mid-run and resumed from the job's checkpoint, then each run's own folder written; against
-    the same job trained eagerly in one go (fp32; synthetic images, so it needs no CIFAR-10 on the machine)."""
+def _fused_job_two_ways(tmp_path, dev, modes):
+    """Two seeds in one fused net, trained by ``run_fused`` in one go with cuda_graph ``modes[0]`` and, with
+    ``modes[1]``, stopped at 25 (mid-epoch: 10 batches an epoch) and resumed from the job's checkpoint; then
+    each run's own folder written. Both arms must agree (fp32; synthetic images: no CIFAR-10 needed)."""
     from resnet_lib.data.cifar import Cifar10
+    from resnet_lib.engine.checkpoint import load_model
     from resnet_lib.experiments.cifar_runs import CifarRun
     from resnet_lib.experiments.fused_runs import run_fused
 
     g = torch.Generator().manual_seed(0)
     data = Cifar10(torch.randint(0, 256, (640, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(640) % 10,
                    torch.randint(0, 256, (200, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(200) % 10)
-    dev = torch.device("cuda")
-    out = {}
-    for mode in ("off", "on"):
+    out, runs = [], []
+    for arm, mode in enumerate(modes):
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
         cfg = dataclasses.replace(TrainConfig(batch_size=64, amp="off", cuda_graph=mode).with_iters(40), eval_every=10)
-        runs = [CifarRun(20, train=dataclasses.replace(cfg, seed=s)) for s in (1, 2)]
-        if mode == "on":  # stopped at 25 (mid-epoch: 10 batches an epoch), then resumed
-            part = run_fused(runs, tmp_path / mode, device=dev, progress=False, data=data, stop_after=25)
+        runs.append([CifarRun(20, train=dataclasses.replace(cfg, seed=s)) for s in (1, 2)])
+        folder = tmp_path / f"{arm}_{mode}"
+        if arm == 1:
+            part = run_fused(runs[arm], folder, device=dev, progress=False, data=data, stop_after=25)
             assert part["interrupted_at"] == 25
-        out[mode] = run_fused(runs, tmp_path / mode, device=dev, progress=False, data=data)
-    for eager, graphed in zip(out["off"], out["on"]):
-        assert graphed["cuda_graph"] and graphed["graph_captures"] >= 2 and not eager["cuda_graph"]
-        assert graphed["precision"] == "fp32" and graphed["tf32"] is False  # full fp32 convolutions, as the paper
+        out.append(run_fused(runs[arm], folder, device=dev, progress=False, data=data))
+    for straight, resumed in zip(*out):
+        assert straight["cuda_graph"] == (modes[0] == "on") and resumed["cuda_graph"] == (modes[1] == "on")
+        assert resumed["graph_captures"] >= 2 if modes[1] == "on" else True
+        assert resumed["precision"] == "fp32" and resumed["tf32"] is False  # full fp32 convolutions, as the paper
         for k in ("train_loss", "test_loss"):
-            for u, v in zip(eager["history"][k], graphed["history"][k]):
-                assert abs(u - v) < 1e-3 * max(1, abs(u)), (k, eager["history"][k], graphed["history"][k])
-    from resnet_lib.engine.checkpoint import load_model
-    for r in runs:
-        _weights_close(load_model(tmp_path / "off" / r.slug), load_model(tmp_path / "on" / r.slug), 1e-3)
+            for u, v in zip(straight["history"][k], resumed["history"][k]):
+                assert abs(u - v) < 1e-3 * max(1, abs(u)), (k, straight["history"][k], resumed["history"][k])
+    for ra, rb in zip(*runs):  # each arm's own run folders (a run's slug names its cuda_graph setting)
+        _weights_close(load_model(tmp_path / f"0_{modes[0]}" / ra.slug),
+                       load_model(tmp_path / f"1_{modes[1]}" / rb.slug), 1e-3)
 
 
 @needs_cuda
-def test_runs_in_lanes_on_streams_stopped_and_resumed_match_runs_alone(tmp_path):
-    """The campaign's lanes on a GPU: ResNet-20 and plain-32, each replaying its own CUDA graph on its own
-    stream, a step of each in turn, all stopped after 15 rounds and resumed; against each run alone (fp32)."""
+def test_fused_job_on_the_gpu_graphed_and_resumed_matches_eager(tmp_path):
+    """The campaign's fused jobs as they run on a GPU: the step replayed from a CUDA graph, stopped mid-run
+    and resumed, against the same job trained eagerly in one go."""
+    _fused_job_two_ways(tmp_path, torch.device("cuda"), ("off", "on"))
+
+
+def test_fused_job_check_runs_on_a_cpu(tmp_path):
+    """The same check, eager both ways on a CPU: the GPU test's own code (folders, reloads) is exercised here,
+    where CI runs, so that a GPU session is not lost to a bug of the test."""
+    _fused_job_two_ways(tmp_path, torch.device("cpu"), ("off", "off"))
+
+
+def _lanes_match_runs_alone(tmp_path, dev):
+    """ResNet-20 and plain-32 in lanes (on a GPU each replaying its own CUDA graph on its own stream), a step
+    of each in turn, all stopped after 15 rounds and resumed; against each run alone (fp32)."""
     from resnet_lib.engine.lanes import Lanes
     from resnet_lib.engine.loop import Trainer
 
-    dev = torch.device("cuda")
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (640, 3, 32, 32), dtype=torch.uint8, generator=g)
     y = torch.randint(0, 10, (640,), generator=g)
@@ -196,29 +208,52 @@ def test_runs_in_lanes_on_streams_stopped_and_resumed_match_runs_alone(tmp_path)
             together[lane.key] = (lanes.finish(lane), lane.trainer.model)
     for name in nets:
         (ra, ma), (rb, mb) = alone[name], together[name]
-        assert ra["cuda_graph"] and rb["cuda_graph"]
+        assert ra["cuda_graph"] == rb["cuda_graph"] == (dev.type == "cuda")
         for k in ("train_loss", "test_loss"):
             for u, v in zip(ra["history"][k], rb["history"][k]):
                 assert abs(u - v) < 1e-3 * max(1, abs(u)), (name, k, ra["history"][k], rb["history"][k])
         _weights_close(ma, mb, 1e-3)
 
 
-if __name__ == "__main__":  # plain-script mode for the GPU machine
+@needs_cuda
+def test_runs_in_lanes_on_streams_stopped_and_resumed_match_runs_alone(tmp_path):
+    _lanes_match_runs_alone(tmp_path, torch.device("cuda"))
+
+
+def test_lanes_check_runs_on_a_cpu(tmp_path):
+    """The lanes check's own code on a CPU (no streams, no graphs), where CI runs."""
+    _lanes_match_runs_alone(tmp_path, torch.device("cpu"))
+
+
+CHECKS = [  # plain-script mode: (what it prints when it passes, the check, whether it takes a folder)
+    ("graph step == eager step: ok", test_graph_step_equals_eager_step_across_lr_changes, False),
+    ("fit with graph == fit without: ok", test_fit_with_graph_matches_fit_without, True),
+    ("fused graph step == fused eager step: ok", test_fused_graph_step_equals_fused_eager_step, False),
+    ("fused job graphed and resumed == fused job eager: ok",
+     test_fused_job_on_the_gpu_graphed_and_resumed_matches_eager, True),
+    ("runs in lanes (streams), stopped and resumed == runs alone: ok",
+     test_runs_in_lanes_on_streams_stopped_and_resumed_match_runs_alone, True),
+]
+
+
+if __name__ == "__main__":  # plain-script mode for the GPU machine: every check runs, a failure does not hide the rest
     import tempfile
+    import traceback
     from pathlib import Path
     test_graph_setting_is_checked_before_training()
     if not torch.cuda.is_available():
         sys.exit("no CUDA GPU here")
-    test_graph_step_equals_eager_step_across_lr_changes()
-    print("graph step == eager step: ok", flush=True)
-    with tempfile.TemporaryDirectory() as d:
-        test_fit_with_graph_matches_fit_without(Path(d))
-    print("fit with graph == fit without: ok", flush=True)
-    test_fused_graph_step_equals_fused_eager_step()
-    print("fused graph step == fused eager step: ok", flush=True)
-    with tempfile.TemporaryDirectory() as d:
-        test_fused_job_on_the_gpu_graphed_and_resumed_matches_eager(Path(d))
-    print("fused job graphed and resumed == fused job eager: ok", flush=True)
-    with tempfile.TemporaryDirectory() as d:
-        test_runs_in_lanes_on_streams_stopped_and_resumed_match_runs_alone(Path(d))
-    print("runs in lanes (streams), stopped and resumed == runs alone: ok", flush=True)
+    failed = []
+    for ok, check, takes_folder in CHECKS:
+        try:
+            if takes_folder:
+                with tempfile.TemporaryDirectory() as d:
+                    check(Path(d))
+            else:
+                check()
+            print(ok, flush=True)
+        except Exception:
+            traceback.print_exc(file=sys.stdout)
+            print(f"FAILED: {check.__name__}", flush=True)
+            failed.append(check.__name__)
+    sys.exit(f"{len(failed)} of {len(CHECKS)} CUDA checks failed: {', '.join(failed)}" if failed else 0)

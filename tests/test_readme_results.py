@@ -42,22 +42,34 @@ def test_an_unknown_block_is_refused():
 
 
 def test_gpu_checks_and_lanes_bench_render_what_a_new_gpu_run_writes(tmp_path):
-    """The blocks a GPU session updates, from planted files: a lanes row of bench/gpu_campaign.py becomes a
-    table, and a CUDA test the log does not mention is 'not run yet' unless the log shows a failure."""
+    """The blocks a GPU session updates, from planted files: each GPU's bench run is a section, its lanes row a
+    table; for each CUDA check the newest log that ran it decides, on whichever GPU; a check no log mentions
+    is 'not run yet', and one named in a failure 'did not pass' even when other checks of that log passed."""
     import shutil
-    for sub in ("results/bench", "results/h200"):
+    for sub in ("results/bench", "results/h200", "results/h100"):
         (tmp_path / sub).mkdir(parents=True)
-    shutil.copy(ROOT / "results/bench/h200_gpu_campaign.provenance.json", tmp_path / "results/bench")
     shutil.copy(ROOT / "results/h200/full_recipe_resnet20.log", tmp_path / "results/h200")
+    for gpu in ("h200", "h100"):
+        shutil.copy(ROOT / "results/bench/h200_gpu_campaign.provenance.json",
+                    tmp_path / f"results/bench/{gpu}_gpu_campaign.provenance.json")
     rows = (ROOT / "results/bench/h200_gpu_campaign.jsonl").read_text()
     lanes = {"impl": "lanes", "groups": [{"depths": [20, 110], "ms_per_round": 10.0, "ms_one_after_another": 15.6,
                                           "speedup": 1.56}]}
-    (tmp_path / "results/bench/h200_gpu_campaign.jsonl").write_text(rows + json.dumps(lanes) + "\n")
+    (tmp_path / "results/bench/h200_gpu_campaign.jsonl").write_text(rows)
+    (tmp_path / "results/bench/h100_gpu_campaign.jsonl").write_text(rows + json.dumps(lanes) + "\n")
     text = readme.gpu_campaign_bench(tmp_path)
-    assert "| ResNet-20 + ResNet-110 | 10.00 | 15.60 | 1.56x |" in text
-    log = tmp_path / "results/h200/cuda_tests_2099-01-01.log"
-    log.write_text("graph step == eager step: ok\n")
+    assert text.count("| naive reference |") == 2 and "`results/bench/h100_gpu_campaign.jsonl`" in text
+    assert text.count("| ResNet-20 + ResNet-110 | 10.00 | 15.60 | 1.56x |") == 1
+    older, newer = tmp_path / "results/h200/cuda_tests_2099-01-01.log", tmp_path / "results/h100/cuda_tests_2099-01-01T0900.log"
+    older.write_text("graph step == eager step: ok\n")
     said = readme.gpu_checks(tmp_path)
-    assert "the graph step equals the eager step: passed" in said and "not run on a GPU yet" in said
-    log.write_text("graph step == eager step: ok\nTraceback (most recent call last):\n")
-    assert "**did not pass**" in readme.gpu_checks(tmp_path) and "not run on a GPU yet" not in readme.gpu_checks(tmp_path)
+    assert "the graph step equals the eager step: passed (`results/h200/cuda_tests_2099-01-01.log`)" in said
+    assert said.count("not run on a GPU yet") == 4
+    newer.write_text("graph step == eager step: ok\nTraceback (most recent call last):\n  File ..., in "
+                     "test_fused_job_on_the_gpu_graphed_and_resumed_matches_eager\nFAILED: "
+                     "test_fused_job_on_the_gpu_graphed_and_resumed_matches_eager\n")
+    said = readme.gpu_checks(tmp_path)
+    assert "matches it trained eagerly: **did not pass**" in said and said.count("not run on a GPU yet") == 3
+    assert "the graph step equals the eager step: passed (`results/h100/cuda_tests_2099-01-01T0900.log`)" in said
+    older.write_text("fused job graphed and resumed == fused job eager: ok\n")  # an older pass does not outvote
+    assert "matches it trained eagerly: **did not pass**" in readme.gpu_checks(tmp_path)

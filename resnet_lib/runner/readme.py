@@ -30,25 +30,52 @@ def _pct(x: float) -> str:
     return f"{100 * x:.1f}%"
 
 
-def gpu_checks(root: Path) -> str:
-    """What the CUDA-graph tests said on the GPU, read from the committed logs (the newest decides)."""
-    log = (root / H200 / "full_recipe_resnet20.log").read_text()
-    later = sorted((root / H200).glob("cuda_tests_*.log"))
-    if later:
-        text = later[-1].read_text()
-        checks = {"the graph step equals the eager step": "graph step == eager step: ok",
-                  "`fit` with and without the graph gives the same history": "fit with graph == fit without: ok",
-                  "the fused seeds' graph step equals their eager step": "fused graph step == fused eager step: ok",
-                  "a fused campaign job, graphed, stopped and resumed, matches it trained eagerly":
-                      "fused job graphed and resumed == fused job eager: ok",
-                  "runs on their own CUDA streams, a step of each in turn, stopped and resumed, match runs alone":
-                      "runs in lanes (streams), stopped and resumed == runs alone: ok"}
-        broken = "Traceback" in text or "FAILED" in text
+CUDA_CHECKS = {  # what tests/test_cuda_graph.py prints when a check passes, and the check's function
+    "the graph step equals the eager step":
+        ("graph step == eager step: ok", "test_graph_step_equals_eager_step_across_lr_changes"),
+    "`fit` with and without the graph gives the same history":
+        ("fit with graph == fit without: ok", "test_fit_with_graph_matches_fit_without"),
+    "the fused seeds' graph step equals their eager step":
+        ("fused graph step == fused eager step: ok", "test_fused_graph_step_equals_fused_eager_step"),
+    "a fused campaign job, graphed, stopped and resumed, matches it trained eagerly":
+        ("fused job graphed and resumed == fused job eager: ok",
+         "test_fused_job_on_the_gpu_graphed_and_resumed_matches_eager"),
+    "runs on their own CUDA streams, a step of each in turn, stopped and resumed, match runs alone":
+        ("runs in lanes (streams), stopped and resumed == runs alone: ok",
+         "test_runs_in_lanes_on_streams_stopped_and_resumed_match_runs_alone")}
 
-        def verdict(ok: str) -> str:
-            return "passed" if ok in text else ("**did not pass**" if broken else "not run on a GPU yet (added since)")
-        said = "; ".join(f"{name}: {verdict(ok)}" for name, ok in checks.items())
-        return f"`tests/test_cuda_graph.py` on the GPU (`{H200}/{later[-1].name}`): {said}."
+
+def cuda_check_verdicts(root: Path) -> dict[str, tuple[str, str | None]]:
+    """Each CUDA check's verdict ("passed", "did not pass" or "not run") and the log that says so: the newest
+    log (by name, ``cuda_tests_<date>[T<time>].log`` under any ``results/<gpu>/``) that ran the check."""
+    logs = sorted(root.glob("results/*/cuda_tests_*.log"), key=lambda f: f.name)
+    said = {}
+    for name, (ok, func) in CUDA_CHECKS.items():
+        said[name] = ("not run", None)
+        for log in logs:
+            text = log.read_text()
+            if ok in text:
+                said[name] = ("passed", log)
+            elif func in text:  # named in a traceback or a FAILED line
+                said[name] = ("did not pass", log)
+    return said
+
+
+def gpu_checks(root: Path) -> str:
+    """What the CUDA-graph tests said on the GPUs, read from the committed logs (for each check, the newest
+    log that ran it decides)."""
+    log = (root / H200 / "full_recipe_resnet20.log").read_text()
+    verdicts = cuda_check_verdicts(root)
+    if any(where for _, where in verdicts.values()):
+        def verdict(v: str, where) -> str:
+            if where is None:
+                return "not run on a GPU yet"
+            log = where.relative_to(root)
+            if v == "passed":
+                return f"passed (`{log}`)"
+            return f"**did not pass** (`{log}`; why: `{log.parent}/provenance.json`)"
+        said = "; ".join(f"{name}: {verdict(*verdicts[name])}" for name in CUDA_CHECKS)
+        return f"`tests/test_cuda_graph.py` on the GPU: {said}."
     step = "passed" if "graph step == eager step: ok" in log else "did not pass"
     fit_ok = "the CUDA-graph tests FAILED" not in log
     fit = ("passed" if fit_ok else "**failed** in this run (the test built batches of 64 for a batch-128 config, a "
@@ -129,15 +156,21 @@ def paper_scale_table6(root: Path) -> str:
 
 
 def gpu_campaign_bench(root: Path) -> str:
-    """K ResNet-20 seeds fused into one wide net against the one-net graphed engine and the naive reference."""
-    rows = _jsonl((root / "results" / "bench" / "h200_gpu_campaign.jsonl").read_text())
+    """K ResNet-20 seeds fused into one wide net against the one-net graphed engine and the naive reference, and
+    nets trained at once in lanes: one section per GPU run (``results/bench/*_gpu_campaign.jsonl``)."""
+    parts = [_campaign_bench_run(f) for f in sorted((root / "results" / "bench").glob("*_gpu_campaign.jsonl"))]
+    return "\n\n".join(parts)
+
+
+def _campaign_bench_run(path: Path) -> str:
+    rows = _jsonl(path.read_text())
     ratio = next(r for r in rows if "engine_vs_naive" in r)
     eng = next(r for r in rows if r.get("impl") == "resnet_lib")
     naive = next(r for r in rows if r.get("impl") == "naive_reference")
     fused = [r for r in rows if str(r.get("impl", "")).startswith("fused")]
-    prov = json.loads((root / "results" / "bench" / "h200_gpu_campaign.provenance.json").read_text())
+    prov = json.loads(path.with_name(path.name.replace(".jsonl", ".provenance.json")).read_text())
     lines = [f"ResNet-{ratio['depth']}, batch 128 per net, {ratio['iters']} timed iterations each, one run on an "
-             f"{prov['device'].split(',')[0]} (`results/bench/h200_gpu_campaign.jsonl`):", "",
+             f"{prov['device'].split(',')[0]}, code {prov['commit']} (`results/bench/{path.name}`):", "",
              "| | nets | ms per iteration | images/s | vs one-net engine | vs naive | time vs one net |",
              "|---|---|---|---|---|---|---|",
              f"| naive reference | 1 | {naive['ms_per_iter']:.2f} | {naive['img_per_s']:,.0f} | | 1.00x | |",
@@ -149,8 +182,8 @@ def gpu_campaign_bench(root: Path) -> str:
                      f"{ratio[f'fused{k}_vs_engine']:.2f}x | {ratio[f'fused{k}_vs_naive']:.2f}x | "
                      f"{ratio[f'fused{k}_time_vs_one_net']:.2f}x |")
     for lanes in (r for r in rows if r.get("impl") == "lanes"):  # nets of different depths at once (streams)
-        lines += ["", "Nets trained at once, each on its own CUDA stream, a step of each in turn (`engine.lanes`, as "
-                  "the campaign trains them), against the same nets one after another:", "",
+        lines += ["", "Nets trained at once in the same run, each on its own CUDA stream, a step of each in turn "
+                  "(`engine.lanes`, as the campaign trains them), against the same nets one after another:", "",
                   "| nets | ms per round | ms one after another | speed-up |", "|---|---|---|---|"]
         lines += [f"| {' + '.join(f'ResNet-{d}' for d in g['depths'])} | {g['ms_per_round']:.2f} | "
                   f"{g['ms_one_after_another']:.2f} | {g['speedup']:.2f}x |" for g in lanes["groups"]]
