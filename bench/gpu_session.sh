@@ -11,6 +11,10 @@
 #   run(carry=[build/cifar_pack/b, build/ref], timeout_s=590,
 #       command="RESNET_GIT_REVISION=<commit> BENCH=1 bash bench/gpu_session.sh 540")
 #       # rebuilds CIFAR-10, runs the bench, then the campaign until 540 s after the script started
+# Sizing, as measured on 2026-11-27 (H100, 900 s of device time): the smoke call held the machine 51 s (its start
+# included), the second call (`... 575`) 557 s, a third right after it (`... 190`, no carry) 179 s; 113 s were left,
+# too little to start another machine. So: smoke; `... 575`; then a third call sized to what `lease` says is left
+# minus ~60 s, then give_back.
 # The table6 campaign continues from results/campaign/table6_state.tgz (committed, so it travels with the
 # tree); a folder build/campaign, when carried, takes precedence. A later call on the same warm machine
 # needs no pieces. Back here, from the last call's files:
