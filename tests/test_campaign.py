@@ -214,6 +214,12 @@ def test_table6_and_fig6_from_planted_records():
     gaps = shipped.gap_text(runs)
     assert "ResNet-20 -0.55 (n=3, seed std 0.20, outside 0.3); ResNet-110 -0.11 (n=1, within 0.3)" in gaps
     assert "fewer than 3 seeds (ResNet-110)" in gaps and shipped.gap_text(runs[-1:]) == ""
+    assert shipped.depth_trend_text(runs) == ("By depth, ResNet-20 / 110: mean test error here 8.20 → 6.50 %, in "
+                                              "the paper 8.75 → 6.61 %.")  # falls, as the paper's: no more said
+    worse = runs + [_planted(56, True, 1, 0.083), _planted(56, True, 2, 0.085)]
+    assert shipped.depth_trend_text(worse).endswith("Here the error rises from ResNet-20 to ResNet-56; the paper's "
+                                                    "falls at each of these steps (n=1-3 per depth here).")
+    assert shipped.depth_trend_text(runs[:3]) == ""
     odd = [_planted(8, True, 1, 0.2)]  # a depth the paper has no number for: no gap, in the table or the text
     assert shipped.table6_rows(odd)[0]["gap (points)"] is None and shipped.gap_text(odd) == ""
     mixed = dict(runs[0], pieces=[{"device": "NVIDIA H200", "end": 5}, {"device": "cpu", "end": 8}],

@@ -182,6 +182,25 @@ def gap_text(runs: list[dict], seeds: int = 3, within: float = 0.3) -> str:
     return text
 
 
+def depth_trend_text(runs: list[dict]) -> str:
+    """The paper's claim that a deeper ResNet errs less (Table 6), step by step on the shipped means."""
+    by = {d: errs for d, errs in _by_depth(runs).items() if _paper_mean(d) is not None}
+    if len(by) < 2:
+        return ""
+    ds, ours = list(by), {d: mean_std(e)[0] for d, e in by.items()}
+    steps = list(zip(ds, ds[1:]))
+    text = (f"By depth, ResNet-{' / '.join(map(str, ds))}: mean test error here "
+            f"{' → '.join(f'{ours[d]:.2f}' for d in ds)} %, in the paper {' → '.join(f'{_paper_mean(d)}' for d in ds)} %.")
+    rises = [(a, b) for a, b in steps if ours[b] > ours[a]]
+    if rises:
+        falls = all(_paper_mean(b) < _paper_mean(a) for a, b in rises)
+        text += (f" Here the error rises from {' and from '.join(f'ResNet-{a} to ResNet-{b}' for a, b in rises)}; "
+                 f"the paper's {'falls at each of these steps' if falls else 'does not fall at all of them either'}"
+                 f" (n={'-'.join(str(k) for k in sorted({min(map(len, by.values())), max(map(len, by.values()))}))}"
+                 " per depth here).")
+    return text
+
+
 def _where(r: dict) -> str:
     pieces = r.get("pieces") or []
     if len({p["device"] for p in pieces}) > 1:  # continued on another machine: each part named, and where it stood
