@@ -12,7 +12,7 @@ import torch
 from resnet_lib.data.cifar import load_cifar10
 from resnet_lib.engine.checkpoint import load_model
 from resnet_lib.experiments import campaign as cp
-from resnet_lib.experiments import shipped
+from resnet_lib.experiments import cost1202, shipped
 
 TINY = dict(seeds=(1,), scale=16 / 64_000, subset=512, test_subset=100)  # ResNet-8 and plain-8, 16 iterations
 
@@ -238,10 +238,10 @@ def test_fig7_claims_and_plot():
 
 def test_resnet1202_cost_is_measured_in_a_fresh_process():
     """The machinery on a small net (ResNet-1202 itself takes seconds on a CPU: notebook 03 runs it)."""
-    cost = shipped.resnet1202_cost("cpu", iters=1, batch_size=2, depth=8)
+    cost = cost1202.resnet1202_cost("cpu", iters=1, batch_size=2, depth=8)
     assert cost["net"] == "ResNet-8" and cost["ms_per_iter_b128"] > 0 and cost["scaled_from_smaller_batch"]
     assert cost["hours_for_64k"] == round(cost["ms_per_iter_b128"] * 64_000 / 3.6e6, 1)
-    assert "64k iterations" in shipped.resnet1202_text(cost)
+    assert "64k iterations" in cost1202.resnet1202_text(cost)
 
 
 def test_a_run_that_diverges_is_set_aside_and_the_others_go_on(data, tmp_path, monkeypatch):
