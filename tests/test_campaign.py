@@ -139,11 +139,15 @@ def test_fused_jobs_in_lanes_stopped_and_resumed_equal_straight_and_leave_ordina
 
 def test_order_of_work_and_sets():
     t6 = [e.label for e in cp.campaign_entries("table6")]
-    assert t6[:10] == [f"ResNet-{d} seed 1" for d in cp.TABLE6_DEPTHS] + [f"plain-{d} seed 1" for d in cp.TABLE6_DEPTHS]
-    assert t6[10:] == [f"ResNet-{d} seed {s}" for d in cp.TABLE6_DEPTHS for s in (2, 3)]
+    assert t6[:11] == [f"ResNet-{d} seed 1" for d in cp.TABLE6_DEPTHS] + ["ResNet-56 fp32 seed 1"] + \
+        [f"plain-{d} seed 1" for d in cp.TABLE6_DEPTHS]
+    assert t6[11:] == [f"ResNet-{d} seed {s}" for d in cp.TABLE6_DEPTHS for s in (2, 3)]
+    probe = cp.campaign_entries("table6")[5]
+    assert (probe.group, probe.run.depth, probe.run.train.seed, probe.run.train.amp) == ("fp32", 56, 1, "off")
+    assert probe.key.startswith("fp32/resnet56A_it64000") and probe.key != cp.campaign_entries("table6")[3].key
     jobs = [j.label for j in cp.campaign_jobs("table6")]
-    assert jobs[10:] == [f"ResNet-{d} seeds 2+3 (fused)" for d in cp.TABLE6_DEPTHS]  # 110: after its warm-up
-    assert len(cp.campaign_jobs("table6", fuse=False)) == 20
+    assert jobs[11:] == [f"ResNet-{d} seeds 2+3 (fused)" for d in cp.TABLE6_DEPTHS]  # 110: after its warm-up
+    assert len(cp.campaign_jobs("table6", fuse=False)) == 21
     full = cp.campaign_entries("table6")[0].run.train
     assert (full.iters, full.eval_every, full.milestones) == (64_000, 2_000, (32_000, 48_000))
     assert cp.campaign_entries("table6")[4].run.train.warmup  # ResNet-110: the paper's warm-up
@@ -226,6 +230,30 @@ def test_table6_and_fig6_from_planted_records():
                  gpu="H200 for iterations 0-5 + cpu", history={"iteration": [2, 4, 6, 8], "test_err": [.3, .2, .1, .05]})
     assert ("ResNet-20 seed 1 on H200 for iterations 0-5 + cpu, bf16 autocast (test error 20.00% at iteration 4, "
             "before the first part ended; 8.00% at the end)") in shipped.coverage_text([mixed])
+
+
+def test_precision_rows_compare_full_fp32_with_bf16(tmp_path):
+    """Part 5's table from planted records: a net's fp32 runs against its bf16 group, else against its Table 6
+    runs trained in bf16 (the table6 set's fp32 probe); a Table 6 run trained in fp32 (on a CPU) is no bf16 arm."""
+    (tmp_path / "runs").mkdir()
+
+    def put(group, depth, seed, err, precision):
+        rec = dict(_planted(depth, True, seed, err), precision=precision)
+        (tmp_path / "runs" / f"{group}__resnet{depth}_s{seed}.json").write_text(json.dumps(rec))
+    put("main", 56, 1, 0.0819, "bf16 autocast")
+    put("main", 56, 2, 0.0801, "fp32")
+    assert shipped.precision_rows(tmp_path) == [] and shipped.precision_text(tmp_path) == ""
+    put("fp32", 56, 1, 0.0700, "fp32")
+    assert shipped.precision_rows(tmp_path) == [{"net": "ResNet-56", "fp32 %": "7.00", "n fp32": 1, "bf16 %": "8.19",
+                                                 "n bf16": 1, "bf16 - fp32 (points)": "+1.19"}]
+    for seed, e in ((1, 0.081), (2, 0.083)):
+        put("bf16", 20, seed, e, "bf16 autocast")
+        put("fp32", 20, seed, e - 0.001, "fp32")
+    put("main", 20, 1, 0.09, "bf16 autocast")
+    rows = shipped.precision_rows(tmp_path)
+    assert [r["net"] for r in rows] == ["ResNet-20", "ResNet-56"]
+    assert (rows[0]["bf16 %"], rows[0]["n bf16"], rows[0]["fp32 %"]) == ("8.20 ± 0.14", 2, "8.10 ± 0.14")
+    assert "| ResNet-56 | 7.00 | 1 | 8.19 | 1 | +1.19 |" in shipped.precision_text(tmp_path)
 
 
 def test_fig7_claims_and_plot():
