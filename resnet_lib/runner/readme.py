@@ -45,7 +45,7 @@ CUDA_CHECKS = {  # what tests/test_cuda_graph.py prints when a check passes, and
          "test_runs_in_lanes_on_streams_stopped_and_resumed_match_runs_alone")}
 
 
-def cuda_check_verdicts(root: Path) -> dict[str, tuple[str, str | None]]:
+def cuda_check_verdicts(root: Path) -> dict[str, tuple[str, Path | None]]:
     """Each CUDA check's verdict ("passed", "did not pass" or "not run") and the log that says so: the newest
     log (by name, ``cuda_tests_<date>[T<time>].log`` under any ``results/<gpu>/``) that ran the check."""
     logs = sorted(root.glob("results/*/cuda_tests_*.log"), key=lambda f: f.name)
