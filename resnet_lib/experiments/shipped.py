@@ -189,10 +189,11 @@ def depth_trend_text(runs: list[dict]) -> str:
     rises = [(a, b) for a, b in steps if ours[b] > ours[a]]
     if rises:
         falls = all(_paper_mean(b) < _paper_mean(a) for a, b in rises)
+        ns = sorted({len(e) for e in by.values()})
+        n = f"{ns[0]}" if len(ns) == 1 else f"{ns[0]}-{ns[-1]}"
         text += (f" Here the error rises from {' and from '.join(f'ResNet-{a} to ResNet-{b}' for a, b in rises)}; "
                  f"the paper's {'falls at each of these steps' if falls else 'does not fall at all of them either'}"
-                 f" (n={'-'.join(str(k) for k in sorted({min(map(len, by.values())), max(map(len, by.values()))}))}"
-                 " per depth here).")
+                 f" (n={n} per depth here).")
     return text
 
 
@@ -239,8 +240,10 @@ def precision_rows(root=None) -> list[dict]:
     """The precision study: full-recipe test error (%) in full fp32 against bf16 autocast, by net, mean ± std
     with n. The bf16 arm is the net's ``bf16`` group (set ``precision``), else its Table 6 runs in bf16 (the
     ``table6`` set's fp32 probe is compared so)."""
+    groups = {g: shipped_runs(root, g) for g in ("fp32", "bf16", "main")}  # each folder read once
+
     def full(group, name):
-        return [100 * r["final"]["test_err"] for r in shipped_runs(root, group)
+        return [100 * r["final"]["test_err"] for r in groups[group]
                 if r["name"] == name and r["config"]["iters"] == 64_000 and
                 (group != "main" or r.get("precision") == "bf16 autocast")]
 
@@ -248,7 +251,7 @@ def precision_rows(root=None) -> list[dict]:
         m, s = mean_std(errs)
         return f"{m:.2f}" + (f" ± {s:.2f}" if s is not None else "")
     rows = []
-    for name in sorted({r["name"] for r in shipped_runs(root, "fp32")}, key=lambda n: int(n.split("-")[1])):
+    for name in sorted({r["name"] for r in groups["fp32"]}, key=lambda n: int(n.split("-")[1])):
         fp32, bf16 = full("fp32", name), full("bf16", name) or full("main", name)
         if fp32 and bf16:
             rows.append({"net": name, "fp32 %": cell(fp32), "n fp32": len(fp32), "bf16 %": cell(bf16),
