@@ -139,10 +139,11 @@ def test_fused_jobs_in_lanes_stopped_and_resumed_equal_straight_and_leave_ordina
 
 def test_order_of_work_and_sets():
     t6 = [e.label for e in cp.campaign_entries("table6")]
-    assert t6[:11] == [f"ResNet-{d} seed 1" for d in cp.TABLE6_DEPTHS] + ["ResNet-56 fp32 seed 1"] + \
-        [f"plain-{d} seed 1" for d in cp.TABLE6_DEPTHS]
+    # the fp32 probe right after its bf16 twin, before ResNet-110 (which it may send back to fp32)
+    assert t6[:11] == [f"ResNet-{d} seed 1" for d in (20, 32, 44, 56)] + ["ResNet-56 fp32 seed 1"] + \
+        ["ResNet-110 seed 1"] + [f"plain-{d} seed 1" for d in cp.TABLE6_DEPTHS]
     assert t6[11:] == [f"ResNet-{d} seed {s}" for d in cp.TABLE6_DEPTHS for s in (2, 3)]
-    probe = cp.campaign_entries("table6")[5]
+    probe = cp.campaign_entries("table6")[4]
     assert (probe.group, probe.run.depth, probe.run.train.seed, probe.run.train.amp) == ("fp32", 56, 1, "off")
     assert probe.key.startswith("fp32/resnet56A_it64000") and probe.key != cp.campaign_entries("table6")[3].key
     jobs = [j.label for j in cp.campaign_jobs("table6")]
@@ -150,7 +151,7 @@ def test_order_of_work_and_sets():
     assert len(cp.campaign_jobs("table6", fuse=False)) == 21
     full = cp.campaign_entries("table6")[0].run.train
     assert (full.iters, full.eval_every, full.milestones) == (64_000, 2_000, (32_000, 48_000))
-    assert cp.campaign_entries("table6")[4].run.train.warmup  # ResNet-110: the paper's warm-up
+    assert cp.campaign_entries("table6")[5].run.train.warmup  # ResNet-110: the paper's warm-up
     prec = cp.campaign_entries("precision", seeds=(1, 2, 3))
     assert len(prec) == 6 and {e.run.train.amp for e in prec} == {"off", "bf16"}
     assert len({e.key for e in prec}) == 6  # fp32 and bf16 runs share a slug but not a folder

@@ -27,8 +27,8 @@ Folder layout: ``DIR/campaign.json`` (the set, its options, the measured speeds 
 log) and ``DIR/runs/<group>/<run slug>/`` (the engine's checkpoint and result files).
 
 Sets (order = the order of work when time is short, issue #10):
-  table6     one seed of ResNet-20/32/44/56/110, ResNet-56 in full fp32 (a precision probe, group fp32),
-             then plain-20/32/44/56/110 (Fig. 6, Fig. 7's plain-110), then the further seeds of the
+  table6     one seed of ResNet-20/32/44/56, ResNet-56 in full fp32 (a precision probe, group fp32), one seed
+             of ResNet-110, then plain-20/32/44/56/110 (Fig. 6, Fig. 7's plain-110), then the further seeds of the
              ResNets, depth by depth (Table 6's mean and spread);
   precision  ResNet-20 in fp32, then in bf16 autocast, every seed of each (part 5 of the issue);
   smoke      ResNet-8 and plain-8 (with a quick warm-up), every seed of each: tiny, for tests and for
