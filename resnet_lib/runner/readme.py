@@ -143,7 +143,8 @@ def gpu_fig6(root: Path) -> str:
 def paper_scale_table6(root: Path) -> str:
     """Table 6 from the campaign's shipped runs (``results/cifar10``): mean ± std over seeds with n, beside
     the paper, and what is still missing."""
-    from ..experiments.shipped import coverage_text, depth_trend_text, gap_text, precision_text, shipped_runs, table6_rows
+    from ..experiments.grad_precision import precision_section
+    from ..experiments.shipped import coverage_text, depth_trend_text, gap_text, shipped_runs, table6_rows
     runs = shipped_runs(root / "results" / "cifar10")
     rows = table6_rows(runs)
     if not rows:
@@ -152,7 +153,7 @@ def paper_scale_table6(root: Path) -> str:
     lines += [f"| {r['net']} | {r['n']} | {r['test error % (ours)']} | {r['paper %']} | {r['gap (points)']} |"
               for r in rows]
     lines += ["", gap_text(runs), "", depth_trend_text(runs), "", coverage_text(runs)]
-    prec = precision_text(root / "results" / "cifar10")
+    prec = precision_section(root / "results" / "cifar10")
     lines += ["", prec] if prec else []
     return "\n".join(lines)
 

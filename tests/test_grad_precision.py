@@ -1,0 +1,74 @@
+"""bf16 autocast's gradient against fp32's (``experiments.grad_precision``): the measurement on real CIFAR-10
+batches, and the words it prints, which must follow the numbers."""
+import json
+
+import pytest
+import torch
+
+from resnet_lib.data.cifar import TensorLoader, load_cifar10
+from resnet_lib.experiments import grad_precision as gp
+from resnet_lib.models.cifar import cifar_resnet
+
+
+@pytest.fixture(scope="module")
+def data():
+    return load_cifar10()
+
+
+def _batches(data, n=2, size=32):
+    src = TensorLoader(data.x_train[:n * size], data.y_train[:n * size], size, augment=True, shuffle=True, seed=1)
+    return list(src.batches(0))
+
+
+def test_measure_net_finds_the_bf16_error_and_leaves_the_net_alone(data):
+    torch.manual_seed(0)
+    net = cifar_resnet(8)
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    batches = _batches(data)
+    m = gp.measure_net(net, batches)
+    assert all(torch.equal(before[k], v) for k, v in net.state_dict().items())  # BN running stats untouched
+    assert 0 < m["rel_err"] < 1 and 0 < m["first_conv_rel_err"] < 2 and m["rel_err_std"] >= 0
+    assert -1 <= m["err_cos"] <= 1 and -1 <= m["grad_cos"] <= 1
+    x, y = batches[0]
+    g1, g2 = gp.gradients(net, x, y, False, torch.device("cpu")), gp.gradients(net, x, y, False, torch.device("cpu"))
+    assert all(torch.equal(a, b) for a, b in zip(g1, g2))  # fp32 is the fixed reference
+    with pytest.raises(ValueError, match="at least 2 batches"):
+        gp.measure_net(net, batches[:1])
+
+
+def test_measure_has_a_row_per_net_and_its_provenance(data, tmp_path):
+    m = gp.measure(root=tmp_path, n_batches=2, data=data, init_depths=(8, 14))  # tmp_path: no shipped weights
+    assert [(r["net"], r["weights"]) for r in m["rows"]] == [("ResNet-8", "initialisation"), ("ResNet-14", "initialisation")]
+    assert m["batches"] == 2 and m["provenance"]["torch"] == torch.__version__
+    path = tmp_path / gp.FILE
+    path.write_text(json.dumps(m))
+    text = gp.grad_precision_text(path)
+    assert text.count("| ResNet-") == 2 and f"{100 * m['rows'][1]['rel_err']:.1f} ±" in text
+    assert gp.grad_precision_text(tmp_path / "none.json") == ""
+
+
+def _row(net, weights, rel, err_cos=0.0, grad_cos=0.0):
+    return {"net": net, "weights": weights, "rel_err": rel, "rel_err_std": 0.01, "first_conv_rel_err": 2 * rel,
+            "err_cos": err_cos, "grad_cos": grad_cos}
+
+
+def test_the_verdict_follows_the_numbers():
+    assert gp.minibatch_noise(0.8) == pytest.approx(0.5) and gp.minibatch_noise(0.01) is None
+    noise = gp._verdict([_row("ResNet-20", "final weights", 0.1), _row("ResNet-56", "final weights", 0.2),
+                         _row("ResNet-20", "initialisation", 0.05, grad_cos=0.8),
+                         _row("ResNet-110", "initialisation", 0.3, grad_cos=0.8)])
+    assert "grows with depth: 10.0% for ResNet-20, 20.0% for ResNet-56" in noise and "noise, not a bias" in noise
+    assert "small beside it" in noise and "0.60 times that noise" in noise and "If bf16 matters".lower() in noise.lower()
+    bias = gp._verdict([_row("ResNet-20", "final weights", 0.3, err_cos=0.5), _row("ResNet-56", "final weights", 0.1)])
+    assert "does not grow" in bias and "a bias, which accumulates" in bias and "not a bias" not in bias
+    assert "If bf16 matters".lower() not in bias.lower()
+
+
+def test_the_shipped_measurement_is_shown():
+    path = gp.FILE
+    from resnet_lib.experiments.shipped import default_root
+    stored = json.loads((default_root() / path).read_text())
+    text = gp.grad_precision_text()
+    assert text and text in gp.precision_section()  # notebook 03 and the README show it under Table 6
+    for r in stored["rows"]:
+        assert f"| {r['net']} | {r['weights']} | {100 * r['rel_err']:.1f} ± {100 * r['rel_err_std']:.1f} |" in text
