@@ -20,13 +20,14 @@ from __future__ import annotations
 import argparse
 import copy
 import itertools
+import json
 from pathlib import Path
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from ..base.device import autocast, pick_device
+from ..base.device import autocast, full_fp32, pick_device
 from ..base.io import atomic_write_json, provenance
 from ..data.cifar import load_cifar10, make_loaders
 from ..models.cifar import cifar_resnet
@@ -73,6 +74,7 @@ def measure(root=None, n_batches: int = 4, seed: int = 0, device="cpu", data=Non
     ``n_batches`` augmented training batches of 128 drawn with ``seed``."""
     from .shipped import shipped_nets
     dev = pick_device(device)
+    full_fp32(dev)  # on a GPU, the fp32 reference must not run its convolutions in TF32
     train, _ = make_loaders(data or load_cifar10(), batch_size=128, seed=seed)
     it = train.batches(0)
     batches = [next(it) for _ in range(n_batches)]
@@ -95,7 +97,6 @@ def grad_precision_text(path=None) -> str:
     path = Path(path)
     if not path.is_file():
         return ""
-    import json
     m = json.loads(path.read_text())
     rows = m["rows"]
     lines = [f"bf16 autocast's gradient against fp32's (`{path.name}`; {m['batches']} training batches of "
