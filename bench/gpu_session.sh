@@ -20,8 +20,10 @@
 # needs no pieces. Back here, from the last call's files:
 #   cp campaign.tgz results/campaign/table6_state.tgz                            # where the next session goes on
 #   tar xzf results_cifar10.tgz -C results/cifar10 && git add results           # finished runs, shipped
+#   cp grad_precision_gpu.json results/cifar10/grad_precision_<gpu>.json          # shown beside the CPU's
 # Environment: CAMPAIGN (table6), SEEDS (1,2,3), BENCH (0), BENCH_ARGS (--k 2,5 --iters 200: the fused K the
 # campaign uses, and the lanes groups), BENCH_S (200: the bench's time limit), SMOKE (0),
+# GRADS (1: measure bf16 against fp32 gradients on the GPU first, python -m resnet_lib grad-precision),
 # TOGETHER (auto: 4 runs at once on their own CUDA streams, or 1 when this session's smoke call ran the CUDA
 # tests and the lanes test did not pass),
 # STATE (/tmp/resnet_session), CAMPAIGN_ARGS (extra options of the campaign command, e.g. "--scale 0.001
@@ -70,6 +72,10 @@ fi
 
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 "$PY" -c "import torch; print('torch', torch.__version__, 'cuda', torch.version.cuda)"
+if [ "${GRADS:-1}" = 1 ] && [ ! -f "$STATE/grads_done" ]; then  # ~20 s, once a machine: bf16 vs fp32 gradients here
+  timeout 120 "$PY" -m resnet_lib grad-precision --device "${GRADS_DEVICE:-cuda}" --out "$OUT/grad_precision_gpu.json" \
+    && touch "$STATE/grads_done" || echo "!! grad-precision failed or ran out of time; the campaign goes on"
+fi
 if [ "${BENCH:-0}" = 1 ]; then
   REF=build/ref/naive_reference.py
   [ -f "$REF" ] || REF=../shared/bench/naive_reference.py

@@ -45,6 +45,10 @@ def test_measure_has_a_row_per_net_and_its_provenance(data, tmp_path):
     text = gp.grad_precision_text(path)
     assert text.count("| ResNet-") == 2 and f"{100 * m['rows'][1]['rel_err']:.1f} ±" in text
     assert gp.grad_precision_text(tmp_path / "none.json") == ""
+    m["provenance"]["device"] = "NVIDIA H100 80GB HBM3"  # a GPU's measurement beside this CPU's: both shown
+    (tmp_path / "grad_precision_h100.json").write_text(json.dumps(m))
+    section = gp.precision_section(tmp_path)
+    assert section.count("bf16 autocast's gradient against fp32's") == 2 and "NVIDIA H100" in section
 
 
 def _row(net, weights, rel, err_cos=0.0, grad_cos=0.0):

@@ -118,10 +118,12 @@ def minibatch_noise(grad_cos: float) -> float | None:
 
 def precision_section(root=None) -> str:
     """Notebook 03's and the README's precision section under Table 6: the fp32 against bf16 runs (once an fp32
-    run is shipped), then this measurement (once stored); "" before either."""
+    run is shipped), then each stored measurement (``grad_precision*.json``: this CPU's, and a GPU's from
+    ``bench/gpu_session.sh``); "" before any."""
     from .shipped import default_root, precision_text
     root = Path(root) if root else default_root()
-    return "\n\n".join(t for t in (precision_text(root), grad_precision_text(root / FILE)) if t)
+    texts = [precision_text(root)] + [grad_precision_text(p) for p in sorted(root.glob(f"{Path(FILE).stem}*.json"))]
+    return "\n\n".join(t for t in texts if t)
 
 
 def _verdict(rows: list[dict], bias: float = 0.1) -> str:
