@@ -79,10 +79,15 @@ def test_ctrl_c_stops_between_steps_with_checkpoints_and_only_started_finishes_w
             os.kill(os.getpid(), signal.SIGINT)
         return 0.0
 
-    before = signal.getsignal(signal.SIGINT)
-    part = cp.run_campaign("smoke", tmp_path, 1e9, data=data, device="cpu", progress=False, log=None, clock=clock,
-                           **TINY)
-    assert signal.getsignal(signal.SIGINT) is before  # the usual handling is back
+    # Python's own Ctrl-C handling, even where this process was started with SIGINT ignored (a background `&`),
+    # which the campaign rightly leaves alone
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        part = cp.run_campaign("smoke", tmp_path, 1e9, data=data, device="cpu", progress=False, log=None, clock=clock,
+                               **TINY)
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the usual handling is back
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     assert part["stopped"] == "interrupted" and part["rows"][0]["iteration"] == 7
     assert part["count"] == {"done": 0, "in progress": 1, "left": 1}
     with pytest.raises(ValueError, match=r"no net \['plain-9'\]; its nets: \['ResNet-8', 'plain-8'\]"):
