@@ -74,5 +74,20 @@ def test_the_shipped_measurement_is_shown():
     stored = json.loads((default_root() / path).read_text())
     text = gp.grad_precision_text()
     assert text and text in gp.precision_section()  # notebook 03 and the README show it under Table 6
+    assert "since replaced" not in text  # measured on the weights shipped now
     for r in stored["rows"]:
         assert f"| {r['net']} | {r['weights']} | {100 * r['rel_err']:.1f} ± {100 * r['rel_err_std']:.1f} |" in text
+
+
+def test_a_measurement_on_other_weights_says_so(tmp_path):
+    (tmp_path / "weights").mkdir()
+    (tmp_path / "weights" / "ResNet-20.pt").write_bytes(b"weights measured")
+    row = {**_row("ResNet-20", "final weights", 0.1), "weights_sha256": gp._sha256(tmp_path / "weights" / "ResNet-20.pt")}
+    m = {"rows": [row, _row("ResNet-20", "initialisation", 0.05, grad_cos=0.8)], "batches": 2, "batch_size": 128,
+         "provenance": {"device": "cpu", "torch": torch.__version__}}
+    (tmp_path / gp.FILE).write_text(json.dumps(m))
+    assert "since replaced" not in gp.grad_precision_text(tmp_path / gp.FILE)
+    (tmp_path / "weights" / "ResNet-56.pt").write_bytes(b"shipped later")
+    assert "since replaced or added (ResNet-56)" in gp.grad_precision_text(tmp_path / gp.FILE)
+    (tmp_path / "weights" / "ResNet-20.pt").write_bytes(b"retrained")
+    assert "(ResNet-20, ResNet-56)" in gp.grad_precision_text(tmp_path / gp.FILE)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import hashlib
 import itertools
 import json
 from pathlib import Path
@@ -72,17 +73,18 @@ def measure(root=None, n_batches: int = 4, seed: int = 0, device="cpu", data=Non
             init_depths=INIT_DEPTHS) -> dict:
     """Every shipped ResNet's final weights, then fresh ResNets of ``init_depths`` (seeded), on the first
     ``n_batches`` augmented training batches of 128 drawn with ``seed``."""
-    from .shipped import shipped_nets
+    from .shipped import default_root, shipped_nets
     dev = pick_device(device)
     full_fp32(dev)  # on a GPU, the fp32 reference must not run its convolutions in TF32
     train, _ = make_loaders(data or load_cifar10(), batch_size=128, seed=seed)
     it = train.batches(0)
     batches = [next(it) for _ in range(n_batches)]
-    nets = [(name, "final weights", net) for name, net in shipped_nets(root).items() if name.startswith("ResNet")]
+    weights_dir = (Path(root) if root else default_root()) / "weights"
+    rows = [{"net": name, "weights": "final weights", "weights_sha256": _sha256(weights_dir / f"{name}.pt"),
+             **measure_net(net, batches, dev)} for name, net in shipped_nets(root).items() if name.startswith("ResNet")]
     for d in init_depths:
         torch.manual_seed(seed)
-        nets.append((f"ResNet-{d}", "initialisation", cifar_resnet(d)))
-    rows = [{"net": name, "weights": weights, **measure_net(net, batches, dev)} for name, weights, net in nets]
+        rows.append({"net": f"ResNet-{d}", "weights": "initialisation", **measure_net(cifar_resnet(d), batches, dev)})
     return {"rows": rows, "batches": n_batches, "batch_size": 128, "seed": seed,
             "provenance": provenance(dev, command=f"python -m resnet_lib grad-precision --batches {n_batches} "
                                                   f"--seed {seed}")}
@@ -106,7 +108,22 @@ def grad_precision_text(path=None) -> str:
     lines += [f"| {r['net']} | {r['weights']} | {100 * r['rel_err']:.1f} ± {100 * r['rel_err_std']:.1f} | "
               f"{100 * r['first_conv_rel_err']:.1f} | {r['err_cos']:+.3f} | {r['grad_cos']:+.3f} |" for r in rows]
     lines += ["", _verdict(rows)]
+    stale = _stale(rows, path.parent / "weights")
+    if stale:
+        lines += ["", f"**Measured on shipped weights since replaced or added ({', '.join(stale)}): run `python -m "
+                  f"resnet_lib grad-precision` again.**"]
     return "\n".join(lines)
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _stale(rows: list[dict], weights_dir: Path) -> list[str]:
+    """The shipped ResNets whose weights differ from (or were not among) those a measurement used."""
+    used = {r["net"]: r.get("weights_sha256") for r in rows if r["weights"] == "final weights"}
+    now = {p.stem: _sha256(p) for p in sorted(weights_dir.glob("ResNet-*.pt"))}
+    return [name for name, sha in now.items() if used.get(name) != sha]
 
 
 def minibatch_noise(grad_cos: float) -> float | None:
