@@ -9,9 +9,11 @@ import signal
 import pytest
 import torch
 
+from resnet_lib.base.device import use_bf16
 from resnet_lib.data.cifar import load_cifar10
 from resnet_lib.engine.checkpoint import load_model
 from resnet_lib.experiments import campaign as cp
+from resnet_lib.experiments import campaign_sets as cs
 from resnet_lib.experiments import cost1202, shipped
 
 TINY = dict(seeds=(1,), scale=16 / 64_000, subset=512, test_subset=100)  # ResNet-8 and plain-8, 16 iterations
@@ -94,7 +96,7 @@ def test_ctrl_c_stops_between_steps_with_checkpoints_and_only_started_finishes_w
         cp.run_campaign("smoke", tmp_path, 1e9, data=data, device="cpu", progress=False, log=None, only=("plain-9",),
                         **TINY)
     named = cp.run_campaign("smoke", tmp_path, 1e9, data=data, device="cpu", progress=False, log=None,
-                            only=("plain-8",), **TINY)
+                            only=("Plain-8",), **TINY)
     assert named["count"] == {"done": 1, "in progress": 1, "left": 0} and named["stopped"] == "finished"
     assert [r["iteration"] for r in named["rows"]] == [7, 16]
     begun = cp.run_campaign("smoke", tmp_path, 1e9, data=data, device="cpu", progress=False, log=None,
@@ -129,7 +131,7 @@ def test_fused_jobs_in_lanes_stopped_and_resumed_equal_straight_and_leave_ordina
     _same_runs(out_a, tmp_path, FUSED)
     assert not (tmp_path / "runs" / job.key).exists()  # every run's folder holds its share now
     speeds = json.loads((tmp_path / cp.STATE).read_text())["speeds"]
-    cpu = cp.device_name(torch.device("cpu"))
+    cpu = cp.campaign_device(torch.device("cpu")) + ("" if use_bf16(torch.device("cpu"), "auto") else " | fp32")
     assert sorted(speeds) == [cpu, f"{cpu} | 2 fused"]  # plain-8's warm-up: alone, then fused
     for j in cp.campaign_jobs("smoke", **FUSED):
         for e in j.entries:
@@ -330,3 +332,20 @@ def test_any_other_error_stops_every_lane_with_a_checkpoint_and_is_raised(straig
     monkeypatch.setattr(cp, "job_trainer", made)
     cp.run_campaign("smoke", tmp_path, 1e9, data=data, device="cpu", progress=False, log=None, **TINY)
     _same_runs(straight[0], tmp_path, TINY)
+
+
+def test_speeds_are_kept_per_device_kind_and_precision(monkeypatch):
+    """An AVX2 CPU names itself apart from a bf16 one, and fp32 runs have speeds apart from bf16 runs: the
+    time still needed is not taken from a machine or precision 2-3x faster."""
+    cpu = torch.device("cpu")
+    monkeypatch.setattr(cs, "cpu_has_fast_bf16", lambda: True)
+    fast = cp.campaign_device(cpu)
+    monkeypatch.setattr(cs, "cpu_has_fast_bf16", lambda: False)
+    slow = cp.campaign_device(cpu)
+    assert fast.startswith("cpu (") and slow == fast[:-1] + ", no fast bf16)"
+    r56, probe = cp.campaign_jobs("table6")[3:5]
+    sp = cp.Speeds({fast: [100 * 56.0, 10.0]})  # a table from before: bf16 speeds, no "fp32" in the key
+    assert sp.estimate(fast, r56, True) == pytest.approx(0.1) and sp.estimate(fast, probe, False) is None
+    sp.add(slow, probe, 10, 4.0, bf16=False)
+    assert sp.estimate(slow, probe, False) == pytest.approx(0.4) and sp.estimate(slow, r56, True) is None
+    assert sorted(sp.table) == [fast, f"{slow} | fp32"]

@@ -7,12 +7,13 @@ import dataclasses
 import pytest
 import torch
 
+from resnet_lib.base.device import use_bf16
 from resnet_lib.base.io import git_revision
 from resnet_lib.data.cifar import Cifar10
 from resnet_lib.engine import checkpoint as ck
 from resnet_lib.engine import loop
 from resnet_lib.engine.config import TrainConfig
-from resnet_lib.engine.state import resolve_pieces, trained_on
+from resnet_lib.engine.state import kept_precision, precision_of, resolve_pieces, trained_on
 from resnet_lib.experiments.cifar_runs import CifarRun, run_cifar
 
 
@@ -69,3 +70,37 @@ def test_a_checkpoint_from_before_pieces_gets_its_device_from_the_campaign_s_cal
     calls.insert(0, {"device": "GPU Y", "started_utc": "2025-12-31T00:00:00Z"})
     assert resolve_pieces(res["pieces"], calls)[0]["device"] is None  # two devices before: unknown stays unknown
     assert trained_on(resolve_pieces(res["pieces"], calls), None).startswith("unrecorded device for iterations 0-2 +")
+
+
+def test_a_run_keeps_the_precision_it_has_trained_in_where_amp_is_auto(tmp_path, tiny, monkeypatch):
+    """A run begun in bf16 on a GPU and continued on an AVX2 CPU (whose "auto" is fp32) stays bf16 to the end,
+    and ends bitwise where the same run trained straight through in that precision ends."""
+    here = use_bf16(torch.device("cpu"), "auto")
+    real = loop.resolve_formats
+    monkeypatch.setattr(loop, "resolve_formats", lambda dev, cfg: (not here, not here))  # the other kind of machine
+    train(tmp_path, tiny, "machine A", monkeypatch, stop_after=2)
+    monkeypatch.setattr(loop, "resolve_formats", real)
+    res = train(tmp_path, tiny, "machine B", monkeypatch)
+    other = "fp32" if here else "bf16 autocast"
+    assert [(p["device"], p["precision"]) for p in res["pieces"]] == [("machine A", other), ("machine B", other)]
+    assert res["precision"] == other
+    amp = dataclasses.replace(RUN, train=dataclasses.replace(RUN.train, amp="bf16" if not here else "off"))
+    straight = run_cifar(amp, tmp_path / "straight", device="cpu", progress=False, data=tiny)
+    assert straight["precision"] == other and straight["final"] == res["final"]
+    a, b = (ck.load_model(d / r.slug) for d, r in ((tmp_path, RUN), (tmp_path / "straight", amp)))
+    assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def test_a_run_without_a_recorded_precision_takes_auto_and_mixed_pieces_say_so(tmp_path, tiny, monkeypatch):
+    here = "bf16 autocast" if use_bf16(torch.device("cpu"), "auto") else "fp32"
+    train(tmp_path, tiny, "machine A", monkeypatch, stop_after=2)
+    path = tmp_path / RUN.slug / ck.CHECKPOINT
+    old = ck.load_checkpoint(path)
+    old["state"]["pieces"][0]["precision"] = None  # as written before pieces recorded their precision
+    ck.save_checkpoint(path.parent, {k: v for k, v in old.items() if k != "format"})
+    res = train(tmp_path, tiny, "machine B", monkeypatch)
+    assert [p["precision"] for p in res["pieces"]] == [None, here] and res["precision"] == here
+    pieces = [dict(res["pieces"][0], precision="bf16 autocast"), dict(res["pieces"][1], precision="fp32")]
+    assert precision_of(pieces, "fp32") == "bf16 autocast for iterations 0-2 + fp32 for iterations 2-6"
+    assert kept_precision(pieces) == "fp32" and kept_precision(pieces[:1]) == "bf16 autocast"
+    assert kept_precision([dict(pieces[0], precision=None)]) is None

@@ -59,7 +59,7 @@ from .compiled import CompiledStep, use_compile
 from .config import StepSchedule, TrainConfig
 from .cuda_graph import CudaGraphStep, use_cuda_graph
 from .distributed import DistEnv
-from .state import RunState, Tally, open_piece, record_point
+from .state import RunState, Tally, kept_precision, open_piece, precision_of, record_point
 from .step import evaluate, make_optimizer, resolve_formats, sgd_step  # noqa: F401 (evaluate: API)
 
 
@@ -151,12 +151,31 @@ class Trainer:
             self.opt.load_state_dict(ckpt["optimizer"])
             self.schedule.load_state_dict(ckpt["schedule"])
             self.state = state
+            self.keep_precision(kept_precision(state.pieces))
         except DamagedFile:
             raise  # found before anything was loaded
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
             self.model.load_state_dict(initial)
             raise DamagedFile(f"{path} holds a run state this version cannot resume ({type(e).__name__}: "
                               f"{str(e)[:120]})") from e
+
+    @property
+    def precision(self) -> str:
+        return "bf16 autocast" if self.bf16 else "fp32"
+
+    def keep_precision(self, kept: str | None) -> None:
+        """Where the config says amp "auto", go on in the precision the run has trained in (``kept``), even
+        where "auto" would choose the other here: one precision from the first iteration to the last."""
+        if self.cfg.amp != "auto" or kept is None or kept == self.precision:
+            return
+        self.bf16 = kept == "bf16 autocast"
+        self.cl = {"on": True, "off": False}.get(self.cfg.channels_last, self.bf16)
+        self.model.to(memory_format=torch.channels_last if self.cl else torch.contiguous_format)
+        if not self.bf16:
+            full_fp32(self.dev)
+        if self.env.main:
+            print(f"{self.desc}: goes on in {kept}, the precision it has trained in (amp 'auto' alone would "
+                  f"choose {'fp32' if self.bf16 else 'bf16 autocast'} on {device_name(self.dev)})", flush=True)
 
     def restore_extra(self, ckpt: dict) -> None:
         """Read what ``checkpoint_payload`` adds to the engine's keys (nothing here)."""
@@ -190,7 +209,8 @@ class Trainer:
         self.bar = tqdm(total=cfg.iters, initial=st.iteration, desc=self.desc, dynamic_ncols=True, leave=True,
                         disable=not (self.progress and self.env.main))
         self.t_start = time.perf_counter() - st.wall
-        self.piece = open_piece(st, device_name(self.dev), utc_now(), str(torch.__version__), git_revision())
+        self.piece = open_piece(st, device_name(self.dev), utc_now(), str(torch.__version__), git_revision(),
+                                self.precision)
         self.piece_t0 = st.wall - self.piece["wall_s"]
         self.net.train()
         while st.iteration < end:
@@ -314,7 +334,7 @@ class Trainer:
                   "final": {"train_err": hist["train_err"][-1], "test_err": final["err"], "test_loss": final["loss"]},
                   "wall_s": round(st.wall, 2), "img_per_s": round(cfg.iters * cfg.batch_size / max(st.wall, 1e-9), 1),
                   "warmup_ended_at": getattr(self.schedule, "warmup_ended_at", None),
-                  "precision": "bf16 autocast" if self.bf16 else "fp32", "channels_last": self.cl,
+                  "precision": precision_of(st.pieces, self.precision), "channels_last": self.cl,
                   "tf32": self.dev.type == "cuda" and not self.bf16 and tf32_convolutions(),
                   "world_size": self.env.world, "cuda_graph": bool(getattr(self, "graphed", False)),
                   "graph_captures": step.captures if step else 0,

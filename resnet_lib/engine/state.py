@@ -47,21 +47,21 @@ def record_point(st: RunState, it: int, lr: float, ev: dict) -> None:
 
 
 def open_piece(st: RunState, device: str, since_utc: str, torch_version: str | None = None,
-               git: str | None = None) -> dict:
+               git: str | None = None, precision: str | None = None) -> dict:
     """The stretch of iterations that training from here on ``device`` adds to: the last one when it ended
-    here with the same device, torch and code, else a new one. A piece is ``{"device", "torch", "git", "start",
-    "end", "wall_s", "since_utc"}`` (iterations start..end, seconds of training), so a run continued on another
-    machine says which part trained where, and with which code. A state saved before pieces were kept gets one
-    piece of unknown device (None) for what it had trained."""
+    here with the same device, torch, code and precision, else a new one. A piece is ``{"device", "torch", "git",
+    "precision", "start", "end", "wall_s", "since_utc"}`` (iterations start..end, seconds of training), so a run
+    continued on another machine says which part trained where, with which code and in which precision.
+    A state saved before pieces were kept gets one piece of unknown device (None) for what it had trained."""
     if not st.pieces and st.iteration:
         st.pieces.append({"device": None, "torch": None, "git": None, "start": 0, "end": st.iteration,
                           "wall_s": round(st.wall, 2), "since_utc": None})
     last = st.pieces[-1] if st.pieces else None
-    if last is not None and (last["device"], last["torch"], last.get("git"), last["end"]) == \
-            (device, torch_version, git, st.iteration):
+    if last is not None and (last["device"], last["torch"], last.get("git"), last.get("precision"), last["end"]) \
+            == (device, torch_version, git, precision, st.iteration):
         return last
-    st.pieces.append({"device": device, "torch": torch_version, "git": git, "start": st.iteration,
-                      "end": st.iteration, "wall_s": 0.0, "since_utc": since_utc})
+    st.pieces.append({"device": device, "torch": torch_version, "git": git, "precision": precision,
+                      "start": st.iteration, "end": st.iteration, "wall_s": 0.0, "since_utc": since_utc})
     return st.pieces[-1]
 
 
@@ -91,3 +91,19 @@ def trained_on(pieces: list[dict], device: str | None) -> str | None:
         return devices[0] if devices and devices[0] else device
     return " + ".join(f"{p['device'] or 'unrecorded device'}{f' (torch {t})' if (t := p.get('torch')) else ''} "
                       f"for iterations {p['start']:,}-{p['end']:,}" for p in pieces)
+
+
+def kept_precision(pieces: list[dict]) -> str | None:
+    """The precision a run has trained in so far (that of its last piece that recorded one; None when none
+    did), which it keeps where its config says "auto": a run resumed on a machine whose "auto" differs (a GPU's
+    bf16 continued on an AVX2 CPU, whose "auto" is fp32) stays one precision end to end."""
+    return next((p["precision"] for p in reversed(pieces) if p.get("precision")), None)
+
+
+def precision_of(pieces: list[dict], precision: str | None) -> str | None:
+    """A run's precision: ``precision`` (the last piece's) when every piece that recorded one agrees, else each
+    with its iterations."""
+    if len({p["precision"] for p in pieces if p.get("precision")}) <= 1:
+        return precision
+    return " + ".join(f"{p.get('precision') or 'unrecorded precision'} for iterations {p['start']:,}-{p['end']:,}"
+                      for p in pieces)

@@ -47,13 +47,23 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..base.device import pick_device
-from ..base.io import atomic_write_json, device_name, utc_now
+from ..base.device import pick_device, use_bf16
+from ..base.io import atomic_write_json, utc_now
 from ..data.cifar import load_cifar10
 from ..engine.checkpoint import CHECKPOINT, RESULT
 from ..engine.lanes import Lanes
 from ..engine.loop import TrainingDiverged
-from .campaign_sets import SETS, TABLE6_DEPTHS, Entry, Job, campaign_entries, campaign_jobs  # noqa: F401 (API)
+from .campaign_sets import (  # noqa: F401 (API)
+    SETS,
+    TABLE6_DEPTHS,
+    Entry,
+    Job,
+    Speeds,
+    campaign_device,
+    campaign_entries,
+    campaign_jobs,
+    cost_units,
+)
 from .cifar_runs import cifar_trainer, run_cifar  # noqa: F401 (run_cifar: tests)
 from .fused_runs import fused_slug, fused_trainer
 from .shipped import export_campaign
@@ -95,42 +105,6 @@ def job_iteration(out: Path, job: Job) -> int:
     if len(todo) > 1 and path.exists():
         return _checkpoint_iteration(path, job.label)
     return min(iteration_of(out, e) for e in todo)
-
-
-def _cost_units(job: Job) -> float:
-    """Relative cost of one iteration: proportional to depth (ms per iteration on an H200, issue #10:
-    2.42 / 13.2 for 20 / 110 layers, 5.45x for 5.5x the depth); fused jobs have speeds of their own."""
-    run = job.entries[0].run
-    return run.depth * run.train.batch_size / 128
-
-
-def speed_key(device: str, job: Job) -> str:
-    k = len(job.entries)
-    return device if k == 1 else f"{device} | {k} fused"
-
-
-class Speeds:
-    """Seconds per cost unit measured on each device (and for each number of fused seeds): the time still
-    needed, in the summary."""
-
-    def __init__(self, table: dict | None = None):
-        self.table = table or {}  # speed key -> [cost units trained, seconds]
-
-    def add(self, device: str, job: Job, iters: int, seconds: float) -> None:
-        key = speed_key(device, job)
-        units, secs = self.table.get(key, [0.0, 0.0])
-        self.table[key] = [units + iters * _cost_units(job), secs + seconds]
-
-    def per_iter(self, device: str, job: Job) -> float | None:
-        units, secs = self.table.get(speed_key(device, job), [0.0, 0.0])
-        return secs / units * _cost_units(job) if units else None
-
-    def estimate(self, device: str, job: Job) -> float | None:
-        """``per_iter``, or for a fused job not yet measured an upper bound: its K runs one after another."""
-        rate = self.per_iter(device, job)
-        if rate is None and len(job.entries) > 1 and (one := self.per_iter(device, Job(job.entries[:1]))):
-            rate = one * len(job.entries)
-        return rate
 
 
 # ----------------------------------------------------------------------------- the campaign
@@ -228,13 +202,14 @@ class CampaignCall:
         self.name, self.out, self.jobs, self.dev, self.n_lanes, self.data, self.log = \
             name, out, jobs, dev, n_lanes, data, log
         nets = {j.runs[0].name for j in jobs}
+        only = [{n.lower(): n for n in nets}.get(o.lower(), o) for o in only]  # resnet-56 is ResNet-56
         if set(only) - nets:
             raise ValueError(f"campaign {name} has no net {sorted(set(only) - nets)}; its nets: {sorted(nets)}")
         self.state_path = out / STATE
         self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else \
             {**want, "speeds": {}, "calls": []}
         _check_state(self.state, want, self.state_path)
-        self.dev_name = device_name(dev)
+        self.dev_name = campaign_device(dev)
         self.speeds = Speeds(self.state["speeds"])
         self.failed = self.state.setdefault("failed", {})  # job key -> why it stopped (diverged): not retried
         at = {j.key: job_iteration(out, j) for j in jobs}
@@ -266,7 +241,7 @@ class CampaignCall:
     def round(self, clock, t: float) -> float:
         """One step of every lane; then the lanes that ended are finished (or their job requeued, or set
         aside), and the round's time is shared out to the speeds by each run's cost. Returns the time."""
-        units = {lane.key: _cost_units(lane.meta["job"]) * lane.meta["k"] for lane in self.lanes.live}
+        units = {lane.key: cost_units(lane.meta["job"]) * lane.meta["k"] for lane in self.lanes.live}
         ended = self.lanes.advance()
         for lane in ended:
             self._ended(lane)
@@ -274,7 +249,8 @@ class CampaignCall:
         share = (now - t) / sum(units.values())
         for lane in [*self.lanes.live, *ended]:
             it = lane.trainer.state.iteration
-            self.speeds.add(self.dev_name, lane.meta["as"], it - lane.meta["at"], share * units[lane.key])
+            self.speeds.add(self.dev_name, lane.meta["as"], it - lane.meta["at"], share * units[lane.key],
+                            lane.trainer.bf16)
             self.bar.update((it - lane.meta["at"]) * lane.meta["k"])
             self.call["iterations"] += it - lane.meta["at"]
             lane.meta["at"] = it
@@ -311,21 +287,21 @@ class CampaignCall:
         self.call["seconds"] = round(seconds, 1)
         self.save()
         at = {j.key: job_iteration(self.out, j) for j in self.jobs}
-        summary = {**summarize(self.jobs, at, self.speeds, self.dev_name), "failed": dict(self.failed),
+        summary = {**summarize(self.jobs, at, self.speeds, self.dev_name, self.dev), "failed": dict(self.failed),
                    "stopped": self.call["stopped"]}
         if self.log:
             self.log(format_summary(self.name, summary, self.call))
         return summary
 
 
-def summarize(jobs: list[Job], at: dict, speeds: Speeds, dev_name: str) -> dict:
+def summarize(jobs: list[Job], at: dict, speeds: Speeds, dev_name: str, dev: torch.device) -> dict:
     """Which runs are done, in progress (with their iteration) and left, and the time still needed on
     ``dev_name`` at the speed measured there (None where nothing was measured on it yet). A fused job's
     time is shared out equally between its runs."""
     rows, left_s = [], 0.0
     for job in jobs:
         it, iters = at[job.key], job.iters
-        rate = speeds.estimate(dev_name, job)
+        rate = speeds.estimate(dev_name, job, use_bf16(dev, job.runs[0].train.amp))
         need = None if rate is None else (iters - it) * rate
         left_s = None if (need is None and it < iters) or left_s is None else left_s + (need or 0)
         for e in job.entries:
@@ -369,7 +345,7 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--together", default="auto", help="runs trained at once, each on its own CUDA stream "
                     "(auto: 4 on a GPU, 1 on a CPU)")
     ap.add_argument("--only-started", action="store_true", help="finish the runs in progress; start no new one")
-    ap.add_argument("--only", default="", help="train only these nets, comma-separated, e.g. plain-20,plain-32")
+    ap.add_argument("--only", default="", help="train only these nets, comma-separated, e.g. plain-20,plain-32 (any case)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--export", default=None, metavar="DEST", help="then export the finished runs into DEST "
                     "(results/cifar10: JSON per run, Fig. 7 responses, fp16 weights)")

@@ -10,6 +10,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import torch
+
+from ..base.device import cpu_has_fast_bf16
+from ..base.io import device_name
 from .cifar_runs import CifarRun, paper_recipe
 from .fused_runs import fused_slug
 
@@ -118,3 +122,50 @@ def campaign_entries(name: str, seeds=(1, 2, 3), scale: float = 1.0, subset: int
 
 
 SETS = ("table6", "precision", "smoke")
+
+
+# ----------------------------------------------------------------------------- speeds, for the time still needed
+
+def cost_units(job: Job) -> float:
+    """Relative cost of one iteration: proportional to depth (ms per iteration on an H200, issue #10:
+    2.42 / 13.2 for 20 / 110 layers, 5.45x for 5.5x the depth); fused jobs have speeds of their own."""
+    run = job.entries[0].run
+    return run.depth * run.train.batch_size / 128
+
+
+def campaign_device(dev: torch.device) -> str:
+    """The device as the campaign's calls log and speeds name it: ``device_name``, and on a CPU without fast
+    bf16 (AVX2 only, or capped so) that too, since the same "cpu (x86_64, 2 threads)" trains 2-3x slower there."""
+    name = device_name(dev)
+    return f"{name[:-1]}, no fast bf16)" if dev.type == "cpu" and not cpu_has_fast_bf16() else name
+
+
+def speed_key(device: str, job: Job, bf16: bool = True) -> str:
+    """Speeds are kept per device, precision and number of fused seeds. A key without "fp32" is bf16 autocast
+    (every run before fp32 runs had speeds of their own was one)."""
+    k = len(job.entries)
+    return device + ("" if bf16 else " | fp32") + ("" if k == 1 else f" | {k} fused")
+
+
+class Speeds:
+    """Seconds per cost unit measured on each device, in each precision (and for each number of fused
+    seeds): the time still needed, in the summary."""
+
+    def __init__(self, table: dict | None = None):
+        self.table = table or {}  # speed key -> [cost units trained, seconds]
+
+    def add(self, device: str, job: Job, iters: int, seconds: float, bf16: bool = True) -> None:
+        key = speed_key(device, job, bf16)
+        units, secs = self.table.get(key, [0.0, 0.0])
+        self.table[key] = [units + iters * cost_units(job), secs + seconds]
+
+    def per_iter(self, device: str, job: Job, bf16: bool = True) -> float | None:
+        units, secs = self.table.get(speed_key(device, job, bf16), [0.0, 0.0])
+        return secs / units * cost_units(job) if units else None
+
+    def estimate(self, device: str, job: Job, bf16: bool = True) -> float | None:
+        """``per_iter``, or for a fused job not yet measured an upper bound: its K runs one after another."""
+        rate = self.per_iter(device, job, bf16)
+        if rate is None and len(job.entries) > 1 and (one := self.per_iter(device, Job(job.entries[:1]), bf16)):
+            rate = one * len(job.entries)
+        return rate
