@@ -349,3 +349,25 @@ def test_speeds_are_kept_per_device_kind_and_precision(monkeypatch):
     sp.add(slow, probe, 10, 4.0, bf16=False)
     assert sp.estimate(slow, probe, False) == pytest.approx(0.4) and sp.estimate(slow, r56, True) is None
     assert sorted(sp.table) == [fast, f"{slow} | fp32"]
+
+
+def test_time_left_is_estimated_in_the_precision_each_job_trains_in(tmp_path):
+    """A run resumed where amp "auto" would choose otherwise keeps the precision it trained in
+    (``Trainer.keep_precision``), so its time left comes from that precision's speed; a fresh run's from what
+    "auto" chooses here, and an explicit amp's from itself."""
+    cpu = torch.device("cpu")
+    r56, probe = cp.campaign_jobs("table6")[3:5]
+    assert not cp.job_bf16(tmp_path, probe, cpu)  # amp "off"
+    assert cp.job_bf16(tmp_path, r56, cpu) == use_bf16(cpu, "auto")  # nothing trained yet
+    ckpt = cp.run_dir(tmp_path, r56.entries[0]) / cp.CHECKPOINT
+    ckpt.parent.mkdir(parents=True)
+    for kept in ("bf16 autocast", "fp32"):
+        pieces = [{"device": "NVIDIA H100", "precision": kept, "start": 0, "end": 700},
+                  {"device": "cpu", "precision": None, "start": 700, "end": 900}]  # the last that recorded one
+        torch.save({"state": {"iteration": 900, "pieces": pieces}}, ckpt)
+        assert cp.job_iteration(tmp_path, r56) == 900
+        assert cp.job_bf16(tmp_path, r56, cpu) is (kept == "bf16 autocast")
+    sp = cp.Speeds({"dev | fp32": [56.0 * 100, 10.0]})
+    left = cp.summarize([r56], {r56.key: 900}, sp, "dev", {r56.key: False})
+    assert left["time_left_s"] == pytest.approx((64_000 - 900) * 0.1) and left["rows"][0]["status"] == "in progress"
+    assert cp.summarize([r56], {r56.key: 900}, sp, "dev", {r56.key: True})["time_left_s"] is None

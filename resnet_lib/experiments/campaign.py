@@ -53,6 +53,7 @@ from ..data.cifar import load_cifar10
 from ..engine.checkpoint import CHECKPOINT, RESULT
 from ..engine.lanes import Lanes
 from ..engine.loop import TrainingDiverged
+from ..engine.state import kept_precision
 from .campaign_sets import (  # noqa: F401 (API)
     SETS,
     TABLE6_DEPTHS,
@@ -77,12 +78,16 @@ def run_dir(out: Path, e: Entry) -> Path:
     return Path(out) / "runs" / e.group / e.run.slug
 
 
-def _checkpoint_iteration(path: Path, what: str) -> int:
+def _checkpoint_state(path: Path, what: str) -> dict:
     try:  # the checkpoint holds only tensors and plain containers: no pickle needed to read it
-        return int(torch.load(path, map_location="cpu", weights_only=True)["state"]["iteration"])
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)["state"]
     except Exception as err:  # a damaged checkpoint: the engine's own check on resume names the fix
         raise ValueError(f"cannot read the checkpoint of {what} at {path} ({err}); delete it to retrain "
                          "from the start") from err
+
+
+def _checkpoint_iteration(path: Path, what: str) -> int:
+    return int(_checkpoint_state(path, what)["iteration"])
 
 
 def iteration_of(out: Path, e: Entry) -> int:
@@ -95,16 +100,36 @@ def iteration_of(out: Path, e: Entry) -> int:
     return 0
 
 
+def _job_checkpoint(out: Path, job: Job) -> Path | None:
+    """The checkpoint a job trains on from: as ``run_fused`` sees it, the runs not finished go on from the
+    fused checkpoint, else (before it, or alone) from their own, the least advanced one's. None: none yet."""
+    todo = [e for e in job.entries if not (run_dir(out, e) / RESULT).exists()]
+    path = Path(out) / "runs" / job.group / fused_slug([e.run for e in todo]) / CHECKPOINT if todo else None
+    if len(todo) > 1 and path.exists():
+        return path
+    own = [run_dir(out, e) / CHECKPOINT for e in todo]
+    if not own or not all(p.exists() for p in own):
+        return None  # a run not started yet: the job starts from 0
+    return min(own, key=lambda p: _checkpoint_iteration(p, job.label))
+
+
 def job_iteration(out: Path, job: Job) -> int:
-    """How far a job has got: as ``run_fused`` sees it, the runs not finished train on from the fused
-    checkpoint, else (before it, or alone) from their own: the least advanced counts."""
+    """How far a job has got: its iterations when all its runs finished, else its checkpoint's iteration
+    (``_job_checkpoint``), else 0."""
     todo = [e for e in job.entries if not (run_dir(out, e) / RESULT).exists()]
     if not todo:
         return job.iters
-    path = Path(out) / "runs" / job.group / fused_slug([e.run for e in todo]) / CHECKPOINT
-    if len(todo) > 1 and path.exists():
-        return _checkpoint_iteration(path, job.label)
-    return min(iteration_of(out, e) for e in todo)
+    path = _job_checkpoint(out, job)
+    return _checkpoint_iteration(path, job.label) if path else 0
+
+
+def job_bf16(out: Path, job: Job, dev: torch.device) -> bool:
+    """Whether the job trains on ``dev`` in bf16 autocast: as its config says, and where that is "auto", in
+    the precision its checkpoint has trained in (``Trainer.keep_precision``), else as "auto" chooses here."""
+    amp = job.runs[0].train.amp
+    path = _job_checkpoint(out, job) if amp == "auto" else None
+    kept = kept_precision(_checkpoint_state(path, job.label).get("pieces") or []) if path else None
+    return kept == "bf16 autocast" if kept else use_bf16(dev, amp)
 
 
 # ----------------------------------------------------------------------------- the campaign
@@ -287,21 +312,23 @@ class CampaignCall:
         self.call["seconds"] = round(seconds, 1)
         self.save()
         at = {j.key: job_iteration(self.out, j) for j in self.jobs}
-        summary = {**summarize(self.jobs, at, self.speeds, self.dev_name, self.dev), "failed": dict(self.failed),
+        bf16 = {j.key: job_bf16(self.out, j, self.dev) for j in self.jobs if at[j.key] < j.iters}
+        summary = {**summarize(self.jobs, at, self.speeds, self.dev_name, bf16), "failed": dict(self.failed),
                    "stopped": self.call["stopped"]}
         if self.log:
             self.log(format_summary(self.name, summary, self.call))
         return summary
 
 
-def summarize(jobs: list[Job], at: dict, speeds: Speeds, dev_name: str, dev: torch.device) -> dict:
+def summarize(jobs: list[Job], at: dict, speeds: Speeds, dev_name: str, bf16: dict | None = None) -> dict:
     """Which runs are done, in progress (with their iteration) and left, and the time still needed on
-    ``dev_name`` at the speed measured there (None where nothing was measured on it yet). A fused job's
-    time is shared out equally between its runs."""
+    ``dev_name`` at the speed measured there in each job's precision (``bf16``: job key -> whether it trains
+    in bf16 autocast, ``job_bf16``; bf16 where not given); None where nothing was measured so yet. A fused
+    job's time is shared out equally between its runs."""
     rows, left_s = [], 0.0
     for job in jobs:
         it, iters = at[job.key], job.iters
-        rate = speeds.estimate(dev_name, job, use_bf16(dev, job.runs[0].train.amp))
+        rate = speeds.estimate(dev_name, job, (bf16 or {}).get(job.key, True))
         need = None if rate is None else (iters - it) * rate
         left_s = None if (need is None and it < iters) or left_s is None else left_s + (need or 0)
         for e in job.entries:
