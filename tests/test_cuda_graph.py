@@ -120,8 +120,8 @@ def test_fused_graph_step_equals_fused_eager_step():
     _weights_close(a, b, 1e-4)
 
 
-def _fused_job_two_ways(tmp_path, dev, modes):
-    """Two seeds in one fused net, trained by ``run_fused`` in one go with cuda_graph ``modes[0]`` and, with
+def _fused_job_two_ways(tmp_path, dev, modes, depth=20):
+    """Two seeds of ResNet-``depth`` in one fused net, trained by ``run_fused`` in one go with cuda_graph ``modes[0]`` and, with
     ``modes[1]``, stopped at 25 (mid-epoch: 10 batches an epoch) and resumed from the job's checkpoint; then
     each run's own folder written. Both arms must agree (fp32; synthetic images: no CIFAR-10 needed)."""
     from resnet_lib.data.cifar import Cifar10
@@ -136,7 +136,7 @@ def _fused_job_two_ways(tmp_path, dev, modes):
     for arm, mode in enumerate(modes):
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
         cfg = dataclasses.replace(TrainConfig(batch_size=64, amp="off", cuda_graph=mode).with_iters(40), eval_every=10)
-        runs.append([CifarRun(20, train=dataclasses.replace(cfg, seed=s)) for s in (1, 2)])
+        runs.append([CifarRun(depth, train=dataclasses.replace(cfg, seed=s)) for s in (1, 2)])
         folder = tmp_path / f"{arm}_{mode}"
         if arm == 1:
             part = run_fused(runs[arm], folder, device=dev, progress=False, data=data, stop_after=25)
@@ -163,20 +163,22 @@ def test_fused_job_on_the_gpu_graphed_and_resumed_matches_eager(tmp_path):
 
 def test_fused_job_check_runs_on_a_cpu(tmp_path):
     """The same check, eager both ways on a CPU: the GPU test's own code (folders, reloads) is exercised here,
-    where CI runs, so that a GPU session is not lost to a bug of the test."""
-    _fused_job_two_ways(tmp_path, torch.device("cpu"), ("off", "off"))
+    where CI runs, so that a GPU session is not lost to a bug of the test. ResNet-8 rather than 20 keeps it
+    to seconds on CI's CPU; the code path is the same."""
+    _fused_job_two_ways(tmp_path, torch.device("cpu"), ("off", "off"), depth=8)
 
 
-def _lanes_match_runs_alone(tmp_path, dev):
-    """ResNet-20 and plain-32 in lanes (on a GPU each replaying its own CUDA graph on its own stream), a step
-    of each in turn, all stopped after 15 rounds and resumed; against each run alone (fp32)."""
+def _lanes_match_runs_alone(tmp_path, dev, nets=None):
+    """ResNet-20 and plain-32 (or ``nets``, name: (depth, residual)) in lanes (on a GPU each replaying its own
+    CUDA graph on its own stream), a step of each in turn, all stopped after 15 rounds and resumed; against
+    each run alone (fp32)."""
     from resnet_lib.engine.lanes import Lanes
     from resnet_lib.engine.loop import Trainer
 
     g = torch.Generator().manual_seed(0)
     x = torch.randint(0, 256, (640, 3, 32, 32), dtype=torch.uint8, generator=g)
     y = torch.randint(0, 10, (640,), generator=g)
-    nets = {"resnet20": (20, True), "plain32": (32, False)}
+    nets = nets or {"resnet20": (20, True), "plain32": (32, False)}
 
     def trainer(name, folder):
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
@@ -221,8 +223,9 @@ def test_runs_in_lanes_on_streams_stopped_and_resumed_match_runs_alone(tmp_path)
 
 
 def test_lanes_check_runs_on_a_cpu(tmp_path):
-    """The lanes check's own code on a CPU (no streams, no graphs), where CI runs."""
-    _lanes_match_runs_alone(tmp_path, torch.device("cpu"))
+    """The lanes check's own code on a CPU (no streams, no graphs), where CI runs; smaller nets than on the
+    GPU keep it to seconds there."""
+    _lanes_match_runs_alone(tmp_path, torch.device("cpu"), {"resnet8": (8, True), "plain14": (14, False)})
 
 
 CHECKS = [  # plain-script mode: (what it prints when it passes, the check, whether it takes a folder)
