@@ -276,6 +276,7 @@ def test_resnet1202_cost_is_measured_in_a_fresh_process():
     """The machinery on a small net (ResNet-1202 itself takes seconds on a CPU: notebook 03 runs it)."""
     cost = cost1202.resnet1202_cost("cpu", iters=1, batch_size=2, depth=8)
     assert cost["net"] == "ResNet-8" and cost["ms_per_iter_b128"] > 0 and cost["scaled_from_smaller_batch"]
+    assert cost["params"] == sum(p.numel() for p in cost1202.cifar_resnet(8).parameters())  # counted there
     assert cost["hours_for_64k"] == round(cost["ms_per_iter_b128"] * 64_000 / 3.6e6, 1)
     assert "64k iterations" in cost1202.resnet1202_text(cost)
 
