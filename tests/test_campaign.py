@@ -15,6 +15,8 @@ from resnet_lib.engine.checkpoint import load_model
 from resnet_lib.experiments import campaign as cp
 from resnet_lib.experiments import campaign_sets as cs
 from resnet_lib.experiments import cost1202, shipped
+from resnet_lib.models.cifar import cifar_resnet
+from resnet_lib.models.complexity import count_params
 
 TINY = dict(seeds=(1,), scale=16 / 64_000, subset=512, test_subset=100)  # ResNet-8 and plain-8, 16 iterations
 
@@ -276,7 +278,7 @@ def test_resnet1202_cost_is_measured_in_a_fresh_process():
     """The machinery on a small net (ResNet-1202 itself takes seconds on a CPU: notebook 03 runs it)."""
     cost = cost1202.resnet1202_cost("cpu", iters=1, batch_size=2, depth=8)
     assert cost["net"] == "ResNet-8" and cost["ms_per_iter_b128"] > 0 and cost["scaled_from_smaller_batch"]
-    assert cost["params"] == sum(p.numel() for p in cost1202.cifar_resnet(8).parameters())  # counted there
+    assert cost["params"] == count_params(cifar_resnet(8))  # counted in the measuring process
     assert cost["hours_for_64k"] == round(cost["ms_per_iter_b128"] * 64_000 / 3.6e6, 1)
     assert "64k iterations" in cost1202.resnet1202_text(cost)
 

@@ -121,9 +121,9 @@ def test_fused_graph_step_equals_fused_eager_step():
 
 
 def _fused_job_two_ways(tmp_path, dev, modes, depth=20):
-    """Two seeds of ResNet-``depth`` in one fused net, trained by ``run_fused`` in one go with cuda_graph ``modes[0]`` and, with
-    ``modes[1]``, stopped at 25 (mid-epoch: 10 batches an epoch) and resumed from the job's checkpoint; then
-    each run's own folder written. Both arms must agree (fp32; synthetic images: no CIFAR-10 needed)."""
+    """Two seeds of ResNet-``depth`` in one fused net, trained by ``run_fused`` in one go with cuda_graph
+    ``modes[0]`` and, with ``modes[1]``, stopped at 25 (mid-epoch: 10 batches an epoch) and resumed from the
+    job's checkpoint; then each run's own folder written. Both arms must agree (fp32; synthetic images: no CIFAR-10 needed)."""
     from resnet_lib.data.cifar import Cifar10
     from resnet_lib.engine.checkpoint import load_model
     from resnet_lib.experiments.cifar_runs import CifarRun

@@ -58,7 +58,7 @@ def _measure(depth: int, batch_size: int, iters: int, device: str) -> dict:
         peak, now = _rss()
         mem = max(peak - base_peak, now - base_now)
     return {"ms_per_iter": 1000 * float(np.median(times[1:])), "memory_bytes": int(mem), "device": str(dev),
-            "params": sum(p.numel() for p in net.parameters())}
+            "params": sum(p.numel() for p in net.parameters())}  # models.complexity would import torchvision
 
 
 def resnet1202_cost(device="auto", iters: int | None = None, batch_size: int | None = None, depth: int = 1202,
