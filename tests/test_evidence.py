@@ -1,7 +1,7 @@
 """experiments.evidence: each way a verdict can refuse a claim is planted and seen."""
 import math
 
-from resnet_lib.experiments.evidence import (CONTRADICTED, NOT_SHOWN, SHOWN, binomial_se, compare, mean_std)
+from resnet_lib.experiments.evidence import CONTRADICTED, NOT_SHOWN, SHOWN, binomial_se, compare, mean_std
 
 
 def test_a_clear_gap_over_seeds_is_shown():
