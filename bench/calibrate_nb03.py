@@ -36,7 +36,7 @@ def one(a, seed: int, amp: str, depth: int, net: str) -> dict:
     from resnet_lib.experiments import cifar_grid as cx
     from resnet_lib.experiments.cifar_runs import run_cifar
     run, = cx.plan_runs([depth], [net], subset=a.subset, iters=a.iters, lr=a.lr, batch_size=a.batch, evals=a.evals,
-                        seed=seed, test_subset=a.test_subset, final_on_subset=True, amp=amp, lr_drops=(0.5, 0.75))
+                        seed=seed, test_subset=a.test_subset, final_on_subset=True, precision=amp, lr_drops=(0.5, 0.75))
     res = run_cifar(run, Path(a.runs) / amp, device="cpu", progress=False)
     bf16, cl = resolve_formats(torch.device("cpu"), run.train)
     # the path as the run recorded it when it trained (this process may only be gathering it)
@@ -78,7 +78,7 @@ def main() -> int:
         def stored(job):
             seed, amp, depth, net = job
             run, = cx.plan_runs([depth], [net], subset=a.subset, iters=a.iters, lr=a.lr, batch_size=a.batch,
-                                evals=a.evals, seed=seed, test_subset=a.test_subset, final_on_subset=True, amp=amp)
+                                evals=a.evals, seed=seed, test_subset=a.test_subset, final_on_subset=True, precision=amp)
             return (Path(a.runs) / amp / run.slug / "result.json").exists()
         jobs = [j for j in jobs if stored(j)]
 

@@ -20,6 +20,8 @@ COMMANDS = {
     "parameterize": ("resnet_lib.runner.cli:parameterize", "write notebooks with (tiny) parameters injected, unexecuted"),
     "sweep": ("resnet_lib.runner.sweep:cli", "run a notebook over a grid of parameters and gather the results"),
     "campaign": ("resnet_lib.experiments.campaign:cli", "train a named set of CIFAR runs within a time budget; resumable"),
+    "precision-study": ("resnet_lib.experiments.precision_study:cli",
+                        "the precision policies' early training error by depth, same seeds (issue #25)"),
     "grad-precision": ("resnet_lib.experiments.grad_precision:cli", "bf16 autocast's gradient against fp32's, by depth"),
     "readme": ("resnet_lib.runner.readme:cli", "rewrite the README's result blocks from results/ (--check: compare)"),
     "train-imagenet": ("resnet_lib.experiments.imagenet_train:cli", "train on an ImageFolder / Tiny ImageNet (torchrun-ready)"),

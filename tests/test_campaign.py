@@ -9,7 +9,6 @@ import signal
 import pytest
 import torch
 
-from resnet_lib.base.device import use_bf16
 from resnet_lib.data.cifar import load_cifar10
 from resnet_lib.engine.checkpoint import load_model
 from resnet_lib.experiments import campaign as cp
@@ -133,7 +132,7 @@ def test_fused_jobs_in_lanes_stopped_and_resumed_equal_straight_and_leave_ordina
     _same_runs(out_a, tmp_path, FUSED)
     assert not (tmp_path / "runs" / job.key).exists()  # every run's folder holds its share now
     speeds = json.loads((tmp_path / cp.STATE).read_text())["speeds"]
-    cpu = cp.campaign_device(torch.device("cpu")) + ("" if use_bf16(torch.device("cpu"), "auto") else " | fp32")
+    cpu = cp.campaign_device(torch.device("cpu")) + f" | {cs.TABLE6_PRECISION}"  # every smoke run in that policy
     assert sorted(speeds) == [cpu, f"{cpu} | 2 fused"]  # plain-8's warm-up: alone, then fused
     for j in cp.campaign_jobs("smoke", **FUSED):
         for e in j.entries:
@@ -148,22 +147,20 @@ def test_fused_jobs_in_lanes_stopped_and_resumed_equal_straight_and_leave_ordina
 
 def test_order_of_work_and_sets():
     t6 = [e.label for e in cp.campaign_entries("table6")]
-    # the fp32 probe right after its bf16 twin, before ResNet-110 (which it may send back to fp32)
-    assert t6[:11] == [f"ResNet-{d} seed 1" for d in (20, 32, 44, 56)] + ["ResNet-56 fp32 seed 1"] + \
-        ["ResNet-110 seed 1"] + [f"plain-{d} seed 1" for d in cp.TABLE6_DEPTHS]
-    assert t6[11:] == [f"ResNet-{d} seed {s}" for d in cp.TABLE6_DEPTHS for s in (2, 3)]
-    probe = cp.campaign_entries("table6")[4]
-    assert (probe.group, probe.run.depth, probe.run.train.seed, probe.run.train.amp) == ("fp32", 56, 1, "off")
-    assert probe.key.startswith("fp32/resnet56A_it64000") and probe.key != cp.campaign_entries("table6")[3].key
+    assert t6[:10] == [f"ResNet-{d} seed 1" for d in cp.TABLE6_DEPTHS] + [f"plain-{d} seed 1" for d in cp.TABLE6_DEPTHS]
+    assert t6[10:] == [f"ResNet-{d} seed {s}" for d in cp.TABLE6_DEPTHS for s in (2, 3)]
+    # every Table 6 run in the one policy chosen for it, named (never "auto": the policy is part of the identity)
+    assert {e.run.train.precision for e in cp.campaign_entries("table6")} == {cs.TABLE6_PRECISION} != {"auto"}
+    assert {e.group for e in cp.campaign_entries("table6")} == {"main"}
     jobs = [j.label for j in cp.campaign_jobs("table6")]
-    assert jobs[11:] == [f"ResNet-{d} seeds 2+3 (fused)" for d in cp.TABLE6_DEPTHS]  # 110: after its warm-up
-    assert len(cp.campaign_jobs("table6", fuse=False)) == 21
+    assert jobs[10:] == [f"ResNet-{d} seeds 2+3 (fused)" for d in cp.TABLE6_DEPTHS]  # 110: after its warm-up
+    assert len(cp.campaign_jobs("table6", fuse=False)) == 20
     full = cp.campaign_entries("table6")[0].run.train
     assert (full.iters, full.eval_every, full.milestones) == (64_000, 2_000, (32_000, 48_000))
-    assert cp.campaign_entries("table6")[5].run.train.warmup  # ResNet-110: the paper's warm-up
+    assert cp.campaign_entries("table6")[4].run.train.warmup  # ResNet-110: the paper's warm-up
     prec = cp.campaign_entries("precision", seeds=(1, 2, 3))
-    assert len(prec) == 6 and {e.run.train.amp for e in prec} == {"off", "bf16"}
-    assert len({e.key for e in prec}) == 6  # fp32 and bf16 runs share a slug but not a folder
+    assert len(prec) == 6 and {(e.group, e.run.train.precision) for e in prec} == {("fp32", "fp32"), ("bf16", "bf16")}
+    assert len({e.run.slug for e in prec}) == 6  # the policy is in the identity, so in the slug
     assert [j.label for j in cp.campaign_jobs("precision", seeds=(1, 2, 3))] == \
         ["ResNet-20 fp32 seeds 1+2+3 (fused)", "ResNet-20 bf16 seeds 1+2+3 (fused)"]
 
@@ -338,7 +335,7 @@ def test_any_other_error_stops_every_lane_with_a_checkpoint_and_is_raised(straig
 
 
 def test_speeds_are_kept_per_device_kind_and_precision(monkeypatch):
-    """An AVX2 CPU names itself apart from a bf16 one, and fp32 runs have speeds apart from bf16 runs: the
+    """An AVX2 CPU names itself apart from a bf16 one, and each policy's runs have speeds of their own: the
     time still needed is not taken from a machine or precision 2-3x faster."""
     cpu = torch.device("cpu")
     monkeypatch.setattr(cs, "cpu_has_fast_bf16", lambda: True)
@@ -346,31 +343,12 @@ def test_speeds_are_kept_per_device_kind_and_precision(monkeypatch):
     monkeypatch.setattr(cs, "cpu_has_fast_bf16", lambda: False)
     slow = cp.campaign_device(cpu)
     assert fast.startswith("cpu (") and slow == fast[:-1] + ", no fast bf16)"
-    r56, probe = cp.campaign_jobs("table6")[3:5]
-    sp = cp.Speeds({fast: [100 * 56.0, 10.0]})  # a table from before: bf16 speeds, no "fp32" in the key
-    assert sp.estimate(fast, r56, True) == pytest.approx(0.1) and sp.estimate(fast, probe, False) is None
-    sp.add(slow, probe, 10, 4.0, bf16=False)
-    assert sp.estimate(slow, probe, False) == pytest.approx(0.4) and sp.estimate(slow, r56, True) is None
+    fp32, bf16 = (cp.campaign_jobs("precision", seeds=(1,))[i] for i in (0, 1))
+    sp = cp.Speeds({fast: [100 * 20.0, 10.0]})  # a table from before the policies: bf16 speeds, no policy in the key
+    assert sp.estimate(fast, bf16) == pytest.approx(0.1) and sp.estimate(fast, fp32) is None
+    sp.add(slow, fp32, 10, 4.0)
+    assert sp.estimate(slow, fp32) == pytest.approx(0.4) and sp.estimate(slow, bf16) is None
     assert sorted(sp.table) == [fast, f"{slow} | fp32"]
-
-
-def test_time_left_is_estimated_in_the_precision_each_job_trains_in(tmp_path):
-    """A run resumed where amp "auto" would choose otherwise keeps the precision it trained in
-    (``Trainer.keep_precision``), so its time left comes from that precision's speed; a fresh run's from what
-    "auto" chooses here, and an explicit amp's from itself."""
-    cpu = torch.device("cpu")
-    r56, probe = cp.campaign_jobs("table6")[3:5]
-    assert not cp.job_bf16(tmp_path, probe, cpu)  # amp "off"
-    assert cp.job_bf16(tmp_path, r56, cpu) == use_bf16(cpu, "auto")  # nothing trained yet
-    ckpt = cp.run_dir(tmp_path, r56.entries[0]) / cp.CHECKPOINT
-    ckpt.parent.mkdir(parents=True)
-    for kept in ("bf16 autocast", "fp32"):
-        pieces = [{"device": "NVIDIA H100", "precision": kept, "start": 0, "end": 700},
-                  {"device": "cpu", "precision": None, "start": 700, "end": 900}]  # the last that recorded one
-        torch.save({"state": {"iteration": 900, "pieces": pieces}}, ckpt)
-        assert cp.job_iteration(tmp_path, r56) == 900
-        assert cp.job_bf16(tmp_path, r56, cpu) is (kept == "bf16 autocast")
-    sp = cp.Speeds({"dev | fp32": [56.0 * 100, 10.0]})
-    left = cp.summarize([r56], {r56.key: 900}, sp, "dev", {r56.key: False})
-    assert left["time_left_s"] == pytest.approx((64_000 - 900) * 0.1) and left["rows"][0]["status"] == "in progress"
-    assert cp.summarize([r56], {r56.key: 900}, sp, "dev", {r56.key: True})["time_left_s"] is None
+    left = cp.summarize([fp32], {fp32.key: 900}, sp, slow)
+    assert left["time_left_s"] == pytest.approx((64_000 - 900) * 0.4) and left["rows"][0]["status"] == "in progress"
+    assert cp.summarize([bf16], {bf16.key: 900}, sp, slow)["time_left_s"] is None

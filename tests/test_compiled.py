@@ -65,7 +65,7 @@ def test_compiled_fit_trains_like_the_eager_one(tmp_path):
     results, nets = [], []
     for mode in ("off", "on"):
         train = TensorLoader(x, y, 32, augment=True, shuffle=True, drop_last=True)
-        cfg = dataclasses.replace(TrainConfig(batch_size=32, amp="off", compile=mode).with_iters(12), eval_every=6)
+        cfg = dataclasses.replace(TrainConfig(batch_size=32, precision="fp32", compile=mode).with_iters(12), eval_every=6)
         torch.manual_seed(0)
         net = cifar_resnet(8)
         results.append(fit(net, train, TensorLoader(x[:64], y[:64], 32), cfg, run_dir=tmp_path / mode, device="cpu",

@@ -78,7 +78,7 @@ def test_fit_with_graph_matches_fit_without(tmp_path):
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
         train = TensorLoader(x, y, 64, augment=True, shuffle=True, drop_last=True, device=dev)
         test = TensorLoader(x[:128], y[:128], 64, device=dev)
-        cfg = dataclasses.replace(TrainConfig(batch_size=64, amp="off", cuda_graph=mode, warmup=True, warmup_window=10,
+        cfg = dataclasses.replace(TrainConfig(batch_size=64, precision="fp32", cuda_graph=mode, warmup=True, warmup_window=10,
                                               warmup_until_err=0.95).with_iters(60), eval_every=20)
         torch.manual_seed(0)
         m = cifar_resnet(20)
@@ -120,6 +120,94 @@ def test_fused_graph_step_equals_fused_eager_step():
     _weights_close(a, b, 1e-4)
 
 
+# Issue #25: the graph is checked in what it trains: every policy, channels-last (bf16's format), ResNet-56
+# as well as ResNet-20. On a GPU the graphed step against the eager one; on a CPU (CI) the same code, eager
+# both ways, so that a GPU session is not lost to a bug of the check.
+GPU_POLICIES = ("fp32", "tf32", "bf16", "bf16-conv")
+STEP_TOL = {"fp32": 1e-4, "tf32": 1e-3, "bf16": 2e-2, "bf16-conv": 2e-2}  # weights after 8 steps
+
+
+def _policy_step_check(dev, policy_name, depth, steps=8):
+    """The step of ``policy_name`` on ResNet-``depth`` in channels-last, replayed from a CUDA graph (on a GPU)
+    against the same step run eagerly, across an lr change (a new capture)."""
+    from resnet_lib.base.precision import attach, resolve, set_backends
+
+    policy = resolve(dev, policy_name)
+    set_backends(dev, policy)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    torch.manual_seed(0)
+    net = cifar_resnet(depth).to(dev, memory_format=torch.channels_last)
+    a, b = attach(net, policy), attach(copy.deepcopy(net), policy)
+    oa, ob = make_optimizer(a, TrainConfig()), make_optimizer(b, TrainConfig())
+    graphed = dev.type == "cuda"
+    step_b = CudaGraphStep(b, ob, dev, policy.autocast) if graphed else None
+    g = torch.Generator(device=dev).manual_seed(1)
+    for i in range(steps):
+        for o in (oa, ob):
+            o.param_groups[0]["lr"] = 0.1 if i < steps // 2 else 0.01
+        x = torch.randn(32, 3, 32, 32, device=dev, generator=g).contiguous(memory_format=torch.channels_last)
+        y = torch.randint(0, 10, (32,), device=dev, generator=g)
+        oa.zero_grad(set_to_none=True)
+        la, _ = sgd_step(a, oa, x, y, dev, policy.autocast)
+        if graphed:
+            lb, _ = step_b(x, y)
+        else:
+            ob.zero_grad(set_to_none=True)
+            lb, _ = sgd_step(b, ob, x, y, dev, policy.autocast)
+        assert abs(la.item() - lb.item()) < 10 * STEP_TOL[policy_name] * max(1, abs(la.item())), (i, la, lb)
+    assert step_b is None or step_b.captures == 2, "one capture per learning rate"
+    return _weights_close(a, b, STEP_TOL[policy_name])
+
+
+@needs_cuda
+@pytest.mark.parametrize("depth", [20, 56])
+@pytest.mark.parametrize("policy", GPU_POLICIES)
+def test_graph_step_equals_eager_step_in_every_policy(policy, depth):
+    _policy_step_check(torch.device("cuda"), policy, depth)
+
+
+@pytest.mark.parametrize("policy", ["fp32", "bf16", "bf16-conv"])
+def test_policy_step_check_runs_on_a_cpu(policy):
+    assert _policy_step_check(torch.device("cpu"), policy, 8, steps=4) == 0.0  # eager both ways: bitwise
+
+
+def _policy_fit_check(tmp_path, dev, policy, depth, modes):
+    """``fit`` in ``policy`` with channels-last, cuda_graph ``modes[0]`` against ``modes[1]``: the same curve
+    and weights (within the policy's tolerance)."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randint(0, 256, (384, 3, 32, 32), dtype=torch.uint8, generator=g)
+    y = torch.randint(0, 10, (384,), generator=g)
+    results, models = [], []
+    for arm, mode in enumerate(modes):
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+        train = TensorLoader(x, y, 64, augment=True, shuffle=True, drop_last=True, device=dev, channels_last=True)
+        test = TensorLoader(x[:128], y[:128], 64, device=dev, channels_last=True)
+        cfg = dataclasses.replace(TrainConfig(batch_size=64, precision=policy, channels_last="on", cuda_graph=mode,
+                                              compile="off").with_iters(24), eval_every=12)
+        torch.manual_seed(0)
+        m = cifar_resnet(depth)
+        results.append(fit(m, train, test, cfg, run_dir=tmp_path / f"{arm}_{mode}", device=dev, progress=False))
+        models.append(m)
+    a, b = results
+    assert a["channels_last"] and b["channels_last"] and a["cuda_graph"] == (modes[0] == "on")
+    for k in ("train_loss", "test_loss"):
+        for u, v in zip(a["history"][k], b["history"][k]):
+            assert abs(u - v) < 10 * STEP_TOL[policy] * max(1, abs(u)), (k, a["history"][k], b["history"][k])
+    return _weights_close(*models, 10 * STEP_TOL[policy])
+
+
+@needs_cuda
+@pytest.mark.parametrize("depth", [20, 56])
+@pytest.mark.parametrize("policy", GPU_POLICIES)
+def test_fit_with_graph_matches_fit_without_in_every_policy(tmp_path, policy, depth):
+    _policy_fit_check(tmp_path, torch.device("cuda"), policy, depth, ("off", "on"))
+
+
+@pytest.mark.parametrize("policy", ["fp32", "bf16-conv"])
+def test_policy_fit_check_runs_on_a_cpu(tmp_path, policy):
+    assert _policy_fit_check(tmp_path, torch.device("cpu"), policy, 8, ("off", "off")) == 0.0
+
+
 def _fused_job_two_ways(tmp_path, dev, modes, depth=20):
     """Two seeds of ResNet-``depth`` in one fused net, trained by ``run_fused`` in one go with cuda_graph
     ``modes[0]`` and, with ``modes[1]``, stopped at 25 (mid-epoch: 10 batches an epoch) and resumed from the
@@ -135,7 +223,7 @@ def _fused_job_two_ways(tmp_path, dev, modes, depth=20):
     out, runs = [], []
     for arm, mode in enumerate(modes):
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-        cfg = dataclasses.replace(TrainConfig(batch_size=64, amp="off", cuda_graph=mode).with_iters(40), eval_every=10)
+        cfg = dataclasses.replace(TrainConfig(batch_size=64, precision="fp32", cuda_graph=mode).with_iters(40), eval_every=10)
         runs.append([CifarRun(depth, train=dataclasses.replace(cfg, seed=s)) for s in (1, 2)])
         folder = tmp_path / f"{arm}_{mode}"
         if arm == 1:
@@ -184,7 +272,7 @@ def _lanes_match_runs_alone(tmp_path, dev, nets=None):
         torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
         train = TensorLoader(x, y, 64, augment=True, shuffle=True, drop_last=True, device=dev)
         test = TensorLoader(x[:128], y[:128], 64, device=dev)
-        cfg = dataclasses.replace(TrainConfig(batch_size=64, amp="off").with_iters(40), eval_every=10)
+        cfg = dataclasses.replace(TrainConfig(batch_size=64, precision="fp32").with_iters(40), eval_every=10)
         torch.manual_seed(0)
         t = Trainer(cifar_resnet(nets[name][0], residual=nets[name][1]), train, test, cfg, run_dir=folder / name,
                     device=dev, progress=False)
@@ -231,6 +319,12 @@ def test_lanes_check_runs_on_a_cpu(tmp_path):
 CHECKS = [  # plain-script mode: (what it prints when it passes, the check, whether it takes a folder)
     ("graph step == eager step: ok", test_graph_step_equals_eager_step_across_lr_changes, False),
     ("fit with graph == fit without: ok", test_fit_with_graph_matches_fit_without, True),
+    *[(f"graph step == eager step, {p}, ResNet-{d}, channels-last: ok",
+       lambda p=p, d=d: test_graph_step_equals_eager_step_in_every_policy(p, d), False)
+      for p in GPU_POLICIES for d in (20, 56)],
+    *[(f"fit with graph == fit without, {p}, ResNet-{d}, channels-last: ok",
+       lambda t, p=p, d=d: test_fit_with_graph_matches_fit_without_in_every_policy(t, p, d), True)
+      for p in GPU_POLICIES for d in (20, 56)],
     ("fused graph step == fused eager step: ok", test_fused_graph_step_equals_fused_eager_step, False),
     ("fused job graphed and resumed == fused job eager: ok",
      test_fused_job_on_the_gpu_graphed_and_resumed_matches_eager, True),

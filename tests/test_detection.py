@@ -71,12 +71,12 @@ def test_short_detector_fine_tune_lowers_the_loss():
     src = _solid_objects()
     scenes = dsets.compose_scenes(src, 16, dsets.SceneConfig(size=96, min_side=24, max_side=40), seed=0)
     mean, std = torch.full((1, 3, 1, 1), 0.4), torch.full((1, 3, 1, 1), 0.3)
-    cfg = det.DetConfig(epochs=6, batch_size=4, lr=0.02, amp="off")
+    cfg = det.DetConfig(epochs=6, batch_size=4, lr=0.02, precision="fp32")
     model = det.build_faster_rcnn(plain18(num_classes=3), 3, 96, mean, std, cfg)
     hist = det.train_detector(model, scenes.images, scenes.targets, cfg, device="cpu", progress=False)
     assert {"loss", "loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg"} <= set(hist)
     assert hist["loss"][-1] < 0.8 * hist["loss"][0], hist["loss"]
-    maps, dets = det.evaluate_detector(model, scenes.images[:4], scenes.targets[:4], 3, device="cpu", amp="off")
+    maps, dets = det.evaluate_detector(model, scenes.images[:4], scenes.targets[:4], 3, device="cpu", precision="fp32")
     assert len(dets) == 4 and 0.0 <= maps["map"] <= maps["map_50"] <= 1.0
 
 

@@ -58,7 +58,7 @@ def _fake_tiny_imagenet(root: Path, classes=("n0001", "n0002"), train=8, val=2) 
 
 def _args(data: Path, out: Path) -> list[str]:
     return ["--data", str(data), "--depth", "18", "--iters", str(ITERS), "--batch-size", str(BATCH),
-            "--lr", str(LR), "--seed", str(SEED), "--amp", "off", "--device", "cpu", "--out", str(out), "--no-test"]
+            "--lr", str(LR), "--seed", str(SEED), "--precision", "fp32", "--device", "cpu", "--out", str(out), "--no-test"]
 
 
 def _reference(data_root: Path, groups: int) -> dict[str, torch.Tensor]:

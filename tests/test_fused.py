@@ -72,7 +72,7 @@ class _AsDouble:
 
 def _runs(iters, **kw):
     """Two seeds of ResNet-8 on 128 images in batches of 16: 8 batches an epoch, lr drops at 50% and 75%."""
-    cfg = dataclasses.replace(TrainConfig(batch_size=16, amp="off", cuda_graph="off", **kw).with_iters(iters),
+    cfg = dataclasses.replace(TrainConfig(batch_size=16, precision="fp32", cuda_graph="off", **kw).with_iters(iters),
                               eval_every=iters)
     return [CifarRun(8, train=dataclasses.replace(cfg, seed=s), subset=128) for s in (3, 5)]
 
@@ -134,7 +134,7 @@ def test_runs_with_the_warm_up_are_fused_after_it_and_end_where_they_end_alone(d
     from resnet_lib.experiments.cifar_runs import run_cifar
     from resnet_lib.experiments.fused_runs import run_fused
 
-    cfg = dataclasses.replace(TrainConfig(batch_size=16, lr=0.01, amp="off", cuda_graph="off", warmup=True,
+    cfg = dataclasses.replace(TrainConfig(batch_size=16, lr=0.01, precision="fp32", cuda_graph="off", warmup=True,
                                           warmup_lr=0.001, warmup_window=1, warmup_until_err=0.8).with_iters(12),
                               eval_every=3)
     runs = [CifarRun(8, train=dataclasses.replace(cfg, seed=s), subset=128, test_subset=100) for s in (3, 4)]
@@ -159,7 +159,7 @@ def test_a_damaged_fused_checkpoint_is_moved_aside_and_the_job_starts_again_from
 
     from resnet_lib.experiments.fused_runs import fused_slug, run_fused
 
-    cfg = dataclasses.replace(TrainConfig(batch_size=16, lr=0.01, amp="off", cuda_graph="off", warmup=True,
+    cfg = dataclasses.replace(TrainConfig(batch_size=16, lr=0.01, precision="fp32", cuda_graph="off", warmup=True,
                                           warmup_lr=0.001, warmup_window=1, warmup_until_err=0.8).with_iters(12),
                               eval_every=3)
     runs = [CifarRun(8, train=dataclasses.replace(cfg, seed=s), subset=128, test_subset=100) for s in (3, 4)]

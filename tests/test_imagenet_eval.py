@@ -111,11 +111,11 @@ def test_predict_batches_and_single_images_agree():
     cfg = AugConfig().scaled(1 / 4)
     mean = torch.full((3, 56, 56), 0.5)
     for mode in E.MODES:
-        batched = E.predict(net, imgs, mode, cfg, mean, batch_size=4, device="cpu", amp="off", progress=False)
-        single = E.predict(net, list(imgs), mode, cfg, mean, device="cpu", amp="off", progress=False)
+        batched = E.predict(net, imgs, mode, cfg, mean, batch_size=4, device="cpu", precision="fp32", progress=False)
+        single = E.predict(net, list(imgs), mode, cfg, mean, device="cpu", precision="fp32", progress=False)
         torch.testing.assert_close(batched, single, rtol=1e-4, atol=1e-5)
         torch.testing.assert_close(batched.sum(1), torch.ones(6))
-    ranked = E.evaluate_modes(net, imgs, torch.zeros(6, dtype=torch.long), cfg, mean, device="cpu", amp="off",
+    ranked = E.evaluate_modes(net, imgs, torch.zeros(6, dtype=torch.long), cfg, mean, device="cpu", precision="fp32",
                               progress=False)
     assert set(ranked) == set(E.MODES) and set(ranked["center"]) == {"top1"}
 

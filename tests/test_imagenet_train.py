@@ -47,7 +47,7 @@ def test_plateau_images_are_disjoint_from_the_trained_and_the_reported_ones(tiny
 
 def _train(data, monitor):
     recipe = T.ImageNetRecipe(T.imagenet_train_config(iters=4, batch_size=8, lr=0.05, eval_every=1,
-                                                      checkpoint_every=0, amp="off"),
+                                                      checkpoint_every=0, precision="fp32"),
                               T.PlateauConfig(patience=0, monitor=monitor), TINY_AUG)
     model, result = T.train_imagenet(data, ImageNetSpec(18, num_classes=2), recipe, device="cpu", progress=False)
     return model, result
@@ -84,7 +84,7 @@ def test_no_holdout_needs_an_explicit_monitor(tiny):
 
 def _cli(data, out, *extra, capsys):
     args = ["--data", str(data), "--depth", "18", "--iters", "2", "--batch-size", "8", "--lr", "0.02",
-            "--amp", "off", "--device", "cpu", "--out", str(out), "--no-test", "--holdout", "0.25", *extra]
+            "--precision", "fp32", "--device", "cpu", "--out", str(out), "--no-test", "--holdout", "0.25", *extra]
     assert T.cli(args) == 0
     return json.loads(capsys.readouterr().out.strip().splitlines()[-1])
 

@@ -119,7 +119,7 @@ def test_short_fine_tune_lowers_the_loss():
     torch.manual_seed(0)
     data = _toy_set()
     mean, std = FT.channel_stats(data.images)
-    cfg = L.LocConfig(epochs=6, batch_size=16, lr=0.01, amp="off")
+    cfg = L.LocConfig(epochs=6, batch_size=16, lr=0.01, precision="fp32")
     model = L.localizer_from_classifier(resnet18(num_classes=3), 3, cfg)
     hist = L.fine_tune(model, data, cfg, mean=mean, std=std, device="cpu", progress=False)
     assert len(hist["loss"]) == 6

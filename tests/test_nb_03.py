@@ -61,7 +61,7 @@ def test_summary_table_escapes_pipes(tmp_path):
 
 def test_amp_parameter_reaches_every_run():
     from resnet_lib.experiments.cifar_grid import plan_runs
-    assert {r.train.amp for r in plan_runs([8, 14], iters=8, amp="off")} == {"off"}
+    assert {r.train.amp for r in plan_runs([8, 14], iters=8, precision="fp32")} == {"off"}
 
 
 def test_a_45k_5k_run_reports_validation_error_not_test_error():

@@ -7,14 +7,16 @@ import dataclasses
 import pytest
 import torch
 
-from resnet_lib.base.device import use_bf16
+from resnet_lib.base import precision
 from resnet_lib.base.io import git_revision
-from resnet_lib.data.cifar import Cifar10
+from resnet_lib.base.precision import resolve
+from resnet_lib.data.cifar import Cifar10, TensorLoader
 from resnet_lib.engine import checkpoint as ck
 from resnet_lib.engine import loop
 from resnet_lib.engine.config import TrainConfig
-from resnet_lib.engine.state import kept_precision, precision_of, resolve_pieces, trained_on
+from resnet_lib.engine.state import precision_of, resolve_pieces, trained_on
 from resnet_lib.experiments.cifar_runs import CifarRun, run_cifar
+from resnet_lib.models.cifar import cifar_resnet
 
 
 @pytest.fixture(scope="module")
@@ -24,8 +26,8 @@ def tiny():
     return Cifar10(x(160), torch.arange(160) % 10, x(40), torch.arange(40) % 10)
 
 
-RUN = CifarRun(depth=8, train=dataclasses.replace(TrainConfig(batch_size=16).with_iters(6), eval_every=3,
-                                                  checkpoint_every=2))
+RUN = CifarRun(depth=8, train=dataclasses.replace(TrainConfig(batch_size=16, precision="fp32").with_iters(6),
+                                                  eval_every=3, checkpoint_every=2))
 
 
 def train(root, data, machine, monkeypatch, **kw):
@@ -72,35 +74,55 @@ def test_a_checkpoint_from_before_pieces_gets_its_device_from_the_campaign_s_cal
     assert trained_on(resolve_pieces(res["pieces"], calls), None).startswith("unrecorded device for iterations 0-2 +")
 
 
-def test_a_run_keeps_the_precision_it_has_trained_in_where_amp_is_auto(tmp_path, tiny, monkeypatch):
-    """A run begun in bf16 on a GPU and continued on an AVX2 CPU (whose "auto" is fp32) stays bf16 to the end,
-    and ends bitwise where the same run trained straight through in that precision ends."""
-    here = use_bf16(torch.device("cpu"), "auto")
-    real = loop.resolve_formats
-    monkeypatch.setattr(loop, "resolve_formats", lambda dev, cfg: (not here, not here))  # the other kind of machine
-    train(tmp_path, tiny, "machine A", monkeypatch, stop_after=2)
-    monkeypatch.setattr(loop, "resolve_formats", real)
-    res = train(tmp_path, tiny, "machine B", monkeypatch)
-    other = "fp32" if here else "bf16 autocast"
-    assert [(p["device"], p["precision"]) for p in res["pieces"]] == [("machine A", other), ("machine B", other)]
-    assert res["precision"] == other
-    amp = dataclasses.replace(RUN, train=dataclasses.replace(RUN.train, amp="bf16" if not here else "off"))
-    straight = run_cifar(amp, tmp_path / "straight", device="cpu", progress=False, data=tiny)
-    assert straight["precision"] == other and straight["final"] == res["final"]
-    a, b = (ck.load_model(d / r.slug) for d, r in ((tmp_path, RUN), (tmp_path / "straight", amp)))
+@pytest.mark.parametrize("policy", ["bf16", "fp32", "bf16-conv"])
+def test_a_run_resumed_from_batches_of_the_other_memory_format_ends_bitwise_where_the_straight_run_ends(
+        tmp_path, tiny, monkeypatch, policy):
+    """The red CI of issue #25: a run resumed on another kind of machine once took its batches in the memory
+    format that machine's "auto" chose (channels-last with bf16) while the model kept the run's. The step now
+    puts each batch in the model's format, so where the batches come from cannot change a bit of the result."""
+    run = dataclasses.replace(RUN, train=dataclasses.replace(RUN.train, precision=policy))
+    real = TensorLoader.batches
+
+    def other_format(self, *a, **kw):  # machine A's source: the memory format the policy does not use
+        fmt = torch.contiguous_format if resolve(torch.device("cpu"), policy).channels_last else torch.channels_last
+        return ((x.contiguous(memory_format=fmt), y) for x, y in real(self, *a, **kw))
+
+    monkeypatch.setattr(TensorLoader, "batches", other_format)
+    monkeypatch.setattr(loop, "device_name", lambda dev: "machine A")
+    run_cifar(run, tmp_path, device="cpu", progress=False, data=tiny, stop_after=2)
+    monkeypatch.setattr(TensorLoader, "batches", real)
+    monkeypatch.setattr(loop, "device_name", lambda dev: "machine B")
+    res = run_cifar(run, tmp_path, device="cpu", progress=False, data=tiny)
+    label = resolve(torch.device("cpu"), policy).label
+    assert [(p["device"], p["precision"]) for p in res["pieces"]] == [("machine A", label), ("machine B", label)]
+    straight = run_cifar(run, tmp_path / "straight", device="cpu", progress=False, data=tiny)
+    assert straight["final"] == res["final"] and straight["history"] == res["history"]
+    a, b = (ck.load_model(d / run.slug) for d in (tmp_path, tmp_path / "straight"))
     assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
 
 
-def test_a_run_without_a_recorded_precision_takes_auto_and_mixed_pieces_say_so(tmp_path, tiny, monkeypatch):
-    here = "bf16 autocast" if use_bf16(torch.device("cpu"), "auto") else "fp32"
-    train(tmp_path, tiny, "machine A", monkeypatch, stop_after=2)
-    path = tmp_path / RUN.slug / ck.CHECKPOINT
-    old = ck.load_checkpoint(path)
-    old["state"]["pieces"][0]["precision"] = None  # as written before pieces recorded their precision
-    ck.save_checkpoint(path.parent, {k: v for k, v in old.items() if k != "format"})
-    res = train(tmp_path, tiny, "machine B", monkeypatch)
-    assert [p["precision"] for p in res["pieces"]] == [None, here] and res["precision"] == here
-    pieces = [dict(res["pieces"][0], precision="bf16 autocast"), dict(res["pieces"][1], precision="fp32")]
+def test_the_policy_is_part_of_the_run_s_identity_so_auto_cannot_change_it_on_resume(tmp_path, tiny, monkeypatch):
+    """A run asked for with "auto" trains in the policy "auto" means where it starts, and that policy is in its
+    identity and folder: a machine whose "auto" means another policy starts its own run, never continues this
+    one in another precision."""
+    auto = dataclasses.replace(RUN, train=dataclasses.replace(RUN.train, precision="auto"))
+    cpu = torch.device("cpu")
+    monkeypatch.setitem(precision.AUTO, "cpu", "bf16")
+    a = auto.resolved(cpu)
+    monkeypatch.setitem(precision.AUTO, "cpu", "fp32")
+    b = auto.resolved(cpu)
+    assert (a.train.precision, b.train.precision) == ("bf16", "fp32") and a.slug != b.slug
+    train_a = run_cifar(a, tmp_path, device="cpu", progress=False, data=tiny, stop_after=2)
+    assert train_a["interrupted_at"] == 2
+    res = run_cifar(auto, tmp_path, device="cpu", progress=False, data=tiny)  # "auto" is fp32 here now
+    assert res["precision"] == "fp32" and spans(res) == [(res["pieces"][0]["device"], 0, 6)]
+    assert (tmp_path / a.slug / ck.CHECKPOINT).exists()  # the bf16 run waits, untouched, for a machine that asks for it
+    with pytest.raises(ValueError, match="identity names precision 'bf16'"):
+        loop.Trainer(cifar_resnet(8), TensorLoader(tiny.x_train, tiny.y_train, 16), None, b.train,
+                     identity=a.identity, device="cpu")
+
+
+def test_mixed_pieces_say_so():
+    pieces = [{"precision": "bf16 autocast", "start": 0, "end": 2}, {"precision": "fp32", "start": 2, "end": 6}]
     assert precision_of(pieces, "fp32") == "bf16 autocast for iterations 0-2 + fp32 for iterations 2-6"
-    assert kept_precision(pieces) == "fp32" and kept_precision(pieces[:1]) == "bf16 autocast"
-    assert kept_precision([dict(pieces[0], precision=None)]) is None
+    assert precision_of(pieces[:1], "bf16 autocast") == "bf16 autocast"

@@ -35,12 +35,12 @@ def test_std_of_a_known_response():
     torch.manual_seed(0)
     net = _toy([2.0, -1.0], [0.0, 3.0])
     xs = [torch.randn(16, 2, 6, 6) for _ in range(3)]
-    stds = rs.layer_responses(net, xs, device="cpu", amp="off")
+    stds = rs.layer_responses(net, xs, device="cpu", precision="fp32")
     assert len(stds) == 1  # the 1x1 conv's BN is not a 3x3 layer's response
     x = torch.cat(xs)
     expected = torch.stack([2.0 * (x[:, 0] - 0.5) / 2.0, -1.0 * (x[:, 1] - 0.5) / 2.0 + 3.0], 1)
     assert stds[0] == pytest.approx(expected.double().std(unbiased=False).item(), rel=1e-6)
-    per_channel = rs.layer_responses(net, xs, device="cpu", amp="off", per_channel=True)
+    per_channel = rs.layer_responses(net, xs, device="cpu", precision="fp32", per_channel=True)
     want = np.mean([expected[:, i].double().std(unbiased=False).item() for i in range(2)])
     assert per_channel[0] == pytest.approx(want, rel=1e-6)
     assert per_channel[0] < stds[0]  # the offset beta = 3 of channel 2 counts only in the all-element std
@@ -53,7 +53,7 @@ def test_hooks_read_bn_output_before_the_addition():
     seen = {}
     block.bn2.register_forward_hook(lambda m, i, o: seen.__setitem__("bn2", o.detach().double()))
     x = torch.randn(4, 3, 32, 32)
-    stds = rs.layer_responses(net, [x], device="cpu", amp="off")
+    stds = rs.layer_responses(net, [x], device="cpu", precision="fp32")
     names = [n for n, _ in rs.conv3x3_bn_pairs(net)]
     assert len(stds) == 7 == len(names)  # stem + 6 convs in blocks; fc excluded
     assert names[0] == "conv1" and names[-1] == "layer3.0.conv2"

@@ -67,7 +67,7 @@ def test_every_setting_that_changes_the_numbers_changes_the_run_folder():
     base = tiny_run()
     changed = {f.name: {int: 1, float: 0.5, bool: True, str: "x", tuple: (2, 4)}.get(type(getattr(base.train, f.name)))
                for f in dataclasses.fields(TrainConfig)}
-    changed.update(amp="off", channels_last="on", cuda_graph="off", compile="off", iters=7, batch_size=32, eval_every=2,
+    changed.update(precision="fp32", channels_last="on", cuda_graph="off", compile="off", iters=7, batch_size=32, eval_every=2,
                    milestones=(1,), warmup=True)
     slugs = {base.slug}
     for name, value in changed.items():

@@ -5,6 +5,7 @@ import json
 import pytest
 import torch
 
+from resnet_lib.base.precision import resolve
 from resnet_lib.data.cifar import load_cifar10
 from resnet_lib.engine.checkpoint import load_model
 from resnet_lib.engine.config import StepSchedule, TrainConfig, epochs_to_iters
@@ -88,7 +89,7 @@ def test_divergence_stops_with_a_clear_message(data, tmp_path):
     (lambda: CifarRun(depth=21), "6n\\+2"),
     (lambda: CifarRun(shortcut="D"), "shortcut option"),
     (lambda: CifarRun(subset=60000), "subset 60000 is outside"),
-    (lambda: TrainConfig(amp="fp8"), "amp must be"),
+    (lambda: TrainConfig(precision="fp8"), "unknown precision 'fp8'"),
 ])
 def test_bad_input_fails_before_training(make, match):
     with pytest.raises(ValueError, match=match):
@@ -173,5 +174,5 @@ def test_final_on_subset_takes_the_last_curve_point_and_names_its_set(tmp_path, 
     res = run_cifar(run, tmp_path, device="cpu", progress=False, data=data)
     assert res["final"]["test_err"] == res["history"]["test_err"][-1]
     assert res["eval_set"] == "test500"
-    path = res["provenance"]["cpu_path"]  # amp "auto": bf16 exactly where oneDNN has fast bf16
-    assert res["precision"] == ("bf16 autocast" if path["fast_bf16"] else "fp32") and path["onednn_isa"]
+    path = res["provenance"]["cpu_path"]  # precision "auto": the policy base.precision.AUTO names for a CPU
+    assert res["precision"] == resolve(torch.device("cpu"), "auto").label and path["onednn_isa"]

@@ -1,12 +1,13 @@
 """Device choice and the precision/memory-format settings that make training fast on it."""
 from __future__ import annotations
 
-import contextlib
 import functools
 import os
 import tempfile
 
 import torch
+
+from .precision import POLICIES, autocast, resolve, set_backends  # noqa: F401 (autocast: API)
 
 _VALID = ("auto", "cpu", "cuda", "mps")
 
@@ -93,39 +94,14 @@ def cpu_path(bf16: bool | None = None, channels_last: bool | None = None) -> dic
 
 
 def use_bf16(device: torch.device, amp: str | bool = "auto") -> bool:
-    """bf16 autocast where it helps: any CUDA GPU with bf16, or a CPU with native bf16 units."""
-    if amp in (False, "off", "fp32"):
-        return False
-    if amp in (True, "bf16"):
-        return True
-    if amp != "auto":
-        raise ValueError(f"unknown amp setting {amp!r}; use 'auto', 'bf16' or 'off'")
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    return device.type == "cpu" and cpu_has_fast_bf16()
-
-
-def autocast(device: torch.device, enabled: bool, cache: bool = True):
-    """bf16 autocast on ``device`` when ``enabled``. ``cache=False`` while capturing a CUDA graph
-    (autocast's weight-cast cache must not outlive the capture)."""
-    if not enabled:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, cache_enabled=cache)
+    """Whether the precision setting ``amp`` (a policy name, "auto", or the older "off") runs bf16 autocast on
+    ``device``; see ``base.precision``."""
+    return resolve(device, amp).autocast
 
 
 def full_fp32(device: torch.device) -> None:
-    """Make fp32 mean fp32 on a GPU: recent GPUs run cuDNN's fp32 convolutions in TF32 (a 10-bit mantissa)
-    unless told otherwise, and the paper trained in full fp32 (the precision study compares the two
-    honestly only so). Process-wide, so it holds for every later fp32 convolution too; bf16 autocast runs
-    are unaffected (their convolutions are bf16). Nothing changes on a CPU."""
-    if device.type != "cuda":
-        return
-    backends = torch.backends
-    if hasattr(getattr(backends.cudnn, "conv", None), "fp32_precision"):  # torch >= 2.9: the per-backend API
-        backends.cudnn.conv.fp32_precision = backends.cudnn.rnn.fp32_precision = "ieee"
-        backends.cuda.matmul.fp32_precision = "ieee"
-    else:
-        backends.cudnn.allow_tf32 = backends.cuda.matmul.allow_tf32 = False
+    """Make fp32 mean fp32 on a GPU (TF32 off, process-wide); see ``base.precision.set_backends``."""
+    set_backends(device, POLICIES["fp32"])
 
 
 def tf32_convolutions() -> bool:

@@ -5,6 +5,10 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
+import torch
+
+from ..base.precision import canonical, resolve
+
 # A pass over CIFAR-10's 10k test images costs about as much as 26 training iterations of 128 images
 # (a forward pass is about a third of forward + backward): evaluating every 200 iterations or more keeps
 # evaluation under about an eighth of the time, however short the run.
@@ -27,7 +31,8 @@ class TrainConfig:
     eval_every: int = 2_000            # iterations between test-set evaluations
     checkpoint_every: int = 2_000      # iterations between checkpoints (0: only at the end)
     seed: int = 0                      # model init and data order
-    amp: str = "auto"                  # "auto": bf16 autocast where the device has fast bf16; "bf16"; "off"
+    precision: str = "auto"            # a policy of base.precision: "fp32" (the paper), "tf32", "bf16", "bf16-conv";
+    #                                    "auto": the fastest faithful one on the device (the older "off" is "fp32")
     channels_last: str = "auto"        # "auto": with bf16; "on"; "off"
     diverge_loss: float = 100.0        # a training loss above this (or NaN) stops the run
     cuda_graph: str = "auto"           # "auto": capture the whole SGD step in a CUDA graph on one GPU; "on"; "off"
@@ -45,8 +50,10 @@ class TrainConfig:
             problems.append(f"milestones must be increasing positive iterations, got {self.milestones}")
         if self.eval_every <= 0:
             problems.append(f"eval_every must be positive, got {self.eval_every}")
-        if self.amp not in ("auto", "bf16", "off"):
-            problems.append(f"amp must be 'auto', 'bf16' or 'off', got {self.amp!r}")
+        try:  # one name per policy, so that equal runs have equal identities
+            object.__setattr__(self, "precision", canonical(self.precision))
+        except ValueError as e:
+            problems.append(str(e))
         if self.cuda_graph not in ("auto", "on", "off"):
             problems.append(f"cuda_graph must be 'auto', 'on' or 'off', got {self.cuda_graph!r}")
         if self.compile not in ("auto", "on", "off"):
@@ -55,6 +62,13 @@ class TrainConfig:
             problems.append(f"channels_last must be 'auto', 'on' or 'off', got {self.channels_last!r}")
         if problems:
             raise ValueError("bad TrainConfig: " + "; ".join(problems))
+
+    def resolved(self, device: torch.device) -> "TrainConfig":
+        """This config with "auto" precision replaced by the policy it means on ``device``: the policy is part of
+        a run's identity, so a run is one precision wherever it is resumed."""
+        if self.precision != "auto":
+            return self  # a named policy is itself wherever it trains (the Trainer checks the device can run it)
+        return dataclasses.replace(self, precision=resolve(device, "auto").name)
 
     def scaled(self, factor: float) -> "TrainConfig":
         """The same schedule shape over ``factor`` times as many iterations (e.g. 0.01 for a quick run)."""

@@ -29,7 +29,7 @@ import torch
 import torch.nn as nn
 from tqdm.auto import tqdm
 
-from ..base.device import full_fp32, pick_device, tf32_convolutions
+from ..base.device import pick_device, tf32_convolutions
 from ..base.errors import UserError
 from ..base.io import (
     _json_default,
@@ -41,6 +41,7 @@ from ..base.io import (
     provenance,
     utc_now,
 )
+from ..base.precision import attach, canonical, resolve, set_backends
 from .checkpoint import (
     CHECKPOINT,
     FORMAT,
@@ -59,7 +60,7 @@ from .compiled import CompiledStep, use_compile
 from .config import StepSchedule, TrainConfig
 from .cuda_graph import CudaGraphStep, use_cuda_graph
 from .distributed import DistEnv
-from .state import RunState, Tally, kept_precision, open_piece, precision_of, record_point
+from .state import RunState, Tally, open_piece, precision_of, record_point
 from .step import evaluate, make_optimizer, resolve_formats, sgd_step  # noqa: F401 (evaluate: API)
 
 
@@ -93,9 +94,11 @@ class Trainer:
         if self.env.world > 1 and self.dev.type == "cuda" and self.dev.index is None:  # one GPU per process
             self.dev = torch.device("cuda", self.env.local_rank)
             torch.cuda.set_device(self.dev)
+        cfg = cfg.resolved(self.dev)  # "auto" becomes the policy it means here: part of the run's identity
+        self.policy = resolve(self.dev, cfg.precision)
         self.bf16, self.cl = resolve_formats(self.dev, cfg)
-        if not self.bf16:
-            full_fp32(self.dev)  # on a GPU, fp32 convolutions would otherwise be TF32
+        set_backends(self.dev, self.policy)  # on a GPU, fp32 convolutions would otherwise be TF32
+        attach(model, self.policy)
         if train_source.batch_size != cfg.batch_size:
             raise ValueError(f"the training source makes batches of {train_source.batch_size}, the config asks "
                              f"for {cfg.batch_size}; build the source with batch_size={cfg.batch_size}")
@@ -105,9 +108,14 @@ class Trainer:
         self.train_source, self.eval_source, self.final_source = train_source, eval_source, final_source
         self.run_dir = Path(run_dir) if run_dir else None
         self.identity = identity if identity is not None else run_identity(spec, cfg)
+        named = (self.identity.get("train") or {}).get("precision", cfg.precision)
+        if canonical(named) != cfg.precision:
+            raise ValueError(f"the run's identity names precision {named!r} but it trains in {cfg.precision!r} on "
+                             f"{self.dev}: build the identity from the resolved config (TrainConfig.resolved)")
+        self.fmt = torch.channels_last if self.cl else torch.contiguous_format
         self.rebuild, self.progress, self.desc = rebuild, progress, desc
         self.schedule = schedule or StepSchedule(cfg)
-        model.to(self.dev, memory_format=torch.channels_last if self.cl else torch.contiguous_format)
+        model.to(self.dev, memory_format=self.fmt)
         self.opt = make_optimizer(model, cfg)
         self.state = RunState()
         self.compiled = None  # set by train() where engine.compiled applies
@@ -151,7 +159,6 @@ class Trainer:
             self.opt.load_state_dict(ckpt["optimizer"])
             self.schedule.load_state_dict(ckpt["schedule"])
             self.state = state
-            self.keep_precision(kept_precision(state.pieces))
         except DamagedFile:
             raise  # found before anything was loaded
         except (KeyError, TypeError, ValueError, RuntimeError) as e:
@@ -161,21 +168,7 @@ class Trainer:
 
     @property
     def precision(self) -> str:
-        return "bf16 autocast" if self.bf16 else "fp32"
-
-    def keep_precision(self, kept: str | None) -> None:
-        """Where the config says amp "auto", go on in the precision the run has trained in (``kept``), even
-        where "auto" would choose the other here: one precision from the first iteration to the last."""
-        if self.cfg.amp != "auto" or kept is None or kept == self.precision:
-            return
-        self.bf16 = kept == "bf16 autocast"
-        self.cl = {"on": True, "off": False}.get(self.cfg.channels_last, self.bf16)
-        self.model.to(memory_format=torch.channels_last if self.cl else torch.contiguous_format)
-        if not self.bf16:
-            full_fp32(self.dev)
-        if self.env.main:
-            print(f"{self.desc}: goes on in {kept}, the precision it has trained in (amp 'auto' alone would "
-                  f"choose {'fp32' if self.bf16 else 'bf16 autocast'} on {device_name(self.dev)})", flush=True)
+        return self.policy.label
 
     def restore_extra(self, ckpt: dict) -> None:
         """Read what ``checkpoint_payload`` adds to the engine's keys (nothing here)."""
@@ -245,9 +238,10 @@ class Trainer:
         for g in self.opt.param_groups:
             g["lr"] = lr
         if self.graph_step is not None:
-            loss, wrong = self.graph_step(x, y)
+            loss, wrong = self.graph_step(x.contiguous(memory_format=self.fmt), y)
         else:
             x, y = x.to(self.dev, non_blocking=True), y.to(self.dev, non_blocking=True)
+            x = x.contiguous(memory_format=self.fmt)  # the model's format, whatever the source's
             self.opt.zero_grad(set_to_none=True)
             loss, wrong = self.sgd(self.opt, x, y, self.dev, self.bf16)
         self.pending.append(Pending(it, lr, len(y), torch.stack((loss.float(), wrong.float()))))
@@ -301,7 +295,7 @@ class Trainer:
 
     def evaluate_and_log(self, it: int, lr: float) -> None:
         st = self.state
-        ev = evaluate(self.model, self.eval_source, self.dev, self.bf16)
+        ev = evaluate(self.model, self.eval_source, self.dev, self.bf16, self.fmt)
         self.schedule.observe(it, test_err=ev["err"])
         record_point(st, it, lr, ev)
         self.bar.set_postfix(train_err=f"{st.history['train_err'][-1]:.3f}", test_err=f"{ev['err']:.3f}", lr=f"{lr:g}")
@@ -319,7 +313,7 @@ class Trainer:
     def finish(self) -> dict:
         """The result: final numbers, the curve, how it ran; written once, atomically, with ``extra``."""
         cfg, hist = self.cfg, self.state.history
-        final = evaluate(self.model, self.final_source, self.dev, self.bf16) if self.final_source is not None \
+        final = evaluate(self.model, self.final_source, self.dev, self.bf16, self.fmt) if self.final_source is not None \
             else {"err": hist["test_err"][-1], "loss": hist["test_loss"][-1]}
         result = self.result_record(self.identity, self.spec, cfg, hist, final, self.extra)
         if self.run_dir and self.env.main:

@@ -93,13 +93,6 @@ def trained_on(pieces: list[dict], device: str | None) -> str | None:
                       f"for iterations {p['start']:,}-{p['end']:,}" for p in pieces)
 
 
-def kept_precision(pieces: list[dict]) -> str | None:
-    """The precision a run has trained in so far (that of its last piece that recorded one; None when none
-    did), which it keeps where its config says "auto": a run resumed on a machine whose "auto" differs (a GPU's
-    bf16 continued on an AVX2 CPU, whose "auto" is fp32) stays one precision end to end."""
-    return next((p["precision"] for p in reversed(pieces) if p.get("precision")), None)
-
-
 def precision_of(pieces: list[dict], precision: str | None) -> str | None:
     """A run's precision: ``precision`` (the last piece's) when every piece that recorded one agrees, else each
     with its iterations."""

@@ -12,7 +12,7 @@ from .config import TrainConfig
 
 
 def resolve_formats(dev: torch.device, cfg: TrainConfig) -> tuple[bool, bool]:
-    bf16 = use_bf16(dev, cfg.amp)
+    bf16 = use_bf16(dev, cfg.precision)
     cl = {"on": True, "off": False}.get(cfg.channels_last, bf16)
     return bf16, cl
 
@@ -45,17 +45,21 @@ def make_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.SGD:
 
 
 @torch.no_grad()
-def evaluate(model: nn.Module, source, device="auto", amp: str | bool = "auto") -> dict:
-    """Mean cross-entropy and top-1 error of ``model`` over every batch of ``source``."""
+def evaluate(model: nn.Module, source, device="auto", precision: str | bool = "auto",
+             memory_format: torch.memory_format | None = None) -> dict:
+    """Mean cross-entropy and top-1 error of ``model`` over every batch of ``source`` (each batch in
+    ``memory_format`` where given: the model's, whatever the source's)."""
     dev = pick_device(device)
     was_training = model.training
     model.eval()
     # summed on the device and read once: no wait for the GPU per batch (runs beside it in other lanes go on)
     total_loss = torch.zeros((), dtype=torch.float64, device=dev)
     wrong, n = torch.zeros((), dtype=torch.long, device=dev), 0
-    with autocast(dev, use_bf16(dev, amp)):
+    with autocast(dev, use_bf16(dev, precision)):
         for x, y in source.batches(0):
             x, y = x.to(dev, non_blocking=True), y.to(dev, non_blocking=True)
+            if memory_format is not None:
+                x = x.contiguous(memory_format=memory_format)
             out = model(x).float()
             total_loss += F.cross_entropy(out, y, reduction="sum").double()
             wrong += (out.argmax(1) != y).sum()

@@ -27,10 +27,10 @@ Folder layout: ``DIR/campaign.json`` (the set, its options, the measured speeds 
 log) and ``DIR/runs/<group>/<run slug>/`` (the engine's checkpoint and result files).
 
 Sets (order = the order of work when time is short, issue #10):
-  table6     one seed of ResNet-20/32/44/56, ResNet-56 in full fp32 (a precision probe, group fp32), one seed
-             of ResNet-110, then plain-20/32/44/56/110 (Fig. 6, Fig. 7's plain-110), then the further seeds of the
-             ResNets, depth by depth (Table 6's mean and spread);
-  precision  ResNet-20 in fp32, then in bf16 autocast, every seed of each (part 5 of the issue);
+  table6     in campaign_sets.TABLE6_PRECISION (fp32): one seed of ResNet-20/32/44/56/110, then
+             plain-20/32/44/56/110 (Fig. 6, Fig. 7's plain-110), then the further seeds of the ResNets, depth by
+             depth (Table 6's mean and spread);
+  precision  ResNet-20's full recipe in fp32, then in bf16 autocast, every seed of each;
   smoke      ResNet-8 and plain-8 (with a quick warm-up), every seed of each: tiny, for tests and for
              checking a machine.
 """
@@ -47,13 +47,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from ..base.device import pick_device, use_bf16
+from ..base.device import pick_device
 from ..base.io import atomic_write_json, utc_now
 from ..data.cifar import load_cifar10
 from ..engine.checkpoint import CHECKPOINT, RESULT
 from ..engine.lanes import Lanes
 from ..engine.loop import TrainingDiverged
-from ..engine.state import kept_precision
 from .campaign_sets import (  # noqa: F401 (API)
     SETS,
     TABLE6_DEPTHS,
@@ -121,15 +120,6 @@ def job_iteration(out: Path, job: Job) -> int:
         return job.iters
     path = _job_checkpoint(out, job)
     return _checkpoint_iteration(path, job.label) if path else 0
-
-
-def job_bf16(out: Path, job: Job, dev: torch.device) -> bool:
-    """Whether the job trains on ``dev`` in bf16 autocast: as its config says, and where that is "auto", in
-    the precision its checkpoint has trained in (``Trainer.keep_precision``), else as "auto" chooses here."""
-    amp = job.runs[0].train.amp
-    path = _job_checkpoint(out, job) if amp == "auto" else None
-    kept = kept_precision(_checkpoint_state(path, job.label).get("pieces") or []) if path else None
-    return kept == "bf16 autocast" if kept else use_bf16(dev, amp)
 
 
 # ----------------------------------------------------------------------------- the campaign
@@ -274,8 +264,7 @@ class CampaignCall:
         share = (now - t) / sum(units.values())
         for lane in [*self.lanes.live, *ended]:
             it = lane.trainer.state.iteration
-            self.speeds.add(self.dev_name, lane.meta["as"], it - lane.meta["at"], share * units[lane.key],
-                            lane.trainer.bf16)
+            self.speeds.add(self.dev_name, lane.meta["as"], it - lane.meta["at"], share * units[lane.key])
             self.bar.update((it - lane.meta["at"]) * lane.meta["k"])
             self.call["iterations"] += it - lane.meta["at"]
             lane.meta["at"] = it
@@ -312,23 +301,21 @@ class CampaignCall:
         self.call["seconds"] = round(seconds, 1)
         self.save()
         at = {j.key: job_iteration(self.out, j) for j in self.jobs}
-        bf16 = {j.key: job_bf16(self.out, j, self.dev) for j in self.jobs if at[j.key] < j.iters}
-        summary = {**summarize(self.jobs, at, self.speeds, self.dev_name, bf16), "failed": dict(self.failed),
+        summary = {**summarize(self.jobs, at, self.speeds, self.dev_name), "failed": dict(self.failed),
                    "stopped": self.call["stopped"]}
         if self.log:
             self.log(format_summary(self.name, summary, self.call))
         return summary
 
 
-def summarize(jobs: list[Job], at: dict, speeds: Speeds, dev_name: str, bf16: dict | None = None) -> dict:
+def summarize(jobs: list[Job], at: dict, speeds: Speeds, dev_name: str) -> dict:
     """Which runs are done, in progress (with their iteration) and left, and the time still needed on
-    ``dev_name`` at the speed measured there in each job's precision (``bf16``: job key -> whether it trains
-    in bf16 autocast, ``job_bf16``; bf16 where not given); None where nothing was measured so yet. A fused
-    job's time is shared out equally between its runs."""
+    ``dev_name`` at the speed measured there in each job's precision policy; None where nothing was measured
+    so yet. A fused job's time is shared out equally between its runs."""
     rows, left_s = [], 0.0
     for job in jobs:
         it, iters = at[job.key], job.iters
-        rate = speeds.estimate(dev_name, job, (bf16 or {}).get(job.key, True))
+        rate = speeds.estimate(dev_name, job)
         need = None if rate is None else (iters - it) * rate
         left_s = None if (need is None and it < iters) or left_s is None else left_s + (need or 0)
         for e in job.entries:

@@ -2,8 +2,8 @@
 
 A *job* is what one lane of the campaign advances: one run, or the further seeds of one net fused into
 one wide net (``fused_runs``). The order is the order of work when time is short (issue #10): one seed
-of every net first (ResNets before plain nets, with the fp32 probe right after its bf16 twin ``PROBE_DEPTH``),
-then the further seeds of the ResNets, then part 5.
+of every net first (ResNets before plain nets), then the further seeds of the ResNets. Every run of ``table6``
+trains in :data:`TABLE6_PRECISION`; the ``precision`` set is ResNet-20's full recipe in fp32 and in bf16.
 """
 from __future__ import annotations
 
@@ -18,17 +18,16 @@ from .cifar_runs import CifarRun, paper_recipe
 from .fused_runs import fused_slug
 
 TABLE6_DEPTHS = (20, 32, 44, 56, 110)
-# ResNet-56 seed 1 in full fp32, right after its bf16 twin and before ResNet-110: the bf16 runs' error rose with
-# depth from ResNet-32 on, where the paper's falls, and bf16 autocast keeps the identity path in bf16; this run
-# tells whether precision is the cause before ResNet-110 and the further seeds are spent on it (its record lands
-# in group fp32, not Table 6)
-PROBE_DEPTH = 56
+# The precision Table 6 and Fig. 6 train in: the paper's fp32 until the precision study (experiments.precision_study,
+# results/precision/) finds a faster policy faithful to it. A run's policy is part of its identity, so runs of another
+# policy (the bf16 runs of earlier sessions) are the precision study's, never Table 6's.
+TABLE6_PRECISION = "fp32"
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One run of a campaign and the group folder it lives in (runs that differ only in precision share
-    a slug, so each precision has its own group)."""
+    """One run of a campaign and the group folder it lives in ("main": Table 6 and Fig. 6 in
+    :data:`TABLE6_PRECISION`; a policy's name: the precision study's runs in that policy)."""
     run: CifarRun
     group: str = "main"
 
@@ -42,9 +41,9 @@ class Entry:
         return f"{self.run.name}{extra} seed {self.run.train.seed}"
 
 
-def _run(depth: int, residual: bool, seed: int, scale: float, subset: int, test_subset: int,
-         amp: str = "auto", **recipe) -> CifarRun:
-    cfg = dataclasses.replace(paper_recipe(depth), seed=seed, amp=amp, **recipe)
+def paper_run(depth: int, residual: bool, seed: int, scale: float, subset: int, test_subset: int,
+         precision: str = TABLE6_PRECISION, **recipe) -> CifarRun:
+    cfg = dataclasses.replace(paper_recipe(depth), seed=seed, precision=precision, **recipe)
     if scale != 1:  # a shorter schedule of the same shape, still 32 curve points (the paper's: every 2k of 64k)
         cfg = cfg.scaled(scale)
         cfg = dataclasses.replace(cfg, eval_every=max(1, cfg.iters // 32), checkpoint_every=max(1, cfg.iters // 32))
@@ -95,23 +94,21 @@ def campaign_jobs(name: str, seeds=(1, 2, 3), scale: float = 1.0, subset: int = 
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct and at least one, got {seeds}")
-    mk = lambda d, res, s, amp="auto": _run(d, res, s, scale, subset, test_subset, amp)
+    mk = lambda d, res, s, precision=TABLE6_PRECISION: paper_run(d, res, s, scale, subset, test_subset, precision)
     if name == "table6":
         first, rest = seeds[0], seeds[1:]
         jobs = [Job((Entry(mk(d, True, first)),)) for d in TABLE6_DEPTHS]
-        # the precision probe, before ResNet-110: if precision is the cause, 110 should not be spent in bf16
-        jobs.insert(TABLE6_DEPTHS.index(PROBE_DEPTH) + 1, Job((Entry(mk(PROBE_DEPTH, True, first, "off"), "fp32"),)))
         jobs += [Job((Entry(mk(d, False, first)),)) for d in TABLE6_DEPTHS]
         for d in TABLE6_DEPTHS:
             jobs += _jobs([Entry(mk(d, True, s)) for s in rest], fuse)
         return jobs
     if name == "precision":
-        return [j for amp, group in (("off", "fp32"), ("bf16", "bf16"))
-                for j in _jobs([Entry(mk(20, True, s, amp), group) for s in seeds], fuse)]
+        return [j for policy in ("fp32", "bf16")
+                for j in _jobs([Entry(mk(20, True, s, policy), policy) for s in seeds], fuse)]
     if name == "smoke":  # plain-8 with a quick warm-up, so that the smoke set takes ResNet-110's path too
         warm = dict(warmup=True, warmup_window=2, warmup_until_err=0.95)
         return [j for residual in (True, False) for j in _jobs(
-            [Entry(_run(8, residual, s, scale, subset, test_subset, **({} if residual else warm))) for s in seeds], fuse)]
+            [Entry(paper_run(8, residual, s, scale, subset, test_subset, **({} if residual else warm))) for s in seeds], fuse)]
     raise ValueError(f"unknown campaign {name!r}; the sets are {', '.join(SETS)}")
 
 
@@ -140,11 +137,11 @@ def campaign_device(dev: torch.device) -> str:
     return f"{name[:-1]}, no fast bf16)" if dev.type == "cpu" and not cpu_has_fast_bf16() else name
 
 
-def speed_key(device: str, job: Job, bf16: bool = True) -> str:
-    """Speeds are kept per device, precision and number of fused seeds. A key without "fp32" is bf16 autocast
-    (every run before fp32 runs had speeds of their own was one)."""
-    k = len(job.entries)
-    return device + ("" if bf16 else " | fp32") + ("" if k == 1 else f" | {k} fused")
+def speed_key(device: str, job: Job) -> str:
+    """Speeds are kept per device, precision policy and number of fused seeds. A key without a policy is bf16
+    autocast (every run before other policies had speeds of their own was one)."""
+    k, policy = len(job.entries), job.runs[0].train.precision
+    return device + ("" if policy == "bf16" else f" | {policy}") + ("" if k == 1 else f" | {k} fused")
 
 
 class Speeds:
@@ -154,18 +151,18 @@ class Speeds:
     def __init__(self, table: dict | None = None):
         self.table = table or {}  # speed key -> [cost units trained, seconds]
 
-    def add(self, device: str, job: Job, iters: int, seconds: float, bf16: bool = True) -> None:
-        key = speed_key(device, job, bf16)
+    def add(self, device: str, job: Job, iters: int, seconds: float) -> None:
+        key = speed_key(device, job)
         units, secs = self.table.get(key, [0.0, 0.0])
         self.table[key] = [units + iters * cost_units(job), secs + seconds]
 
-    def per_iter(self, device: str, job: Job, bf16: bool = True) -> float | None:
-        units, secs = self.table.get(speed_key(device, job, bf16), [0.0, 0.0])
+    def per_iter(self, device: str, job: Job) -> float | None:
+        units, secs = self.table.get(speed_key(device, job), [0.0, 0.0])
         return secs / units * cost_units(job) if units else None
 
-    def estimate(self, device: str, job: Job, bf16: bool = True) -> float | None:
+    def estimate(self, device: str, job: Job) -> float | None:
         """``per_iter``, or for a fused job not yet measured an upper bound: its K runs one after another."""
-        rate = self.per_iter(device, job, bf16)
-        if rate is None and len(job.entries) > 1 and (one := self.per_iter(device, Job(job.entries[:1]), bf16)):
+        rate = self.per_iter(device, job)
+        if rate is None and len(job.entries) > 1 and (one := self.per_iter(device, Job(job.entries[:1]))):
             rate = one * len(job.entries)
         return rate

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 
+from ..base.device import pick_device
 from ..base.paper import cifar_table6, targets
 from ..data.cifar import load_cifar10
 from ..engine.config import epochs_to_iters
@@ -22,7 +23,7 @@ NETS = ("plain", "resnet")
 
 def plan_runs(depths, nets=NETS, *, subset: int = 0, epochs: float = 0, iters: int = 0, lr: float = 0.1,
               batch_size: int = 128, evals: int = 10, seed: int = 0, shortcut: str = "A",
-              val_split: bool = False, amp: str = "auto", test_subset: int = 0, final_on_subset: bool = False,
+              val_split: bool = False, precision: str = "auto", test_subset: int = 0, final_on_subset: bool = False,
               lr_drops=(0.5, 0.75), warmup: bool | None = None) -> list[CifarRun]:
     """Every run of the grid, checked up front: bad depths, net kinds, sizes or budgets fail here,
     before minutes of training. ``iters`` wins over ``epochs``; 0 for both means the paper's 64k.
@@ -57,7 +58,7 @@ def plan_runs(depths, nets=NETS, *, subset: int = 0, epochs: float = 0, iters: i
         milestones = tuple(sorted({max(1, round(f * cfg.iters)) for f in drops}))
         if warmup is not None:
             cfg = dataclasses.replace(cfg, warmup=bool(warmup))
-        cfg = dataclasses.replace(cfg, lr=lr, batch_size=batch_size, seed=seed, amp=amp, milestones=milestones,
+        cfg = dataclasses.replace(cfg, lr=lr, batch_size=batch_size, seed=seed, precision=precision, milestones=milestones,
                                   eval_every=max(1, cfg.iters // evals), checkpoint_every=max(1, cfg.iters // 4))
         for net in nets:
             runs.append(CifarRun(depth, net == "resnet", shortcut, cfg, subset, val_split, test_subset=test_subset,
@@ -70,11 +71,12 @@ def train_runs(runs: list[CifarRun], root: str | Path, device="auto", force: boo
     """Train each run, or reload it when it is stored already (``force`` retrains)."""
     data = None
     out = []
+    dev = pick_device(device)
     for run in runs:
-        stored = (Path(root) / run.slug / "result.json").exists()
+        stored = (Path(root) / run.resolved(dev).slug / "result.json").exists()
         if data is None and (force or not stored):
             data = load_cifar10()
-        out.append(run_cifar(run, root, device=device, progress=progress, data=data, force=force))
+        out.append(run_cifar(run, root, device=dev, progress=progress, data=data, force=force))
     return out
 
 

@@ -17,6 +17,7 @@ import torch
 from ..base.device import pick_device
 from ..base.io import WriteFailed, ensure_writable_dir
 from ..base.paths import output_dir
+from ..base.precision import SETTINGS
 from ..data.cifar import NORMALIZATIONS, TensorLoader, load_cifar10, make_loaders, stratified_indices
 from ..engine.checkpoint import CHECKPOINT, PREVIOUS, RESULT, identity_hash, read_result, run_identity
 from ..engine.config import TrainConfig
@@ -63,7 +64,13 @@ class CifarRun:
     def identity(self) -> dict:
         """Everything that changes this run's numbers: the net, the recipe, the data options."""
         data = {k: v for k, v in dataclasses.asdict(self).items() if k not in ("depth", "residual", "shortcut", "train")}
-        return run_identity(self.spec, self.train, data)
+        # "auto" precision is the policy it means on this machine's default device (``run_cifar`` names it for
+        # the device it trains on): the policy is part of the identity
+        return run_identity(self.spec, self.train.resolved(pick_device("auto")), data)
+
+    def resolved(self, device: torch.device) -> "CifarRun":
+        """This run with its "auto" precision replaced by the policy it means on ``device``."""
+        return dataclasses.replace(self, train=self.train.resolved(device))
 
     @property
     def slug(self) -> str:
@@ -80,7 +87,8 @@ class CifarRun:
         t, argv = self.train, ["--depth", str(self.depth)]
         argv += ["--shortcut", self.shortcut] if self.residual else ["--plain"]
         argv += ["--iters", str(t.iters), "--lr", f"{t.lr:g}", "--batch-size", str(t.batch_size),
-                 "--eval-every", str(t.eval_every), "--seed", str(t.seed), "--amp", t.amp, "--normalize", self.normalize]
+                 "--eval-every", str(t.eval_every), "--seed", str(t.seed), "--precision", t.precision,
+                 "--normalize", self.normalize]
         argv += (["--subset", str(self.subset)] if self.subset else []) + (["--val-split"] if self.val_split else [])
         if root is not None:
             argv += ["--out", str(root)]
@@ -111,6 +119,8 @@ def cifar_trainer(run: CifarRun, root: str | os.PathLike | None = None, device="
     """``run_cifar`` up to training: the stored result of ``run``, else its ``Trainer``, resumed from the
     run's checkpoint where there is one."""
     root = Path(root) if root else output_dir() / "runs"
+    dev = pick_device(device)
+    run = run.resolved(dev)  # "auto" precision named: the policy is part of the run's identity and slug
     run_dir = ensure_writable_dir(root / run.slug, fix="choose another folder (the CLI's --out, the notebook's "
                                                           "OUT_DIR)")
     if force:
@@ -119,7 +129,6 @@ def cifar_trainer(run: CifarRun, root: str | os.PathLike | None = None, device="
     rebuild = run.command(root)
     if (stored := read_result(run_dir / RESULT, run.identity, rebuild, RUN_KEYS)) is not None:
         return stored
-    dev = pick_device(device)
     src = run_sources(run, data or load_cifar10(), dev)
     torch.manual_seed(run.train.seed)
     model = cifar_resnet(run.depth, run.shortcut, run.residual)
@@ -177,7 +186,7 @@ RUN_KEYS = ("name", "run", "train_examples", "eval_set")  # what run_cifar adds 
 def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m resnet_lib train",
                                  description="Train a CIFAR-10 net of Section 4.2 (defaults: the paper's recipe; "
-                                             "precision: see --amp).")
+                                             "precision: see --precision).")
     ap.add_argument("--depth", type=int, default=20, help="6n+2: 20, 32, 44, 56, 110, 1202")
     ap.add_argument("--plain", action="store_true", help="no shortcuts (the paper's plain net)")
     ap.add_argument("--shortcut", default="A", choices=["A", "B", "C"])
@@ -191,9 +200,10 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--eval-every", type=int, default=None,
                     help="iterations between test-set evaluations (default: 32 over the run, at least 200 apart)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"],
-                    help="precision: 'auto' uses bfloat16 autocast where the device is fast at it (recent GPUs and "
-                         "CPUs), else float32; 'bf16' always; 'off' float32, as the paper trained")
+    ap.add_argument("--precision", "--amp", default="auto", choices=SETTINGS,
+                    help="precision policy (resnet_lib/base/precision.py): 'fp32' as the paper trained; 'tf32' (GPU); "
+                         "'bf16' autocast; 'bf16-conv' (bf16 convolutions, fp32 identity path); 'auto' the fastest "
+                         "policy found faithful on this device ('off' is the older name of fp32)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default=None, help="runs folder (default: outputs/runs)")
     ap.add_argument("--force", action="store_true", help="retrain even if the run is stored (its files are replaced)")
@@ -201,7 +211,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _run_from_args(a: argparse.Namespace) -> CifarRun:
-    cfg = dataclasses.replace(paper_recipe(a.depth), lr=a.lr, batch_size=a.batch_size, seed=a.seed, amp=a.amp)
+    cfg = dataclasses.replace(paper_recipe(a.depth), lr=a.lr, batch_size=a.batch_size, seed=a.seed, precision=a.precision)
     if a.iters is not None and a.scale is not None:
         raise ValueError("give --iters or --scale, not both")
     if a.iters is not None:

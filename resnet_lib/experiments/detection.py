@@ -112,7 +112,7 @@ class DetConfig:
     freeze_bn: bool = True              # appendix: BN fixed during fine-tuning
     freeze_stem: bool = True            # conv1 and conv2_x fixed, as Faster R-CNN fine-tunes "conv3_1 and up"
     seed: int = 0
-    amp: str = "auto"
+    precision: str = "auto"
 
 
 def build_faster_rcnn(classifier: nn.Module, num_classes: int, image_size: int, mean: Tensor, std: Tensor,
@@ -149,7 +149,7 @@ def train_detector(model: FasterRCNN, images, targets: list[dict[str, Tensor]], 
     """Fine-tune ``model`` end to end (RPN and Fast R-CNN losses summed, as in Faster R-CNN's approximate
     joint training) by SGD (``fine_tuning.sgd_fine_tune``); returns per-epoch mean losses."""
     dev = pick_device(device)
-    bf16 = use_bf16(dev, cfg.amp)
+    bf16 = use_bf16(dev, cfg.precision)
     for i, t in enumerate(targets):
         h, w = images[i].shape[-2:]
         B.check_boxes(t["boxes"], h, w, f"targets[{i}]")
@@ -167,10 +167,10 @@ def train_detector(model: FasterRCNN, images, targets: list[dict[str, Tensor]], 
 
 
 @torch.no_grad()
-def detect(model: FasterRCNN, images, *, device="auto", amp: str = "auto", batch_size: int = 16) -> list[dict[str, Tensor]]:
+def detect(model: FasterRCNN, images, *, device="auto", precision: str = "auto", batch_size: int = 16) -> list[dict[str, Tensor]]:
     """Detections per image: {boxes, labels, scores} on the CPU."""
     dev = pick_device(device)
-    bf16 = use_bf16(dev, amp)
+    bf16 = use_bf16(dev, precision)
     model.to(dev).eval()
     out = []
     for start in range(0, len(images), batch_size):
@@ -229,9 +229,9 @@ def coco_map(detections: list[dict[str, Tensor]], targets: list[dict[str, Tensor
 
 
 def evaluate_detector(model: FasterRCNN, images, targets: list[dict[str, Tensor]], num_classes: int, *,
-                      device="auto", amp: str = "auto") -> tuple[dict, list[dict[str, Tensor]]]:
+                      device="auto", precision: str = "auto") -> tuple[dict, list[dict[str, Tensor]]]:
     """(mAPs, detections) of ``model`` on ``images``."""
-    dets = detect(model, images, device=device, amp=amp)
+    dets = detect(model, images, device=device, precision=precision)
     sizes = [tuple(im.shape[-2:]) for im in images]
     return coco_map(dets, targets, num_classes, sizes), dets
 

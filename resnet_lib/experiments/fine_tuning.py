@@ -35,7 +35,7 @@ class PretrainConfig:
     lr: float = 0.0125                  # Sec. 3.4's 0.1 per 256 images, scaled to the batch; /10 at 50% and 75%
     pad: int = 8                        # random crops: pad by 8 and crop 64 back, with flips (Sec. 3.4)
     seed: int = 0
-    amp: str = "auto"
+    precision: str = "auto"
 
 
 def pretrain_classifier(train: B.BoxSet, val: B.BoxSet, cfg: PretrainConfig = PretrainConfig(), *,
@@ -46,12 +46,12 @@ def pretrain_classifier(train: B.BoxSet, val: B.BoxSet, cfg: PretrainConfig = Pr
     dev = pick_device(device)
     torch.manual_seed(cfg.seed)
     model = imagenet_resnet(cfg.depth, residual=cfg.residual, num_classes=len(train.classes))
-    common = dict(mean=mean, std=std, device=dev, channels_last=use_bf16(dev, cfg.amp))
+    common = dict(mean=mean, std=std, device=dev, channels_last=use_bf16(dev, cfg.precision))
     src = TensorLoader(train.images, train.labels, cfg.batch_size, augment=True, shuffle=True, drop_last=True,
                        seed=cfg.seed, pad=cfg.pad, **common)
     ev = TensorLoader(val.images, val.labels, 256, **common)
     iters = max(1, cfg.epochs * len(src))
-    tc = TrainConfig(batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, amp=cfg.amp).with_iters(iters)
+    tc = TrainConfig(batch_size=cfg.batch_size, lr=cfg.lr, seed=cfg.seed, precision=cfg.precision).with_iters(iters)
     tc = dataclasses.replace(tc, eval_every=len(src), checkpoint_every=0)  # evaluate once per epoch
     name = f"{'resnet' if cfg.residual else 'plain'}-{cfg.depth}"
     res = fit(model, src, ev, tc, device=dev, progress=progress, desc=f"pretrain {name}")

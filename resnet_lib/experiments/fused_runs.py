@@ -320,6 +320,7 @@ def fused_trainer(runs: list[CifarRun], root, device="auto", progress: bool = Tr
     that trains on: a ``FusedTrainer`` of the unfinished runs (resumed from the job's checkpoint); with the
     warm-up, first each run's own trainer to its next curve point (its ``stop_after``) while it warms up, then
     to the furthest run's point (see the module docstring); one run left: its own, to the end."""
+    runs = [r.resolved(pick_device(device)) for r in runs]  # "auto" precision named, as run_cifar names it
     check_fusable(runs, warmup_ok=True)
     root = Path(root)
     stored = stored_results(runs, root)

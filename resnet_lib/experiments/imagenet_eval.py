@@ -92,7 +92,7 @@ def topk_errors(probs: torch.Tensor, labels: torch.Tensor, ks: Sequence[int] = (
 
 @torch.no_grad()
 def predict(model, images, mode: str, cfg: AugConfig, mean: torch.Tensor, *, batch_size: int = 100,
-            device: str | torch.device = "auto", amp: str | bool = "auto", progress: bool = True) -> torch.Tensor:
+            device: str | torch.device = "auto", precision: str | bool = "auto", progress: bool = True) -> torch.Tensor:
     """Soft-max scores (N, classes) of ``model`` in one test ``mode`` (``"center"``, ``"10crop"``,
     ``"multiscale"``). ``images``: a uint8 (N, 3, H, W) tensor, or a sequence of (3, H, W) tensors of any
     sizes (then taken one at a time)."""
@@ -102,7 +102,7 @@ def predict(model, images, mode: str, cfg: AugConfig, mean: torch.Tensor, *, bat
     model.eval().to(dev)
     step = batch_size if isinstance(images, torch.Tensor) else 1
     out = []
-    with autocast(dev, use_bf16(dev, amp)):
+    with autocast(dev, use_bf16(dev, precision)):
         for i in tqdm(range(0, len(images), step), desc=f"test {mode}", disable=not progress, leave=False):
             chunk = images[i:i + step] if step > 1 else images[i][None]
             out.append(_PROBS[mode](model, chunk.to(dev), cfg, mean).cpu())

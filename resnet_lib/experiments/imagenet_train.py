@@ -39,6 +39,7 @@ import torch.distributed as dist
 from ..base.device import pick_device, use_bf16
 from ..base.io import atomic_write_json
 from ..base.paths import output_dir, tiny_imagenet_dir
+from ..base.precision import SETTINGS
 from ..data.imagenet import IMAGENET_EIGVAL, IMAGENET_EIGVEC, TINY_AUG, AugConfig, pixel_mean
 from ..data.imagenet_sources import FolderDataset, FolderSource, LazyImages, TensorSource, pixel_mean_of_files
 from ..data.images import image_folders
@@ -335,7 +336,7 @@ def _parser() -> argparse.ArgumentParser:
     ap.add_argument("--workers", type=int, default=8, help="DataLoader workers per process (ImageFolder data)")
     ap.add_argument("--skip-bad-images", action="store_true", help="leave undecodable images out (and count them)")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--amp", default="auto", choices=["auto", "bf16", "off"])
+    ap.add_argument("--precision", "--amp", default="auto", choices=SETTINGS)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default=None, help="run folder (default: outputs/runs/imagenet_<depth>); a stored run "
                                                 "there is reused only if every setting matches, else moved aside")
@@ -359,13 +360,13 @@ def cli(argv: list[str] | None = None) -> int:
     if tiny:
         data = tiny_imagenet_data(root, classes=a.classes, train_per_class=a.train_per_class,
                                   val_per_class=a.val_per_class, batch_size=a.batch_size, aug=aug, seed=a.seed,
-                                  channels_last=use_bf16(pick_device(device), a.amp), on_bad_image=bad,
+                                  channels_last=use_bf16(pick_device(device), a.precision), on_bad_image=bad,
                                   progress=env.main, holdout=holdout)
     else:
         data = folder_data(root, batch_size=a.batch_size, aug=aug, seed=a.seed, workers=a.workers,
                            on_bad_image=bad, progress=env.main, holdout=holdout)
     epoch = max(1, data.counts()["train"] // a.batch_size)
-    cfg = imagenet_train_config(iters=a.iters, batch_size=a.batch_size, lr=a.lr, seed=a.seed, amp=a.amp,
+    cfg = imagenet_train_config(iters=a.iters, batch_size=a.batch_size, lr=a.lr, seed=a.seed, precision=a.precision,
                                 eval_every=min(a.eval_every or epoch, a.iters),
                                 checkpoint_every=min(a.eval_every or epoch, a.iters))
     recipe = ImageNetRecipe(cfg, PlateauConfig(patience=a.patience, monitor=a.plateau_on), aug)
@@ -386,7 +387,7 @@ def cli(argv: list[str] | None = None) -> int:
                "skipped_images": data.skipped + getattr(data.train, "skipped", 0)}
     if env.main and not a.no_test:
         tests = evaluate_modes(model, data.val_images, data.val_labels, aug, data.mean, device=device,
-                               amp=a.amp, progress=True)
+                               precision=a.precision, progress=True)
         atomic_write_json(run_dir / "tests.json", tests)
         summary["tests"] = tests
     if env.main:

@@ -62,7 +62,7 @@ class LocConfig:
     reg_weight: float = 1.0             # lambda balancing cls and reg, RPN's Eq. (1)
     stage: int = 5                      # the head sits on conv5_x (5, stride 32) or conv4_x (4, stride 16, as RPN)
     seed: int = 0
-    amp: str = "auto"                   # bf16 autocast where fast ("auto"), "bf16" or "off"
+    precision: str = "auto"                   # bf16 autocast where fast ("auto"), "bf16" or "off"
 
     def __post_init__(self):
         if not self.anchor_sizes or min(self.anchor_sizes) <= 0:
@@ -203,7 +203,7 @@ def fine_tune(model: RPNLocalizer, train: B.BoxSet, cfg: LocConfig | None = None
     per-epoch mean losses."""
     cfg = cfg or model.cfg
     dev = pick_device(device)
-    bf16 = use_bf16(dev, cfg.amp)
+    bf16 = use_bf16(dev, cfg.precision)
     if cfg.crop > train.images.shape[-1]:
         raise ValueError(f"crop {cfg.crop} is larger than the {train.images.shape[-1]}-pixel images; lower LocConfig.crop")
     if min(train.images.shape[-2:]) != max(train.images.shape[-2:]):
@@ -265,7 +265,7 @@ def predict_boxes(model: RPNLocalizer, images: Tensor, classes: Tensor, *, mean:
         raise ValueError(f"classes must be (N, K) candidate labels for the N={len(images)} images, "
                          f"got shape {tuple(classes.shape)}")
     dev = pick_device(device)
-    bf16 = use_bf16(dev, model.cfg.amp)
+    bf16 = use_bf16(dev, model.cfg.precision)
     model.to(dev).eval()
     h, w = images.shape[-2:]
     out_boxes = []
@@ -311,9 +311,9 @@ def whole_image_boxes(n: int, height: int, width: int) -> Tensor:
 
 @torch.no_grad()
 def class_scores(classifier: nn.Module, images: Tensor, *, mean: Tensor, std: Tensor, device="auto",
-                 amp: str = "auto", batch_size: int = 256) -> Tensor:
+                 precision: str = "auto", batch_size: int = 256) -> Tensor:
     dev = pick_device(device)
-    bf16 = use_bf16(dev, amp)
+    bf16 = use_bf16(dev, precision)
     classifier.to(dev).eval()
     outs = []
     for start in range(0, len(images), batch_size):

@@ -95,7 +95,7 @@ class ResponseRecorder:
 
 
 @torch.no_grad()
-def layer_responses(model: nn.Module, source, device="auto", amp="auto", per_channel: bool = False,
+def layer_responses(model: nn.Module, source, device="auto", precision="auto", per_channel: bool = False,
                     max_batches: int | None = None) -> np.ndarray:
     """Fig. 7's std of each 3x3 layer's response, for ``model`` in eval mode over a batch source (an object
     with ``batches(epoch)``, e.g. ``data.cifar.TensorLoader``) or an iterable of ``(X, y)`` / ``X`` tensors."""
@@ -103,7 +103,7 @@ def layer_responses(model: nn.Module, source, device="auto", amp="auto", per_cha
     model = model.to(dev).eval()
     batches = source.batches(0) if hasattr(source, "batches") else source
     rec = ResponseRecorder(model)
-    with rec, autocast(dev, use_bf16(dev, amp)):
+    with rec, autocast(dev, use_bf16(dev, precision)):
         for i, batch in enumerate(batches):
             if max_batches is not None and i >= max_batches:
                 break
@@ -147,8 +147,9 @@ def train_brief(depth: int, residual: bool, root, iters: int = 30, batch_size: i
     data = data or load_cifar10()
     keep = stratified_indices(data.y_test, BRIEF_TEST_IMAGES, seed=0)
     small = dataclasses.replace(data, x_test=data.x_test[keep], y_test=data.y_test[keep])
-    run = CifarRun(depth, residual, "A", cfg, subset=subset)
-    res = run_cifar(run, root, device, progress=progress, data=small)
+    dev = pick_device(device)
+    run = CifarRun(depth, residual, "A", cfg, subset=subset).resolved(dev)
+    res = run_cifar(run, root, dev, progress=progress, data=small)
     return {**res, "run_dir": str(Path(root) / run.slug)}
 
 

@@ -89,7 +89,7 @@ def export_campaign(src, dest=None, device="auto", data=None) -> dict:
     for (depth, residual), (seed, run_dir, rec) in sorted(first.items()):
         model = load_model(run_dir, device=dev)
         name = rec["name"]
-        stds = layer_responses(model, test, device=dev, amp="off")
+        stds = layer_responses(model, test, device=dev, precision="fp32")
         responses[name] = {"seed": seed, "slug": rec["slug"], "stds": [round(float(s), 6) for s in stds],
                            "images": test.num_examples}
         state = {k: (v.half() if v.is_floating_point() else v).cpu() for k, v in model.state_dict().items()}
