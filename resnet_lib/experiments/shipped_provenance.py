@@ -73,5 +73,5 @@ def calls_table(root: Path) -> str:
 def provenance_section(root: Path) -> str:
     """Both tables, as ``results/cifar10/README.md`` shows them."""
     return "\n".join(["Finished runs, one row per stretch of iterations (its `pieces`):", "", runs_table(root), "",
-                      f"The campaign's calls (`results/campaign/table6_state.tgz`, `campaign.json`), runs in progress "
-                      f"included:", "", calls_table(root)])
+                      "The campaign's calls (`results/campaign/table6_state.tgz`, `campaign.json`), runs in progress "
+                      "included:", "", calls_table(root)])
