@@ -238,7 +238,8 @@ def cifar10_provenance(root: Path) -> str:
 
 
 DOCUMENTS = ("README.md", "docs/speed.md", "docs/gpu.md", "results/cifar10/README.md")
-BLOCKS = {"scorecard": scorecard, "cifar10_provenance": cifar10_provenance, "gpu_checks": gpu_checks, "gpu_speed": gpu_speed, "gpu_full_recipe": gpu_full_recipe, "gpu_fig6": gpu_fig6,
+BLOCKS = {"scorecard": scorecard, "cifar10_provenance": cifar10_provenance,
+          "gpu_checks": gpu_checks, "gpu_speed": gpu_speed, "gpu_full_recipe": gpu_full_recipe, "gpu_fig6": gpu_fig6,
           "paper_scale_table6": paper_scale_table6, "gpu_campaign_bench": gpu_campaign_bench,
           "main_job_times": main_job_times, "cpu_bench": cpu_bench}
 PATTERN = re.compile(r"(<!-- results:(\w+) -->\n)(.*?)(<!-- /results:\2 -->)", re.S)
