@@ -292,6 +292,9 @@ def test_modes(root: Path, outputs: Path | None) -> Claim:
                   (NB["05"], "Testing: 10 crops"), [ev], here="run notebook 05 (`make run`)", needs=IMAGENET_NEEDS)
 
 
+BASELINES = {"baseline_gt_cls": "whole-image", "baseline_mean_box": "mean training"}  # notebook 06's names
+
+
 def localization(root: Path, outputs: Path | None) -> Claim:
     """Table 13: the per-class RPN localizes better than a box that needs no network (the strongest baseline the
     notebook records: the whole image, or the mean training box)."""
@@ -302,7 +305,7 @@ def localization(root: Path, outputs: Path | None) -> Claim:
     if isinstance(errors.get("gt_cls_dense"), (int, float)) and base:
         name, err = min(base.items(), key=lambda kv: kv[1])
         v = compare("RPN localizer (dense, true class)", [100 * errors["gt_cls_dense"]],
-                    f"{name.replace('_', ' ')} box", [100 * err], chance=None)
+                    f"{BASELINES.get(name, name.replace('_', ' '))} box", [100 * err])
         ev = _evidence(f"your run (notebook 06, Tiny ImageNet, toy scale; `{path}`)", [v], [path])
     t13 = targets()["loc_table13_val_err"]
     return _claim("localization", "A ResNet with a per-class RPN localizes well (true class given)",
