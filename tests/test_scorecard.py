@@ -104,6 +104,22 @@ def test_responses_from_the_shipped_nets_and_the_readers(tmp_path):
     _outputs(out, "04_layer_responses", stds={"plain-110": [5.8e6, 1e7], "ResNet-110": [0.5]})
     c = _status(tmp_path, "responses_vs_plain", out)
     assert c.status == sc.NOT_REPRODUCED and "diverged" in c.said and c.said.startswith("your run")
+    _outputs(out, "04_layer_responses", stds={"plain-20": [1.0, float("nan")], "ResNet-20": [0.5], "ResNet-56": ["x"]})
+    c = _status(tmp_path, "responses_vs_plain", out)
+    assert c.status == sc.NOT_REPRODUCED and "diverged" in c.said  # a NaN layer is a diverged net
+
+
+def test_records_of_another_form_are_skipped_not_fatal(tmp_path):
+    runs = tmp_path / "results/cifar10/runs"
+    runs.mkdir(parents=True)
+    (runs / "main__odd.json").write_text(json.dumps({"spec": {"depth": 20}, "final": {}, "config": {}}))
+    (runs / "main__list.json").write_text("[]")
+    out = tmp_path / "outputs"
+    _outputs(out, "03_cifar10_plain_vs_residual", table=[{"net": "plain-20"}, "row"])
+    _outputs(out, "05_imagenet_recipe", tests={"center": 40.0})
+    _outputs(out, "07_detection", maps=["not", "a", "dict"])
+    card = sc.scorecard(tmp_path, out)
+    assert {c.status for c in card} == {sc.NOT_YET, sc.BEYOND}
 
 
 def test_imagenet_claims_read_whatever_tiny_imagenet_runs_exist(tmp_path):

@@ -40,11 +40,15 @@ def by_net(runs, metric: str, *, iters: int | None = None, shortcut: str | None 
     """``{(residual, depth): ([values in %], [files])}`` of CIFAR run records; ``iters`` keeps one length."""
     by = {}
     for r, f in runs:
-        s = r["spec"]
+        try:
+            s, value = r["spec"], 100 * float(r["final"][metric])
+            key = (bool(s["residual"]), int(s["depth"]))
+        except (KeyError, TypeError, ValueError):  # a record of another form: not counted
+            continue
         if (iters and r["config"].get("iters") != iters) or (shortcut and s.get("shortcut", "A") != shortcut):
             continue
-        vals, files = by.setdefault((bool(s["residual"]), int(s["depth"])), ([], []))
-        vals.append(100 * float(r["final"][metric]))
+        vals, files = by.setdefault(key, ([], []))
+        vals.append(value)
         files.append(f)
     return by
 
@@ -82,9 +86,20 @@ def reader_cifar(outputs: Path | None) -> tuple[list[tuple[dict, str]], str]:
     return runs, path
 
 
-def _median(xs) -> float:
-    v = sorted(float(x) for x in xs)
+def _median(xs) -> float | None:
+    """The median of a net's layer stds; NaN when one is not finite (``compare`` then calls the net diverged),
+    None when they are not numbers."""
+    try:
+        v = sorted(float(x) for x in xs)
+    except (TypeError, ValueError):
+        return None
+    if not v or not all(math.isfinite(x) for x in v):
+        return math.nan if v else None
     return (v[(len(v) - 1) // 2] + v[len(v) // 2]) / 2
+
+
+def _medians(nets: dict) -> dict[str, float]:
+    return {n: m for n, m in ((n, _median(v)) for n, v in nets.items()) if m is not None}
 
 
 def response_sources(root: Path, outputs: Path | None) -> list[tuple[str, dict, list[str]]]:
@@ -93,12 +108,12 @@ def response_sources(root: Path, outputs: Path | None) -> list[tuple[str, dict, 
     shipped = read_json(root / "results" / "cifar10" / "responses.json")
     nets = shipped.get("nets") if isinstance(shipped, dict) else None
     if isinstance(nets, dict):
-        med = {n: _median(v["stds"]) for n, v in nets.items() if isinstance(v, dict) and v.get("stds")}
+        med = _medians({n: v["stds"] for n, v in nets.items() if isinstance(v, dict) and isinstance(v.get("stds"), list)})
         out.append(("fully trained nets (paper's recipe, shipped)", med, ["results/cifar10/responses.json"]))
     rec, path = reader_results(outputs, NB["04"])
     stds = (rec or {}).get("stds")
     if isinstance(stds, dict):
-        med = {n: _median(v) for n, v in stds.items() if isinstance(v, list) and v}
+        med = _medians({n: v for n, v in stds.items() if isinstance(v, list)})
         out.append((f"your run (notebook 04's nets, toy scale unless trained at the paper's; `{path}`)", med, [path]))
     return out
 
