@@ -21,7 +21,7 @@ COMMANDS = {
     "sweep": ("resnet_lib.runner.sweep:cli", "run a notebook over a grid of parameters and gather the results"),
     "campaign": ("resnet_lib.experiments.campaign:cli", "train a named set of CIFAR runs within a time budget; resumable"),
     "grad-precision": ("resnet_lib.experiments.grad_precision:cli", "bf16 autocast's gradient against fp32's, by depth"),
-    "readme": ("resnet_lib.runner.readme:cli", "rewrite the README's result blocks from results/ (--check: compare)"),
+    "readme": ("resnet_lib.runner.readme:cli", "rewrite the README's and docs' result blocks from results/ (--check: compare)"),
     "train-imagenet": ("resnet_lib.experiments.imagenet_train:cli", "train on an ImageFolder / Tiny ImageNet (torchrun-ready)"),
 }
 
