@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -40,7 +41,6 @@ def built(nb_out, run_tiny, tmp_path_factory) -> Path:
         if not (nb_out / "executed" / nb.name).exists():
             run_tiny(nb.stem)
     notebooks.gather_summary(nb_out)
-    import shutil
     results = tmp_path_factory.mktemp("checkout") / "results"  # the shipped results (figures, scorecard) ...
     shutil.copytree(project_root() / "results", results, ignore=shutil.ignore_patterns("*.tgz", "*.pt"))
     # ... and planted paper-scale files: a run record and weights
