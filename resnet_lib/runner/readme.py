@@ -224,6 +224,16 @@ def main_job_times(root: Path) -> str:
     return readme_table(root, {nb.stem: read_parameters(nb) for nb in list_notebooks()})
 
 
+def notebook_defaults(root: Path) -> str:
+    """Each notebook's defaults, read from its ``parameters`` cell (this project's notebooks), so that the docs
+    that describe a notebook's default size are checked against the notebooks."""
+    lines = ["| notebook | defaults (its `parameters` cell) |", "|---|---|"]
+    for nb in list_notebooks():
+        shown = ", ".join(f"`{k}={v!r}`" for k, v in read_parameters(nb).items() if k != "OUT_DIR")
+        lines.append(f"| {nb.stem} | {shown.replace('|', chr(92) + '|')} |")
+    return "\n".join(lines)
+
+
 def scorecard(root: Path) -> str:
     """The paper's claims, each with its status computed from ``results/`` (``experiments.scorecard``); the
     reader's own outputs join it in the book, not here, so that the README is the same on every machine."""
@@ -237,8 +247,8 @@ def cifar10_provenance(root: Path) -> str:
     return provenance_section(root)
 
 
-DOCUMENTS = ("README.md", "docs/speed.md", "docs/gpu.md", "results/cifar10/README.md")
-BLOCKS = {"scorecard": scorecard, "cifar10_provenance": cifar10_provenance,
+DOCUMENTS = ("README.md", "docs/speed.md", "docs/gpu.md", "docs/notebooks.md", "results/cifar10/README.md")
+BLOCKS = {"scorecard": scorecard, "cifar10_provenance": cifar10_provenance, "notebook_defaults": notebook_defaults,
           "gpu_checks": gpu_checks, "gpu_speed": gpu_speed, "gpu_full_recipe": gpu_full_recipe, "gpu_fig6": gpu_fig6,
           "paper_scale_table6": paper_scale_table6, "gpu_campaign_bench": gpu_campaign_bench,
           "main_job_times": main_job_times, "cpu_bench": cpu_bench}
