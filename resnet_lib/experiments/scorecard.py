@@ -35,6 +35,7 @@ from .scorecard_sources import (
     reader_results,
     response_sources,
     shipped_cifar,
+    shown,
 )
 
 REPRODUCED, PARTLY, NOT_REPRODUCED = "reproduced", "partly", "not reproduced"
@@ -117,7 +118,7 @@ def cifar_sources(root: Path, outputs: Path | None, metric: str) -> list[tuple[s
     return [("paper's recipe (64k iterations, all of CIFAR-10, shipped)",
              by_net(shipped_cifar(root), metric, iters=FULL_ITERS)),
             ("a quarter of the recipe (16k iterations, all of CIFAR-10, shipped)", by_net(quarter_runs(root), metric)),
-            (f"your run (notebook 03's parameters, toy scale unless set to the paper's; `{path}`)",
+            (f"your run (notebook 03's parameters, toy scale unless set to the paper's; `{shown(path)}`)",
              by_net(reader, metric, shortcut=None))]
 
 
@@ -282,7 +283,7 @@ def test_modes(root: Path, outputs: Path | None) -> Claim:
         se = (lambda a, b: None) if not n else (lambda a, b: (binomial_se(a, n), binomial_se(b, n)))
         vs = [compare("10-crop", [t], "centre crop", [c], se=se(t, c)),
               compare("multi-scale", [m], "10-crop", [t], se=se(m, t))]
-        ev = _evidence(f"your run (notebook 05, Tiny ImageNet, {n or '?'} validation images, toy scale; `{path}`)",
+        ev = _evidence(f"your run (notebook 05, Tiny ImageNet, {n or '?'} validation images, toy scale; `{shown(path)}`)",
                        vs, [path])
     except (TypeError, KeyError, ValueError):
         pass
@@ -306,7 +307,7 @@ def localization(root: Path, outputs: Path | None) -> Claim:
         name, err = min(base.items(), key=lambda kv: kv[1])
         v = compare("RPN localizer (dense, true class)", [100 * errors["gt_cls_dense"]],
                     f"{BASELINES.get(name, name.replace('_', ' '))} box", [100 * err])
-        ev = _evidence(f"your run (notebook 06, Tiny ImageNet, toy scale; `{path}`)", [v], [path])
+        ev = _evidence(f"your run (notebook 06, Tiny ImageNet, toy scale; `{shown(path)}`)", [v], [path])
     t13 = targets()["loc_table13_val_err"]
     return _claim("localization", "A ResNet with a per-class RPN localizes well (true class given)",
                   f"Table 13: ResNet-101 RPN {t13['RPN R101 dense GT-CLS']} % LOC error against VGG-16's "
@@ -326,7 +327,7 @@ def detection(root: Path, outputs: Path | None) -> Claim:
         r, p = res[0], plain[0]
         v = compare(f"{r} (100 − mAP@0.5)", [100 - 100 * maps[r]["map_50"]], f"{p} (100 − mAP@0.5)",
                     [100 - 100 * maps[p]["map_50"]], unit="")
-        ev = _evidence(f"your run (notebook 07, composed scenes, toy scale; `{path}`)", [v], [path])
+        ev = _evidence(f"your run (notebook 07, composed scenes, toy scale; `{shown(path)}`)", [v], [path])
     t8 = targets()["det_table8_coco_val"]["mAP@.5"]
     return _claim("detection", "A residual backbone detects better than a plain/VGG one",
                   f"Tables 7-8: COCO val mAP@.5 ResNet-101 {t8['ResNet-101']} against VGG-16 {t8['VGG-16']}",

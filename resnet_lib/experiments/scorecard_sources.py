@@ -63,6 +63,13 @@ def quarter_runs(root: Path) -> list[tuple[dict, str]]:
     return out
 
 
+def shown(path: str) -> str:
+    """A reader's output file as the text names it: ``outputs/<notebook>/results.json`` (the output folder's own
+    name), not wherever the folder happens to lie."""
+    p = Path(path)
+    return "/".join(p.parts[-3:]) if len(p.parts) >= 3 else p.as_posix()
+
+
 def reader_results(outputs: Path | None, stem: str) -> tuple[dict | None, str]:
     """The reader's ``outputs/<stem>/results.json`` (None without it) and its path."""
     if outputs is None:
@@ -114,7 +121,7 @@ def response_sources(root: Path, outputs: Path | None) -> list[tuple[str, dict, 
     stds = (rec or {}).get("stds")
     if isinstance(stds, dict):
         med = _medians({n: v for n, v in stds.items() if isinstance(v, list)})
-        out.append((f"your run (notebook 04's nets, toy scale unless trained at the paper's; `{path}`)", med, [path]))
+        out.append((f"your run (notebook 04's nets, toy scale unless trained at the paper's; `{shown(path)}`)", med, [path]))
     return out
 
 
@@ -155,7 +162,7 @@ def imagenet_runs(root: Path, outputs: Path | None) -> list[tuple[str, dict, dic
     sources = [("Tiny ImageNet runs (shipped)", sorted((root / "results" / "imagenet_tiny").rglob("*.json")))]
     rec, path = reader_results(outputs, NB["05"])
     if rec is not None:
-        sources.append((f"your run (notebook 05, Tiny ImageNet, toy scale; `{path}`)", [Path(path)]))
+        sources.append((f"your run (notebook 05, Tiny ImageNet, toy scale; `{shown(path)}`)", [Path(path)]))
     out = []
     for scale, paths in sources:
         errs, files = {}, {}
