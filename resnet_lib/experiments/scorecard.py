@@ -43,6 +43,7 @@ NOT_YET, BEYOND = "not yet run", "beyond this project's data"
 STATUSES = (REPRODUCED, PARTLY, NOT_REPRODUCED, NOT_YET, BEYOND)
 CIFAR_CHANCE = 90.0  # % error of a 10-class guess
 FULL_ITERS = 64_000  # Section 4.2's schedule
+QUARTER_ITERS = FULL_ITERS // 4  # bench/gpu_fig6.py's runs in results/h200
 IMAGENET_NEEDS = "ImageNet-1k (1.28M training images) and, per net, the paper's 600k iterations of batch 256"
 
 
@@ -117,7 +118,8 @@ def cifar_sources(root: Path, outputs: Path | None, metric: str) -> list[tuple[s
     reader, path = reader_cifar(outputs)
     return [("paper's recipe (64k iterations, all of CIFAR-10, shipped)",
              by_net(shipped_cifar(root), metric, iters=FULL_ITERS)),
-            ("a quarter of the recipe (16k iterations, all of CIFAR-10, shipped)", by_net(quarter_runs(root), metric)),
+            ("a quarter of the recipe (16k iterations, all of CIFAR-10, shipped)",
+             by_net(quarter_runs(root), metric, iters=QUARTER_ITERS)),
             (f"your run (notebook 03's parameters, toy scale unless set to the paper's; `{shown(path)}`)",
              by_net(reader, metric, shortcut=None))]
 
