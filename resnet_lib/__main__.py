@@ -23,7 +23,7 @@ COMMANDS = {
     "precision-study": ("resnet_lib.experiments.precision_study:cli",
                         "the precision policies' early training error by depth, same seeds (issue #25)"),
     "grad-precision": ("resnet_lib.experiments.grad_precision:cli", "bf16 autocast's gradient against fp32's, by depth"),
-    "readme": ("resnet_lib.runner.readme:cli", "rewrite the README's result blocks from results/ (--check: compare)"),
+    "readme": ("resnet_lib.runner.readme:cli", "rewrite the README's and docs' result blocks from results/ (--check: compare)"),
     "train-imagenet": ("resnet_lib.experiments.imagenet_train:cli", "train on an ImageFolder / Tiny ImageNet (torchrun-ready)"),
 }
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 import pytest
 
 from resnet_lib.base.paths import project_root
+from resnet_lib.experiments import scorecard
 from resnet_lib.runner import book, notebooks
 
 SHOTS = project_root() / "build" / "book"
@@ -26,6 +28,9 @@ READ_PAGE = """() => ({
     images: [...document.images].map(i => i.complete && i.naturalWidth > 0),
     scripts: document.scripts.length,
     notes: document.querySelectorAll('.widget-note').length,
+    statuses: [...document.querySelectorAll('td.status')].map(e => e.dataset.status),
+    paper_links: [...document.querySelectorAll('#paper-table a[href]')].map(a => a.href),
+    front_images: [...document.querySelectorAll('#fig6 ~ figure img')].map(i => i.complete && i.naturalWidth > 0),
     text: document.body.innerText,
 })"""
 
@@ -36,14 +41,15 @@ def built(nb_out, run_tiny, tmp_path_factory) -> Path:
         if not (nb_out / "executed" / nb.name).exists():
             run_tiny(nb.stem)
     notebooks.gather_summary(nb_out)
-    results = tmp_path_factory.mktemp("results")  # planted paper-scale files: a run record and weights
-    (results / "cifar10").mkdir()
+    results = tmp_path_factory.mktemp("checkout") / "results"  # the shipped results (figures, scorecard) ...
+    shutil.copytree(project_root() / "results", results, ignore=shutil.ignore_patterns("*.tgz", "*.pt"))
+    # ... and planted paper-scale files: a run record and weights
     (results / "cifar10" / "planted_run.json").write_text(json.dumps({"planted": "by test_book", "seed": 1}))
     (results / "cifar10" / "planted.safetensors").write_bytes(b"\0" * 2048)
     return book.build(nb_out, results_dir=results)
 
 
-def _visit(browser, url: str, shot: Path, full_page: bool = False) -> dict:
+def _visit(browser, url: str, shot: Path, full_page: bool = False, front: Path | None = None) -> dict:
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     errors, requests = [], []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -53,6 +59,9 @@ def _visit(browser, url: str, shot: Path, full_page: bool = False) -> dict:
     page.goto(url, wait_until="load")
     seen = page.evaluate(READ_PAGE)
     page.screenshot(path=str(shot), full_page=full_page)
+    if front:  # the first page as a reader opens it: docs/book_front.png is such a picture
+        page.set_viewport_size({"width": 1280, "height": 1500})
+        page.screenshot(path=str(front))
     page.close()
     return {**seen, "errors": errors, "foreign": [r for r in requests if not r.startswith(("file:", "data:"))]}
 
@@ -82,8 +91,8 @@ def test_book_reads_offline_in_chromium(built):
     files = sorted(built.parent.glob("*.html"))
     with playwright_api.sync_playwright() as p:
         chromium = person.launch(p)
-        pages = {f.name: _visit(chromium, f.as_uri(), SHOTS / f"{f.stem}.png", full_page=f.name == "index.html")
-                 for f in files}
+        pages = {f.name: _visit(chromium, f.as_uri(), SHOTS / f"{f.stem}.png", full_page=f.name == "index.html",
+                                front=SHOTS / "index_front.png" if f.name == "index.html" else None) for f in files}
         chromium.close()
     for name, seen in pages.items():
         where = f"{name} (screenshot {SHOTS / name.replace('.html', '.png')})"
@@ -97,8 +106,16 @@ def test_book_reads_offline_in_chromium(built):
     assert sorted(pages) == sorted(["index.html"] + [f"{s}.html" for s in stems])
     assert all(pages[f"{s}.html"]["images"] for s in stems), "a notebook page shows no figure"
     index = pages["index.html"]
-    anchored = [link for link in index["links"] if "#" in link and Path(urlparse(link).path).stem in stems]
+    anchored = [link for link in index["paper_links"] if "#" in link and Path(urlparse(link).path).stem in stems]
     assert len(anchored) == sum(len(rows) for _, rows in book.PAPER), "a paper item found no notebook heading"
+    # the first page opens with the paper's figures from the shipped runs, then Table 6 and the scorecard
+    assert {"fig6", "fig7", "table6", "scorecard"} <= set(index["ids"])
+    assert index["text"].index("Fig. 6") < index["text"].index("The paper, section by section")
+    assert len(index["front_images"]) == 2 and all(index["front_images"]), "Fig. 6 or Fig. 7 did not render"
+    claims = scorecard.scorecard(project_root())  # as many rows in the scorecard table, besides the figures' rows
+    assert len(index["statuses"]) > len(claims) and set(index["statuses"]) <= set(scorecard.STATUSES)
+    assert "this run's scale" in index["text"]  # the toy-scale table says which scale it is
+    assert (SHOTS / "index_front.png").stat().st_size > 20_000
     assert "planted_run.json" in index["text"] and "seed=1" in index["text"]
     rows = [ln for ln in (built.parent.parent / "summary.md").read_text().splitlines() if ln.startswith("| 0")]
     quantities = [re.split(r"(?<!\\)\|", row)[2].strip().replace("\\|", "|") for row in rows]  # cells hold \|

@@ -1,6 +1,6 @@
 """The CUDA-graph training step: it must compute what the eager step computes.
 
-The GPU tests skip on a machine without CUDA (CI's); they ran on the lent GPU (see the README's GPU
+The GPU tests skip on a machine without CUDA (CI's); they ran on the lent GPU (see docs/gpu.md's GPU
 section). This file also runs as a plain script there, where pytest may be missing:
     PYTHONPATH=. python tests/test_cuda_graph.py
 """

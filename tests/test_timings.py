@@ -1,4 +1,4 @@
-"""The main job's times per kind of CPU are read from results/timings/, never typed: the README's table and
+"""The main job's times per kind of CPU are read from results/timings/, never typed: the time table of docs/speed.md and
 each notebook's check-cell line come from the same records, and only while the notebook's defaults are the
 ones a record was measured with."""
 from __future__ import annotations

@@ -1,12 +1,13 @@
 """The executed notebooks as a static book, to read before (or without) running anything.
 
 ``build(out)`` turns ``<out>/executed/*.ipynb`` into ``<out>/book/``: one page per notebook with its
-figures inline (nbconvert's HTML export, lab template), and ``index.html``, which follows the paper
-section by section and links each claim, table and figure to the heading of the notebook that
-reproduces it, then shows ``<out>/summary.md`` and what ``results/`` holds. The pages load nothing
-from the network: no require.js, MathJax or widget scripts (TeX shows as written). An ipywidgets
-output becomes what it showed when the run ended (text, progress, the figures its Output widget
-captured) and a note that the controls work in JupyterLab.
+figures inline (nbconvert's HTML export, lab template), and ``index.html``, which opens with the paper's
+figures from this project's own runs (Fig. 6, Fig. 7, Table 6 and the scorecard, ``runner.book_front``),
+then follows the paper section by section and links each claim, table and figure to the heading of the
+notebook that reproduces it, then shows ``<out>/summary.md`` (this run's numbers) and what ``results/``
+holds. The pages load nothing from the network: no require.js, MathJax or widget scripts (TeX shows as
+written). An ipywidgets output becomes what it showed when the run ended (text, progress, the figures its
+Output widget captured) and a note that the controls work in JupyterLab.
 
 ``python -m resnet_lib book --out DIR``; the main job (``run-notebooks``) ends with it.
 """
@@ -21,6 +22,7 @@ import shutil
 from pathlib import Path
 
 from ..base.paths import output_dir, project_root
+from . import book_front
 
 # The paper in its own order: (part, [(paper item, what the notebook shows, notebook, words of its heading)]).
 PAPER = [
@@ -199,7 +201,23 @@ def _paper_table(stems: list[str], headings: dict[str, list[tuple[str, str]]]) -
                 href = f"{stem}.html" + (f"#{hit[0]}" if hit else "")
                 cell = f'<a href="{html.escape(href)}">{prefix} · {html.escape(hit[1] if hit else stem)}</a>'
             rows.append(f"<tr><td>{html.escape(item)}</td><td>{html.escape(what)}</td><td>{cell}</td></tr>")
-    return "<table><tr><th>Paper</th><th>Reproduced by</th><th>Notebook, section</th></tr>" + "".join(rows) + "</table>"
+    return ('<table id="paper-table"><tr><th>Paper</th><th>Reproduced by</th><th>Notebook, section</th></tr>'
+            + "".join(rows) + "</table>")
+
+
+def _hrefs(stems: list[str], headings: dict, book: Path):
+    """Links for the first page: a notebook section (its page, at the first heading naming ``words`` when there
+    is one; the paper table when the notebook was not run) and a file (``results/...`` as copied into the
+    book; a reader's output relative to the book)."""
+    def section(stem: str, words: str) -> str:
+        if stem not in stems:
+            return "#paper"
+        hit = next((i for i, t in headings.get(stem, []) if words.lower() in t.lower()), None)
+        return f"{stem}.html" + (f"#{hit}" if hit else "")
+
+    def file(path: str) -> str:
+        return path if path.startswith("results/") else os.path.relpath(path, book)
+    return section, file
 
 
 def _summary(out: Path) -> str:
@@ -235,24 +253,31 @@ def _results(results: Path, book: Path) -> str:
 
 
 def _index(out: Path, book: Path, results: Path, abouts: dict[str, dict], headings: dict) -> str:
+    listing = _results(results, book)  # copies results/ into the book first, so that the front page links resolve
+    front = book_front.front(results.parent, out, *_hrefs(list(abouts), headings, book))
     notebooks = "".join(
         f'<li><a href="{s}.html">{html.escape(a["title"] or s)}</a><br><small>Paper: {html.escape(a["paper"])}; '
         f'ran {a["duration"] or 0:.0f} s with {html.escape(_params(a))}</small></li>' for s, a in abouts.items())
     return f"""<!DOCTYPE html>
 <html lang="en"><head><meta charset="utf-8"><title>Deep Residual Learning: the executed notebooks</title>
-<style>{CSS}</style></head>
+<style>{CSS}{book_front.CSS}</style></head>
 <body class="book">
 <h1>Deep Residual Learning for Image Recognition, reproduced</h1>
-<p>The executed notebooks of this reproduction of He, Zhang, Ren and Sun, CVPR 2016
-(<a href="{PAPER_URL}">arXiv:1512.03385</a>), as the last run left them: each page is a notebook with
-its outputs and figures, headed by the parameters it ran with. To change a parameter or use a widget,
-open it with <code>make lab</code>.</p>
+<p>A reproduction of He, Zhang, Ren and Sun, CVPR 2016 (<a href="{PAPER_URL}">arXiv:1512.03385</a>). First the
+paper's figures and tables from this project's own runs, beside the paper's numbers, and the scorecard of its
+claims; then <a href="#paper">the paper section by section</a>, each part linked to the executed notebook that
+reproduces it (each page headed by the parameters it ran with; <code>make lab</code> to change them), and
+<a href="#summary">every number this run measured</a>.</p>
+{front}
 <h2 id="paper">The paper, section by section</h2>
 {_paper_table(list(abouts), headings)}
-<h2 id="summary">Results beside the paper</h2>
+<h2 id="summary">Every number of this run beside the paper (this run's scale)</h2>
+<p>The numbers the notebooks measured in this run, at the parameters each page shows: toy scale with the
+defaults, the paper's scale only where you set its parameters. The paper-scale runs are the figures and tables
+above and the files below.</p>
 {_summary(out)}
 <h2 id="paper-scale">Paper-scale results (<code>results/</code>)</h2>
-{_results(results, book)}
+{listing}
 <h2 id="notebooks">The notebooks</h2>
 <ol>{notebooks}</ol>
 </body></html>

@@ -168,7 +168,7 @@ def gather_summary(out_dir: str | os.PathLike | None = None) -> Path:
 
 def run_record(timings: dict, total_s: float, tiny: bool, parameters: dict | None = None) -> dict:
     """What a main-job run took, with the machine and the CPU path it took and each notebook's parameters
-    (``{stem: {name: value}}``; README times come from such files, only while the defaults stay these)."""
+    (``{stem: {name: value}}``; the docs' times come from such files, only while the defaults stay these)."""
     import platform
 
     from ..base.device import cpu_path

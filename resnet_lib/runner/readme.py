@@ -1,8 +1,10 @@
-"""The README's result sections, generated from the files under ``results/``: ``python -m resnet_lib readme``.
+"""The result sections of the README and the docs pages, generated from the files under ``results/``:
+``python -m resnet_lib readme``.
 
-Each block sits between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` and is rewritten from the
-files it names; ``--check`` exits 1 (and names the blocks) when the README differs from what the files say,
-which is what ``tests/test_readme_results.py`` runs. No number in a block is typed by hand.
+Each block sits between ``<!-- results:NAME -->`` and ``<!-- /results:NAME -->`` in one of :data:`DOCUMENTS`
+and is rewritten from the files it names; ``--check`` exits 1 (and names the file and blocks) when a document
+differs from what the files say, which is what ``tests/test_readme_results.py`` runs. No number in a block is
+typed by hand.
 """
 from __future__ import annotations
 
@@ -222,7 +224,32 @@ def main_job_times(root: Path) -> str:
     return readme_table(root, {nb.stem: read_parameters(nb) for nb in list_notebooks()})
 
 
-BLOCKS = {"gpu_checks": gpu_checks, "gpu_speed": gpu_speed, "gpu_full_recipe": gpu_full_recipe, "gpu_fig6": gpu_fig6,
+def notebook_defaults(root: Path) -> str:
+    """Each notebook's defaults, read from its ``parameters`` cell (this project's notebooks), so that the docs
+    that describe a notebook's default size are checked against the notebooks."""
+    lines = ["| notebook | defaults (its `parameters` cell) |", "|---|---|"]
+    for nb in list_notebooks():
+        shown = ", ".join(f"`{k}={v!r}`" for k, v in read_parameters(nb).items() if k != "OUT_DIR")
+        lines.append(f"| {nb.stem} | {shown.replace('|', chr(92) + '|')} |")
+    return "\n".join(lines)
+
+
+def scorecard(root: Path) -> str:
+    """The paper's claims, each with its status computed from ``results/`` (``experiments.scorecard``); the
+    reader's own outputs join it in the book, not here, so that the README is the same on every machine."""
+    from ..experiments import scorecard as sc
+    return sc.markdown(sc.scorecard(root))
+
+
+def cifar10_provenance(root: Path) -> str:
+    """What trained where, when, in which precision and with which code (``experiments.shipped_provenance``)."""
+    from ..experiments.shipped_provenance import provenance_section
+    return provenance_section(root)
+
+
+DOCUMENTS = ("README.md", "docs/speed.md", "docs/gpu.md", "docs/notebooks.md", "results/cifar10/README.md")
+BLOCKS = {"scorecard": scorecard, "cifar10_provenance": cifar10_provenance, "notebook_defaults": notebook_defaults,
+          "gpu_checks": gpu_checks, "gpu_speed": gpu_speed, "gpu_full_recipe": gpu_full_recipe, "gpu_fig6": gpu_fig6,
           "paper_scale_table6": paper_scale_table6, "gpu_campaign_bench": gpu_campaign_bench,
           "main_job_times": main_job_times, "cpu_bench": cpu_bench}
 PATTERN = re.compile(r"(<!-- results:(\w+) -->\n)(.*?)(<!-- /results:\2 -->)", re.S)
@@ -244,22 +271,34 @@ def stale_blocks(text: str, root: Path) -> list[str]:
     return [m.group(2) for m in PATTERN.finditer(text) if m.group(3) != new[m.group(2)]]
 
 
+def stale_documents(root: Path) -> dict[str, list[str]]:
+    """``{document: [stale block names]}`` over :data:`DOCUMENTS` (only those with a stale block)."""
+    out = {}
+    for name in DOCUMENTS:
+        path = root / name
+        stale = stale_blocks(path.read_text(), root) if path.exists() else []
+        if stale:
+            out[name] = stale
+    return out
+
+
 def cli(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m resnet_lib readme",
-                                 description="Rewrite the README's result blocks from the files under results/.")
+                                 description="Rewrite the result blocks of the README and docs/ from results/.")
     ap.add_argument("--check", action="store_true", help="change nothing; exit 1 if a block is out of date")
     ap.add_argument("--root", default=None, help="the checkout (default: this project's root)")
     a = ap.parse_args(argv)
     root = Path(a.root) if a.root else project_root()
-    readme = root / "README.md"
-    text = readme.read_text()
+    docs = [root / name for name in DOCUMENTS if (root / name).exists()]
+    count = sum(len(PATTERN.findall(d.read_text())) for d in docs)
     if a.check:
-        stale = stale_blocks(text, root)
+        stale = stale_documents(root)
         if stale:
-            print(f"README.md blocks out of date with results/: {stale}; run `python -m resnet_lib readme`")
+            print(f"blocks out of date with results/: {stale}; run `python -m resnet_lib readme`")
             return 1
-        print(f"README.md: {len(PATTERN.findall(text))} result blocks match results/")
+        print(f"{len(docs)} documents: {count} result blocks match results/")
         return 0
-    readme.write_text(render(text, root))
-    print(f"README.md: {len(PATTERN.findall(text))} result blocks rewritten from results/")
+    for d in docs:
+        d.write_text(render(d.read_text(), root))
+    print(f"{len(docs)} documents: {count} result blocks rewritten from results/")
     return 0

@@ -2,7 +2,7 @@
 
 ``make run`` writes ``outputs/timings.json`` (``notebooks.run_record``: seconds per notebook, the total,
 the CPU model, the path it took and each notebook's parameters). A copy of such a file from a quiet machine
-goes into ``results/timings/`` (one per kind of CPU); the README's table and each notebook's check cell read
+goes into ``results/timings/`` (one per kind of CPU); the time table of docs/speed.md and each notebook's check cell read
 them, so no time in the text is typed by hand. A notebook's time is shown only while its defaults are the ones
 it was measured with; after a change of defaults the table says so until the file is measured again.
 """
@@ -53,7 +53,7 @@ def expected_text(notebook: str, defaults: dict, root: Path | None = None) -> st
 
 
 def readme_table(root: Path, defaults: dict) -> str:
-    """The README's table: seconds per notebook and the whole main job, one column per kind of CPU;
+    """The time table of docs/speed.md: seconds per notebook and the whole main job, one column per kind of CPU;
     ``defaults`` are the notebooks' current parameters, ``{stem: {name: value}}``."""
     recs = records(root)
     if not recs:
