@@ -10,6 +10,7 @@ identity, so its folder is exactly where the campaign and the precision study lo
 arrays are copied unchanged.
 
     python bench/migrate_to_policies.py DIR        # DIR: an unpacked campaign folder (campaign.json, runs/)
+    python bench/migrate_to_policies.py --shipped results/cifar10   # the exported records, likewise regrouped
 """
 from __future__ import annotations
 
@@ -21,10 +22,9 @@ from pathlib import Path
 import torch
 
 from resnet_lib.base.io import atomic_write_json
+from resnet_lib.base.precision import POLICIES
 from resnet_lib.engine import checkpoint as ck
-from resnet_lib.engine.config import TrainConfig
-from resnet_lib.experiments.campaign_sets import TABLE6_PRECISION, Entry
-from resnet_lib.experiments.cifar_runs import CifarRun
+from resnet_lib.experiments.precision_study import entry_of
 
 OLD = {"off": "fp32", "bf16": "bf16"}
 
@@ -36,15 +36,6 @@ def policy_of(amp: str, pieces: list[dict]) -> str:
     if said - {"bf16 autocast"}:
         raise SystemExit(f"an 'auto' run whose pieces record {said}: migrate it by hand")
     return "bf16"
-
-
-def entry_of(identity: dict) -> Entry:
-    """The run the new code plans for ``identity`` (rebuilt from it, and checked to have exactly it)."""
-    spec, train = identity["spec"], dict(identity["train"], milestones=tuple(identity["train"]["milestones"]))
-    run = CifarRun(spec["depth"], spec["residual"], spec["shortcut"], TrainConfig(**train), **identity["data"])
-    if run.identity != identity:
-        raise SystemExit(f"cannot rebuild the run of {identity}")
-    return Entry(run, "main" if run.train.precision == TABLE6_PRECISION else run.train.precision)
 
 
 def main(folder: Path) -> None:
@@ -78,5 +69,26 @@ def main(folder: Path) -> None:
             g.rmdir()
 
 
+def shipped(folder: Path) -> None:
+    """The exported records (``experiments.shipped``: ``runs/<group>__<slug>.json``) regrouped and renamed the
+    same way; their ``config`` gains ``precision`` for ``amp``."""
+    for path in sorted((folder / "runs").glob("*__*.json")):
+        rec = json.loads(path.read_text())
+        cfg = rec["config"]
+        if "precision" in cfg:
+            continue
+        cfg["precision"] = policy_of(cfg.pop("amp"), rec.get("pieces") or [])
+        if rec.get("precision") != POLICIES[cfg["precision"]].label:
+            raise SystemExit(f"{path}: records {rec.get('precision')!r}, not {cfg['precision']}")
+        train = {k: v for k, v in cfg.items() if k not in ck.EXECUTION_ONLY}
+        spec = rec["spec"]
+        data = {k: v for k, v in rec["run"].items() if k not in ("depth", "residual", "shortcut")}
+        e = entry_of({"spec": spec, "train": train, "data": data})
+        rec.update(group=e.group, slug=e.run.slug)
+        atomic_write_json(path.with_name(f"{e.group}__{e.run.slug}.json"), rec)
+        path.unlink()
+        print(f"{path.name} -> {e.group}__{e.run.slug}.json")
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    shipped(Path(sys.argv[2])) if sys.argv[1] == "--shipped" else main(Path(sys.argv[1]))

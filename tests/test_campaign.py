@@ -240,27 +240,39 @@ def test_table6_and_fig6_from_planted_records():
 
 
 def test_precision_rows_compare_full_fp32_with_bf16(tmp_path):
-    """Part 5's table from planted records: a net's fp32 runs against its bf16 group, else against its Table 6
-    runs trained in bf16 (the table6 set's fp32 probe); a Table 6 run trained in fp32 (on a CPU) is no bf16 arm."""
+    """The full-length precision table from planted records: a net's fp32 runs (Table 6's, group main, and any
+    group fp32) against its bf16 group; a main run in another precision is no fp32 arm."""
     (tmp_path / "runs").mkdir()
 
     def put(group, depth, seed, err, precision):
         rec = dict(_planted(depth, True, seed, err), precision=precision)
         (tmp_path / "runs" / f"{group}__resnet{depth}_s{seed}.json").write_text(json.dumps(rec))
-    put("main", 56, 1, 0.0819, "bf16 autocast")
-    put("main", 56, 2, 0.0801, "fp32")
+    put("bf16", 56, 1, 0.0819, "bf16 autocast")
     assert shipped.precision_rows(tmp_path) == [] and shipped.precision_text(tmp_path) == ""
-    put("fp32", 56, 1, 0.0700, "fp32")
+    put("main", 56, 1, 0.0700, "fp32")
     assert shipped.precision_rows(tmp_path) == [{"net": "ResNet-56", "fp32 %": "7.00", "n fp32": 1, "bf16 %": "8.19",
                                                  "n bf16": 1, "bf16 - fp32 (points)": "+1.19"}]
     for seed, e in ((1, 0.081), (2, 0.083)):
         put("bf16", 20, seed, e, "bf16 autocast")
         put("fp32", 20, seed, e - 0.001, "fp32")
-    put("main", 20, 1, 0.09, "bf16 autocast")
+    put("main", 20, 3, 0.09, "bf16 autocast")  # not an fp32 arm, wherever it lies
     rows = shipped.precision_rows(tmp_path)
     assert [r["net"] for r in rows] == ["ResNet-20", "ResNet-56"]
     assert (rows[0]["bf16 %"], rows[0]["n bf16"], rows[0]["fp32 %"]) == ("8.20 ± 0.14", 2, "8.10 ± 0.14")
     assert "| ResNet-56 | 7.00 | 1 | 8.19 | 1 | +1.19 |" in shipped.precision_text(tmp_path)
+
+
+def test_paper_scale_runs_are_table6_s_own_else_the_bf16_runs_said_to_be_so(tmp_path):
+    (tmp_path / "runs").mkdir()
+    assert shipped.paper_scale_runs(tmp_path) == ([], "")
+    (tmp_path / "runs" / "bf16__resnet20_s1.json").write_text(json.dumps(
+        dict(_planted(20, True, 1, 0.08), precision="bf16 autocast")))
+    runs, note = shipped.paper_scale_runs(tmp_path)
+    assert len(runs) == 1 and "not trained yet" in note and "bf16" in note
+    (tmp_path / "runs" / "main__resnet20_s1.json").write_text(json.dumps(
+        dict(_planted(20, True, 1, 0.075), precision="fp32")))
+    runs, note = shipped.paper_scale_runs(tmp_path)
+    assert [r["precision"] for r in runs] == ["fp32"] and note.startswith("Runs in fp32")
 
 
 def test_fig7_claims_and_plot():

@@ -31,10 +31,12 @@ from ..base.paths import project_root
 from ..base.precision import POLICIES, resolve
 from ..data.cifar import load_cifar10
 from ..engine.checkpoint import CHECKPOINT, RESULT
+from ..engine.config import TrainConfig
+from ..engine.state import resolve_pieces
 from . import evidence
 from .campaign import StopRequest, run_dir
 from .campaign_sets import TABLE6_PRECISION, Entry, paper_run
-from .cifar_runs import cifar_trainer
+from .cifar_runs import CifarRun, cifar_trainer
 
 NETS = {"ResNet-20": (20, True), "ResNet-56": (56, True), "ResNet-110": (110, True), "plain-56": (56, False)}
 DECIDING = ("ResNet-56", "ResNet-110")   # the nets whose depth trend the shipped bf16 runs lost
@@ -70,7 +72,7 @@ def iteration(out: Path, e: Entry) -> int:
 
 
 def run_study(out, *, cut: int = CUT, entries: list[Entry] | None = None, budget_s: float = float("inf"),
-              device="auto", progress: bool = True, log=print, clock=time.monotonic) -> dict:
+              device="auto", progress: bool = True, log=print, clock=time.monotonic, data=None) -> dict:
     """Train each of ``entries`` (default :func:`plan`) to ``cut`` iterations in ``out`` (the campaign's folder
     layout), one after another, within ``budget_s`` seconds; a run stopped by the budget or by Ctrl-C/SIGTERM
     keeps a checkpoint and the same call continues it. Returns {entry key: iteration reached}."""
@@ -78,7 +80,7 @@ def run_study(out, *, cut: int = CUT, entries: list[Entry] | None = None, budget
     entries = plan() if entries is None else entries
     if cut <= 0 or any(cut > e.run.train.iters for e in entries):
         raise ValueError(f"cut must be between 1 and the runs' {entries[0].run.train.iters} iterations, got {cut}")
-    t0, data, reached = clock(), None, {}
+    t0, reached = clock(), {}
     with StopRequest() as stop:
         for e in tqdm(entries, desc="precision study", disable=not progress):
             at = iteration(out, e)
@@ -101,6 +103,7 @@ def run_study(out, *, cut: int = CUT, entries: list[Entry] | None = None, budget
 
 def record(out: Path, e: Entry) -> dict | None:
     """A run's record as the study keeps it (its curve, where each stretch trained, its identity)."""
+    out = Path(out)
     d = run_dir(out, e)
     if (d / RESULT).exists():
         src = json.loads((d / RESULT).read_text())
@@ -109,26 +112,59 @@ def record(out: Path, e: Entry) -> dict | None:
         state = torch.load(d / CHECKPOINT, map_location="cpu", weights_only=True)["state"]
     else:
         return None
-    net = next(n for n, (depth, res) in NETS.items() if (depth, res) == (e.run.depth, e.run.residual))
-    return {"net": net, "depth": e.run.depth, "residual": e.run.residual, "seed": e.run.train.seed,
+    calls = (json.loads((out / "campaign.json").read_text()).get("calls", [])
+             if (out / "campaign.json").exists() else [])  # where a stretch from before pieces kept a device ran
+    state["pieces"] = resolve_pieces(state.get("pieces", []), calls)
+    if (d / RESULT).exists() and len(state["pieces"]) <= 1 and not any(p["device"] for p in state["pieces"]):
+        # one stretch of unrecorded device (or a result from before pieces): the device the result names
+        state["pieces"] = [{"device": src["provenance"].get("device"), "start": 0, "end": e.run.train.iters,
+                            "device_from": "the result's provenance"}]
+    return {"net": e.run.name, "depth": e.run.depth, "residual": e.run.residual, "seed": e.run.train.seed,
             "policy": e.run.train.precision, "label": POLICIES[e.run.train.precision].label, "group": e.group,
             "slug": e.run.slug, "iteration": int(state["iteration"]), "history": state["history"],
-            "pieces": state.get("pieces", []), "identity": e.run.identity}
+            "pieces": state["pieces"], "identity": e.run.identity}
 
 
-def export(out, entries: list[Entry], dest=None, command: str | None = None) -> Path:
-    """Write every started run's record to ``dest`` (default results/precision/runs/), one JSON each, and a
-    ``provenance.json`` beside them (the command, code, device, time)."""
+def entry_of(identity: dict) -> Entry:
+    """The campaign entry of a stored run, rebuilt from its ``identity`` (and checked to have exactly it)."""
+    spec, train = identity["spec"], dict(identity["train"], milestones=tuple(identity["train"]["milestones"]))
+    run = CifarRun(spec["depth"], spec["residual"], spec["shortcut"], TrainConfig(**train), **identity["data"])
+    if run.identity != identity:
+        raise ValueError(f"cannot rebuild the run of {identity}")
+    return Entry(run, "main" if run.train.precision == TABLE6_PRECISION else run.train.precision)
+
+
+def stored_entries(out) -> list[Entry]:
+    """Every run stored in the campaign folder ``out`` (finished or not), as entries."""
+    entries = []
+    for d in sorted(Path(out).glob("runs/*/*")):
+        if (d / RESULT).exists():
+            identity = json.loads((d / RESULT).read_text())["identity"]
+        elif (d / CHECKPOINT).exists():
+            identity = torch.load(d / CHECKPOINT, map_location="cpu", weights_only=True, mmap=True)["identity"]
+        else:
+            continue
+        if identity.get("spec", {}).get("kind") == "cifar" and "precision" in identity["train"]:
+            entries.append(entry_of(identity))
+    return entries
+
+
+def export(out, entries: list[Entry] | None = None, dest=None, command: str | None = None, cut: int = CUT) -> Path:
+    """Write the record of every run of ``entries`` (default: every run stored in ``out``) that has reached
+    ``cut`` to ``dest`` (default results/precision/runs/), one JSON each, with a ``provenance.json`` beside
+    them (the command, code, time) and the figure (``early_error_by_depth.png``)."""
     dest = Path(dest) if dest else project_root() / "results" / "precision" / "runs"
     dest.mkdir(parents=True, exist_ok=True)
     n = 0
-    for e in entries:
+    for e in stored_entries(out) if entries is None else entries:
         rec = record(Path(out), e)
-        if rec is not None and rec["history"]["iteration"]:
+        if rec is not None and early_error(rec, cut) is not None:
             atomic_write_json(dest / f"{e.group}__{e.run.slug}.json", rec)
             n += 1
     atomic_write_json(dest.parent / "provenance.json", {"command": command, "runs": n,
                                                         **provenance(torch.device("cpu"))})
+    fig = plot(load_records(dest), cut)
+    fig.savefig(dest.parent / "early_error_by_depth.png", dpi=110, bbox_inches="tight")
     return dest
 
 
@@ -176,42 +212,127 @@ def chosen(decision: dict, cost_ms: dict[str, float]) -> str:
     return min(faithful, key=lambda p: cost_ms.get(p, float("inf")) if p != "fp32" else cost_ms.get(p, 0.0))
 
 
+def _depth(net: str) -> int:
+    return int(net.split("-")[1])
+
+
+def _nets(errs: dict) -> list[str]:
+    """The nets measured, ResNets by depth then plain nets by depth."""
+    return sorted({n for n, _ in errs}, key=lambda n: (n.startswith("plain"), _depth(n)))
+
+
 def table_rows(records: list[dict], cut: int = CUT) -> list[dict]:
-    """Net by policy: early training error mean ± std (n seeds), and the gap to fp32."""
+    """Net by policy: early training error mean ± std (n seeds), the gap to fp32, and where the runs trained."""
     errs, rows = early_errors(records, cut), []
-    for net in NETS:
+    where = {}
+    for r in records:
+        if early_error(r, cut) is not None:
+            devices = {p.get("device") or "unrecorded device" for p in r["pieces"] if p["start"] < cut} or {"unrecorded"}
+            where.setdefault((r["net"], r["policy"]), set()).update(d.replace("NVIDIA ", "") for d in devices)
+    for net in _nets(errs):
         ref = errs.get((net, "fp32"))
         for policy in [p for p in POLICIES if (net, p) in errs]:
             m, s = evidence.mean_std(errs[(net, policy)])
             gap = "" if policy == "fp32" or not ref else f"{m - evidence.mean_std(ref)[0]:+.2f}"
-            rows.append({"net": net, "policy": policy, f"train err {cut // 2 // 1000}k-{cut // 1000}k (%)":
+            rows.append({"net": net, "policy": policy, f"train err {cut // 2:,}-{cut:,} (%)":
                          f"{m:.2f}" + (f" ± {s:.2f}" if s is not None else ""), "seeds": len(errs[(net, policy)]),
-                         "vs fp32 (points)": gap})
+                         "vs fp32 (points)": gap, "trained on": "; ".join(sorted(where[(net, policy)]))})
     return rows
 
 
 def plot(records: list[dict], cut: int = CUT):
-    """Early training error against depth, one line per policy (ResNets), error bars over seeds; plain-56 as
-    a separate marker at its depth."""
+    """Early training error against depth, one line per policy (ResNets; plain nets as open squares), error
+    bars over seeds where there are several."""
     import matplotlib.pyplot as plt
     errs = early_errors(records, cut)
     fig, ax = plt.subplots(figsize=(6.4, 4))
-    for i, policy in enumerate(p for p in POLICIES if any(k[1] == p for k in errs)):
-        pts = [(NETS[n][0], evidence.mean_std(errs[(n, policy)])) for n in NETS
-               if NETS[n][1] and (n, policy) in errs]
-        if pts:
-            x = [d + (i - 1) * 1.5 for d, _ in pts]
-            ax.errorbar(x, [m for _, (m, _) in pts], yerr=[s or 0 for _, (_, s) in pts], marker="o", capsize=3,
-                        label=f"ResNets, {policy}")
-        if ("plain-56", policy) in errs:
-            m, s = evidence.mean_std(errs[("plain-56", policy)])
-            ax.errorbar([56 + (i - 1) * 1.5 + 4], [m], yerr=[s or 0], marker="s", ls="none", capsize=3,
-                        color=ax.lines[-1].get_color() if pts else None, mfc="none", label=f"plain-56, {policy}")
+    policies = [p for p in POLICIES if any(k[1] == p for k in errs)]
+    for i, policy in enumerate(policies):
+        shift = (i - (len(policies) - 1) / 2) * 1.5  # side by side at each depth
+        color = f"C{i}"
+        for residual, style in ((True, dict(marker="o", ls="-")), (False, dict(marker="s", ls=":", mfc="none"))):
+            nets = [n for n in _nets(errs) if (n, policy) in errs and n.startswith("plain") != residual]
+            if nets:
+                ms = [evidence.mean_std(errs[(n, policy)]) for n in nets]
+                ax.errorbar([_depth(n) + shift for n in nets], [m for m, _ in ms], yerr=[s or 0 for _, s in ms],
+                            color=color, capsize=3, label=f"{'ResNets' if residual else 'plain nets'}, {policy}",
+                            **style)
     ax.set(xlabel="depth (layers)", ylabel=f"training error, iterations {cut // 2:,}-{cut:,} (%)",
-           title="Early training error by depth and precision (bars: std over seeds)", xticks=[20, 56, 110])
+           title="Early training error by depth and precision\n(same seeds; bars: std over seeds where n > 1)",
+           xticks=sorted({_depth(n) for n, _ in errs}))
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
+
+
+def load_costs(root=None) -> list[dict]:
+    """Every committed cost measurement (``bench/precision_cost.py --out results/precision/cost_<kind>.json``)."""
+    root = Path(root) if root else project_root() / "results" / "precision"
+    return [json.loads(p.read_text()) for p in sorted(root.glob("cost_*.json"))]
+
+
+def _cost_key(c: dict) -> str:
+    if "gpu" in c:
+        return c["gpu"]
+    path = c.get("cpu_path", {})
+    return f"CPU, {path.get('onednn_isa', '?')}" + ("" if path.get("fast_bf16") else " (no fast bf16)")
+
+
+def cost_table(costs: list[dict]) -> str:
+    """ms per step of each net in each policy, one column per device kind (markdown)."""
+    if not costs:
+        return ""
+    cols = [_cost_key(c) for c in costs]
+    cells = {}
+    for col, c in zip(cols, costs):
+        for r in c["rows"]:
+            cells[(r["net"], r["policy"], col)] = f"{r['ms_per_iter']:.0f} ms ({r['img_per_s']:,.0f} img/s)"
+    keys = sorted({(n, p) for n, p, _ in cells}, key=lambda k: (_depth(k[0]), list(POLICIES).index(k[1])))
+    lines = ["| net | policy | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
+    lines += [f"| {n} | {p} | " + " | ".join(cells.get((n, p, col), "") for col in cols) + " |" for n, p in keys]
+    loads = "; ".join(f"{col}: load average {c.get('load_average_1min_at_end', '?')} at the end, {c.get('step', '')}"
+                      .rstrip(", ") for col, c in zip(cols, costs))
+    return "\n".join(lines) + f"\n\nOne SGD step of batch 128, every policy in the same run, fastest of its rounds ({loads})."
+
+
+def section(root=None, cut: int = CUT) -> str:
+    """"Precision and depth", in words computed from the committed records: the table, the rule and each
+    policy's status under it, the default that follows, the cost of each policy, and what is still to run."""
+    root = Path(root) if root else project_root() / "results" / "precision"
+    records = load_records(root / "runs")
+    if not records:
+        return "No run of the precision study is committed yet (`python -m resnet_lib precision-study --export`)."
+    rows = table_rows(records, cut)
+    head = list(rows[0])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(str(r[k]) for k in head) + " |" for r in rows]
+    decision = decide(records, cut)
+    said = [f"- **{p}: {status}.** " + " ".join(why) for p, (status, why) in decision.items()]
+    untried = [p for p in STUDY_POLICIES if p != "fp32" and p not in decision]
+    if untried:
+        said.append(f"- **{', '.join(untried)}: not run yet.**")
+    costs = load_costs(root)
+    default = chosen(decision, {})
+    devices = {}
+    for r in rows:
+        devices.setdefault(r["net"], set()).add(r["trained on"])
+    across = [n for n, d in devices.items() if len(d) > 1]
+    if across:
+        said.append(f"- Compared across devices, not on one: {', '.join(across)} (see *trained on*); the study asks "
+                    "for each comparison on one device, which a lent GPU does in minutes (`bench/gpu_session.sh`).")
+    text = [f"Training error over iterations {cut // 2:,}-{cut:,} of the paper's recipe (lr 0.1; ResNet-110 after its "
+            "warm-up at 0.01), by net and precision policy, the same seed, initialisation and data order in every "
+            "policy:", "", *lines, "",
+            f"The rule: fp32 is the paper's precision and faithful by definition; another policy is faithful when "
+            f"neither {' nor '.join(DECIDING)} trains worse in it than in fp32 by more than twice the standard error "
+            "over at least two seeds each, not faithful when one does, undecided until both are measured so.", "",
+            *said, "",
+            f"So the default (`precision=\"auto\"`, the campaign's Table 6, the CLI's paper recipe) is **{default}**"
+            + (", the paper's own, until a faster policy is shown faithful." if default == "fp32" else
+               ", the fastest policy shown faithful.")]
+    if costs:
+        text += ["", "What each policy costs:", "", cost_table(costs)]
+    return "\n".join(text)
 
 
 # ----------------------------------------------------------------------------- command line
@@ -226,15 +347,18 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--budget-s", type=float, default=float("inf"), help="stop (with checkpoints) after this long")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--export", nargs="?", const="", default=None,
-                    help="then write the runs' records to this folder (default results/precision/runs)")
+                    help="then write the record of every run in --out that reached --cut to this folder (default "
+                         "results/precision/runs), with the figure and provenance beside it")
     a = ap.parse_args(argv)
     entries = plan(a.nets, a.seeds, a.policies)
     for e in entries:  # a policy the device cannot run fails here, before anything trains
         resolve(pick_device(a.device), e.run.train.precision)
     run_study(a.out, cut=a.cut, entries=entries, budget_s=a.budget_s, device=a.device)
     if a.export is not None:
-        dest = export(a.out, entries, a.export or None, command="python -m resnet_lib precision-study " + " ".join(argv))
+        dest = export(a.out, None, a.export or None, command="python -m resnet_lib precision-study " + " ".join(argv),
+                      cut=a.cut)  # every run stored in --out that reached the cut, the study's and the campaign's
         print(f"records written to {dest}")
-    for policy, (status, why) in decide([r for e in entries if (r := record(Path(a.out), e))], a.cut).items():
+    for policy, (status, why) in decide([r for e in stored_entries(a.out) if (r := record(Path(a.out), e))],
+                                        a.cut).items():
         print(f"{policy}: {status}\n  " + "\n  ".join(why))
     return 0

@@ -118,6 +118,8 @@ def cifar_sources(root: Path, outputs: Path | None, metric: str) -> list[tuple[s
     reader, path = reader_cifar(outputs)
     return [("paper's recipe (64k iterations, all of CIFAR-10, shipped)",
              by_net(shipped_cifar(root), metric, iters=FULL_ITERS)),
+            ("paper's recipe in bf16 autocast (64k iterations, shipped; the precision study's runs, not Table 6's "
+             "fp32)", by_net(shipped_cifar(root, "bf16"), metric, iters=FULL_ITERS)),
             ("a quarter of the recipe (16k iterations, all of CIFAR-10, shipped)",
              by_net(quarter_runs(root), metric, iters=QUARTER_ITERS)),
             (f"your run (notebook 03's parameters, toy scale unless set to the paper's; `{shown(path)}`)",
@@ -169,8 +171,11 @@ def table6_depth(root: Path, depth: int) -> Claim:
     label = f"{paper} (mean of {t['runs']} runs, std {t['std']})" if isinstance(t, dict) else f"{paper}"
     key, what = f"table6_{depth}", f"Table 6, ResNet-{depth}: test error"
     if by is None:
+        bf16 = by_net(shipped_cifar(root, "bf16"), "test_err", iters=FULL_ITERS).get((True, depth))
+        aside = f" (in bf16 autocast, the precision study's policy, it ends at {_cell(bf16[0])} %, n={len(bf16[0])})" \
+            if bf16 else ""
         return _claim(key, what, f"{label} %", (NB["03"], "Table 6"), [],
-                      here=f"the `table6` campaign has not finished ResNet-{depth} yet")
+                      here=f"the `table6` campaign has not finished ResNet-{depth} in fp32 yet{aside}")
     errs, files = by
     scale = "paper's recipe (64k iterations, all of CIFAR-10, shipped)"
     if len(errs) < 2:  # one evaluation on the 10k test images: its sampling is the interval; one seed is partly at most

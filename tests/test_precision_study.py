@@ -1,0 +1,79 @@
+"""experiments.precision_study: the decision rule on planted records, the committed decision against the
+default it sets, and the study's own loop (train to the cut, resume, export) on tiny runs."""
+import dataclasses
+
+import pytest
+import torch
+
+from resnet_lib.base import precision as P
+from resnet_lib.experiments import precision_study as ps
+from resnet_lib.experiments.campaign_sets import TABLE6_PRECISION, Entry, paper_run
+
+
+def _rec(net, policy, seed, err, cut=ps.CUT):
+    return {"net": net, "policy": policy, "seed": seed, "pieces": [{"device": "GPU", "start": 0, "end": cut}],
+            "history": {"iteration": [cut // 2, cut], "train_err": [0.5, err / 100]}}
+
+
+def _arms(policy, gap, spread=0.3):
+    return [_rec(n, p, s, base + (gap if p == policy else 0) + spread * s)
+            for n, base in (("ResNet-56", 23.0), ("ResNet-110", 21.0)) for p in ("fp32", policy) for s in (1, 2, 3)]
+
+
+def test_a_policy_worse_beyond_the_seed_spread_in_a_deep_net_is_not_faithful():
+    status, why = ps.decide(_arms("bf16", 6.0))["bf16"]
+    assert status == ps.NOT_FAITHFUL and any(w.startswith("Shown") for w in why)
+
+
+def test_a_policy_within_the_spread_is_faithful_and_the_fastest_faithful_one_is_chosen():
+    assert ps.decide(_arms("bf16-conv", 0.1))["bf16-conv"][0] == ps.FAITHFUL
+    both = ps.decide(_arms("bf16-conv", 0.1) + [r for r in _arms("bf16", 6.0) if r["policy"] == "bf16"])
+    assert ps.chosen(both, {"fp32": 10.0, "bf16": 4.0, "bf16-conv": 6.0}) == "bf16-conv"  # bf16 is faster, not faithful
+    assert ps.chosen(both, {"fp32": 5.0, "bf16": 4.0, "bf16-conv": 6.0}) == "fp32"        # faithful but slower
+
+
+def test_one_seed_or_a_missing_net_leaves_a_policy_undecided_and_fp32_chosen():
+    one = [r for r in _arms("bf16", 6.0) if r["seed"] == 1]
+    status, why = ps.decide(one)["bf16"]
+    assert status == ps.UNDECIDED and "one seed" in why[0]
+    no110 = [r for r in _arms("bf16", 0.1) if r["net"] == "ResNet-56"]
+    assert ps.decide(no110)["bf16"][0] == ps.UNDECIDED and ps.chosen(ps.decide(no110), {"bf16": 1.0}) == "fp32"
+
+
+def test_the_default_is_what_the_committed_study_decides():
+    """base.precision.AUTO and the campaign's Table 6 policy follow the committed records (results/precision):
+    a change of the records that changes the decision fails here until the default is changed with it."""
+    records = ps.load_records()
+    assert records, "results/precision/runs holds the study's records"
+    costs = {r["policy"]: r["ms_per_iter"] for c in ps.load_costs() if "gpu" in c for r in c["rows"]
+             if r["net"] == "ResNet-56"}
+    decided = ps.chosen(ps.decide(records), costs)
+    assert P.AUTO["cuda"] == TABLE6_PRECISION == decided
+    assert P.AUTO["cpu"] == ps.chosen(ps.decide(records), {})  # no CPU faster-than-fp32 policy shown faithful
+    assert f"**{decided}**" in ps.section()
+
+
+def test_the_study_trains_each_run_to_the_cut_resumes_and_exports(tmp_path):
+    from resnet_lib.data.cifar import Cifar10
+    g = torch.Generator().manual_seed(0)
+    x = lambda n: torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8, generator=g)  # noqa: E731
+    data = Cifar10(x(256), torch.arange(256) % 10, x(64), torch.arange(64) % 10)
+    # ResNet-8 on a 1/1000 schedule (64 iterations, a curve point every 2), batch 32
+    entries = [Entry(dataclasses.replace(r := paper_run(8, True, 1, 0.001, 0, 0, p),
+                                         train=dataclasses.replace(r.train, batch_size=32)),
+                     "main" if p == TABLE6_PRECISION else p)  # the campaign's groups
+               for p in ("fp32", "bf16-conv")]
+    assert ps.run_study(tmp_path, cut=4, entries=entries, budget_s=0, device="cpu", progress=False, log=None,
+                        data=data) == {e.key: 0 for e in entries}  # no budget: nothing trains
+    reached = ps.run_study(tmp_path, cut=4, entries=entries, device="cpu", progress=False, log=None, data=data)
+    assert set(reached.values()) == {4}
+    reached = ps.run_study(tmp_path, cut=8, entries=entries, device="cpu", progress=False, log=None, data=data)
+    assert set(reached.values()) == {8}  # continued from the checkpoints at 4
+    recs = [ps.record(tmp_path, e) for e in ps.stored_entries(tmp_path)]
+    assert sorted(r["policy"] for r in recs) == ["bf16-conv", "fp32"]
+    assert all(r["history"]["iteration"] == [2, 4, 6, 8] and r["pieces"][-1]["end"] == 8 for r in recs)
+    dest = ps.export(tmp_path, dest=tmp_path / "results" / "runs", cut=8)
+    assert len(list(dest.glob("*.json"))) == 2 and (dest.parent / "early_error_by_depth.png").stat().st_size > 0
+    assert set(ps.early_errors(ps.load_records(dest), cut=8)) == {("ResNet-8", "fp32"), ("ResNet-8", "bf16-conv")}
+    with pytest.raises(ValueError, match="cut must be"):
+        ps.run_study(tmp_path, cut=10**6, entries=entries, device="cpu", progress=False, log=None, data=data)
