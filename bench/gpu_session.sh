@@ -21,9 +21,14 @@
 #   cp campaign.tgz results/campaign/table6_state.tgz                            # where the next session goes on
 #   tar xzf results_cifar10.tgz -C results/cifar10 && git add results           # finished runs, shipped
 #   cp grad_precision_gpu.json results/cifar10/grad_precision_<gpu>.json          # shown beside the CPU's
+#   tar xzf precision.tgz && cp precision/runs/* results/precision/runs/ &&         # the precision study (#25):
+#     cp precision_cost_gpu.json results/precision/cost_<gpu>.json &&              # its records, the GPU's costs,
+#     python -m resnet_lib readme                                                   # and docs/precision.md again
+#   (then set base.precision.AUTO / campaign_sets.TABLE6_PRECISION as tests/test_precision_study.py says)
 # Environment: CAMPAIGN (table6), SEEDS (1,2,3), BENCH (0), BENCH_ARGS (--k 2,5 --iters 200: the fused K the
 # campaign uses, and the lanes groups), BENCH_S (200: the bench's time limit), SMOKE (0),
 # GRADS (1: measure bf16 against fp32 gradients on the GPU first, python -m resnet_lib grad-precision),
+# PRECISION_STUDY (1: then the precision study, issue #25, before the campaign),
 # TOGETHER (auto: 4 runs at once on their own CUDA streams, or 1 when this session's smoke call ran the CUDA
 # tests and the lanes test did not pass),
 # STATE (/tmp/resnet_session), CAMPAIGN_ARGS (extra options of the campaign command, e.g. "--scale 0.001
@@ -81,6 +86,17 @@ if [ "${BENCH:-0}" = 1 ]; then
   [ -f "$REF" ] || REF=../shared/bench/naive_reference.py
   timeout "${BENCH_S:-200}" "$PY" bench/gpu_campaign.py ${BENCH_ARGS:---k 2,5 --iters 200} --reference "$REF" \
     | tee "$OUT/bench_campaign.jsonl" || echo "!! the bench failed or ran out of time; the campaign goes on"
+fi
+# issue #25 first: the precision study decides the policy every later run trains in. Its runs live in the
+# campaign's folder (those in Table 6's policy are the start of Table 6's own), ~2-8 min of a GPU for all of them.
+if [ "${PRECISION_STUDY:-1}" = 1 ]; then
+  timeout 60 "$PY" bench/precision_cost.py --rounds 2 --out "$OUT/precision_cost_gpu.json" \
+    || echo "!! the precision cost bench failed or ran out of time"
+  PS_LEFT=$(( BUDGET - ($(date +%s) - START) - ${RESERVE_S:-30} ))
+  "$PY" -m resnet_lib precision-study --out "$STATE/campaign" --policies fp32 tf32 bf16 bf16-conv --seeds 1 2 \
+    --budget-s "$PS_LEFT" --export "$OUT/precision/runs" 2>&1 | tee "$OUT/precision_study.log" \
+    || echo "!! the precision study stopped with an error (its log above)"
+  tar czf "$OUT/precision.tgz" -C "$OUT" precision precision_cost_gpu.json 2>/dev/null && rm -rf "$OUT/precision"
 fi
 # the export (Fig. 7 responses, fp16 weights) and the packing need RESERVE_S seconds after the campaign stops
 LEFT=$(( BUDGET - ($(date +%s) - START) - ${RESERVE_S:-30} ))

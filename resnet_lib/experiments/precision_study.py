@@ -162,7 +162,7 @@ def export(out, entries: list[Entry] | None = None, dest=None, command: str | No
             atomic_write_json(dest / f"{e.group}__{e.run.slug}.json", rec)
             n += 1
     atomic_write_json(dest.parent / "provenance.json", {"command": command, "runs": n,
-                                                        **provenance(torch.device("cpu"))})
+                                                        **provenance(pick_device("auto"))})
     fig = plot(load_records(dest), cut)
     fig.savefig(dest.parent / "early_error_by_depth.png", dpi=110, bbox_inches="tight")
     return dest

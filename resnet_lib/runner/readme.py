@@ -248,11 +248,18 @@ def cifar10_provenance(root: Path) -> str:
     return provenance_section(root)
 
 
-DOCUMENTS = ("README.md", "docs/speed.md", "docs/gpu.md", "docs/notebooks.md", "results/cifar10/README.md")
+def precision_and_depth(root: Path) -> str:
+    """The precision study's finding, rule, default and costs (``experiments.precision_study.section``)."""
+    from ..experiments.precision_study import section
+    return section(root / "results" / "precision")
+
+
+DOCUMENTS = ("README.md", "docs/speed.md", "docs/gpu.md", "docs/notebooks.md", "docs/precision.md",
+             "results/cifar10/README.md")
 BLOCKS = {"scorecard": scorecard, "cifar10_provenance": cifar10_provenance, "notebook_defaults": notebook_defaults,
           "gpu_checks": gpu_checks, "gpu_speed": gpu_speed, "gpu_full_recipe": gpu_full_recipe, "gpu_fig6": gpu_fig6,
           "paper_scale_table6": paper_scale_table6, "gpu_campaign_bench": gpu_campaign_bench,
-          "main_job_times": main_job_times, "cpu_bench": cpu_bench}
+          "main_job_times": main_job_times, "cpu_bench": cpu_bench, "precision_and_depth": precision_and_depth}
 PATTERN = re.compile(r"(<!-- results:(\w+) -->\n)(.*?)(<!-- /results:\2 -->)", re.S)
 
 
