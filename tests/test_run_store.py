@@ -17,6 +17,7 @@ import pytest
 import torch
 
 from resnet_lib.base import io
+from resnet_lib.base import precision as P
 from resnet_lib.data.cifar import Cifar10, TensorLoader
 from resnet_lib.engine import checkpoint as ck
 from resnet_lib.engine.config import MIN_EVAL_EVERY, TrainConfig
@@ -67,7 +68,7 @@ def test_every_setting_that_changes_the_numbers_changes_the_run_folder():
     base = tiny_run()
     changed = {f.name: {int: 1, float: 0.5, bool: True, str: "x", tuple: (2, 4)}.get(type(getattr(base.train, f.name)))
                for f in dataclasses.fields(TrainConfig)}
-    changed.update(precision="fp32", channels_last="on", cuda_graph="off", compile="off", iters=7, batch_size=32, eval_every=2,
+    changed.update(precision="bf16", channels_last="on", cuda_graph="off", compile="off", iters=7, batch_size=32, eval_every=2,
                    milestones=(1,), warmup=True)
     slugs = {base.slug}
     for name, value in changed.items():
@@ -83,6 +84,8 @@ def test_every_setting_that_changes_the_numbers_changes_the_run_folder():
         slugs.add(other.slug)
     assert len(slugs) == len(changed) - len(ck.EXECUTION_ONLY) + 7 + 1  # all different from each other too
     assert dataclasses.replace(base).slug == base.slug  # an identical request: the same folder
+    named = dataclasses.replace(base, train=dataclasses.replace(base.train, precision=P.AUTO["cpu"]))
+    assert named.slug == base.slug  # "auto" is the policy it names here: one run, one folder
 
 
 def test_identical_request_reuses_a_changed_one_retrains_and_keeps_the_old(tmp_path, tiny):

@@ -49,6 +49,7 @@ from tqdm.auto import tqdm
 
 from ..base.device import pick_device
 from ..base.io import atomic_write_json, utc_now
+from ..base.precision import POLICIES, resolve
 from ..data.cifar import load_cifar10
 from ..engine.checkpoint import CHECKPOINT, RESULT
 from ..engine.lanes import Lanes
@@ -56,6 +57,7 @@ from ..engine.loop import TrainingDiverged
 from .campaign_sets import (  # noqa: F401 (API)
     SETS,
     TABLE6_DEPTHS,
+    TABLE6_PRECISION,
     Entry,
     Job,
     Speeds,
@@ -125,7 +127,8 @@ def job_iteration(out: Path, job: Job) -> int:
 # ----------------------------------------------------------------------------- the campaign
 
 def _check_state(state: dict, want: dict, path: Path) -> None:
-    have = {k: state.get(k, True if k == "fuse" else None) for k in want}  # fuse: older folders fused
+    older = {"fuse": True, "precision": TABLE6_PRECISION}  # what folders from before a key was kept trained with
+    have = {k: state.get(k, older.get(k)) for k in want}
     if have != want:
         raise ValueError(f"{path} belongs to another campaign ({have}), not {want}. Continue it with its own "
                          "options, or give this campaign another --out folder.")
@@ -177,19 +180,22 @@ class StopRequest:
 def run_campaign(name: str, out, budget_s: float, *, seeds=(1, 2, 3), scale: float = 1.0, subset: int = 0,
                  test_subset: int = 0, fuse: bool = True, together="auto", device="auto", data=None,
                  startup_s: float | None = None, margin_s: float | None = None, clock=time.monotonic,
-                 progress: bool = True, log=print, only_started: bool = False, only=(), stop=None) -> dict:
+                 progress: bool = True, log=print, only_started: bool = False, only=(), stop=None,
+                 precision: str = TABLE6_PRECISION) -> dict:
     """Train campaign ``name`` in ``out`` for at most ``budget_s`` seconds (of ``clock``) and return its
     summary (``summarize``). Jobs start in order, ``together`` at a time (``lanes_for``), each advanced one
     step per round; ``margin_s`` before the budget ends, every run still training stops with a checkpoint,
     and a job is started only while ``startup_s`` (its set-up) is left. ``only_started``: only the jobs
     already begun; ``only``: only the jobs of these nets (e.g. ``("plain-20",)``). ``stop``, a
     :class:`StopRequest` (default: a new one, which Ctrl-C and SIGTERM set), ends the call early, the same
-    way, once its ``requested`` is true."""
+    way, once its ``requested`` is true. ``precision``: the policy the ``table6`` and ``smoke`` sets train in
+    (default Table 6's; another policy's runs go to the group named after it)."""
     t0 = clock()
     want = {"name": name, "seeds": list(seeds), "scale": scale, "subset": subset, "test_subset": test_subset,
-            "fuse": fuse}
+            "fuse": fuse, "precision": precision}
     dev = pick_device(device)
-    c = CampaignCall(name, Path(out), campaign_jobs(name, seeds, scale, subset, test_subset, fuse), want, dev,
+    resolve(dev, precision)  # a policy this device cannot run fails here, before anything trains
+    c = CampaignCall(name, Path(out), campaign_jobs(name, seeds, scale, subset, test_subset, fuse, precision), want, dev,
                      lanes_for(together, dev), budget_s, data, progress, log, only_started, only)
     startup = (3.0 if dev.type == "cuda" else 0.5) if startup_s is None else startup_s
     margin = max(5.0, 0.03 * budget_s) if margin_s is None else margin_s
@@ -360,6 +366,9 @@ def cli(argv: list[str]) -> int:
                     "(auto: 4 on a GPU, 1 on a CPU)")
     ap.add_argument("--only-started", action="store_true", help="finish the runs in progress; start no new one")
     ap.add_argument("--only", default="", help="train only these nets, comma-separated, e.g. plain-20,plain-32 (any case)")
+    ap.add_argument("--precision", default=TABLE6_PRECISION, choices=list(POLICIES),
+                    help="the policy table6 and smoke train in (default %(default)s, Table 6's: the precision study's "
+                         "choice, docs/precision.md); another policy's runs are kept in a group named after it")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--export", default=None, metavar="DEST", help="then export the finished runs into DEST "
                     "(results/cifar10: JSON per run, Fig. 7 responses, fp16 weights)")
@@ -370,7 +379,8 @@ def cli(argv: list[str]) -> int:
         ap.error(f"--seeds takes comma-separated integers, e.g. 1,2,3; got {a.seeds!r}")
     summary = run_campaign(a.name, a.out, a.budget_s, seeds=seeds, scale=a.scale, subset=a.subset,
                            test_subset=a.test_subset, fuse=not a.no_fuse, together=a.together, device=a.device,
-                           only_started=a.only_started, only=tuple(n.strip() for n in a.only.split(",") if n.strip()))
+                           only_started=a.only_started, only=tuple(n.strip() for n in a.only.split(",") if n.strip()),
+                           precision=a.precision)
     if summary["stopped"] == "interrupted":
         return 130  # as a shell reports Ctrl-C; no export
     if a.export:

@@ -87,20 +87,22 @@ def _jobs(entries: list[Entry], fuse: bool) -> list[Job]:
 
 
 def campaign_jobs(name: str, seeds=(1, 2, 3), scale: float = 1.0, subset: int = 0, test_subset: int = 0,
-                  fuse: bool = True) -> list[Job]:
-    """The jobs of set ``name`` in the order they are trained (see the module docstring)."""
+                  fuse: bool = True, precision: str = TABLE6_PRECISION) -> list[Job]:
+    """The jobs of set ``name`` in the order they are trained (see the module docstring); ``table6`` and ``smoke``
+    in ``precision``, in group "main" when that is Table 6's policy, else in the group named after it."""
     if scale <= 0 or scale > 1:
         raise ValueError(f"scale must be in (0, 1] (a fraction of the paper's 64k iterations), got {scale}")
     seeds = list(seeds)
     if not seeds or len(set(seeds)) != len(seeds):
         raise ValueError(f"seeds must be distinct and at least one, got {seeds}")
-    mk = lambda d, res, s, precision=TABLE6_PRECISION: paper_run(d, res, s, scale, subset, test_subset, precision)
+    mk = lambda d, res, s, policy=precision: paper_run(d, res, s, scale, subset, test_subset, policy)
+    group = "main" if precision == TABLE6_PRECISION else precision
     if name == "table6":
         first, rest = seeds[0], seeds[1:]
-        jobs = [Job((Entry(mk(d, True, first)),)) for d in TABLE6_DEPTHS]
-        jobs += [Job((Entry(mk(d, False, first)),)) for d in TABLE6_DEPTHS]
+        jobs = [Job((Entry(mk(d, True, first), group),)) for d in TABLE6_DEPTHS]
+        jobs += [Job((Entry(mk(d, False, first), group),)) for d in TABLE6_DEPTHS]
         for d in TABLE6_DEPTHS:
-            jobs += _jobs([Entry(mk(d, True, s)) for s in rest], fuse)
+            jobs += _jobs([Entry(mk(d, True, s), group) for s in rest], fuse)
         return jobs
     if name == "precision":
         return [j for policy in ("fp32", "bf16")
@@ -108,14 +110,15 @@ def campaign_jobs(name: str, seeds=(1, 2, 3), scale: float = 1.0, subset: int = 
     if name == "smoke":  # plain-8 with a quick warm-up, so that the smoke set takes ResNet-110's path too
         warm = dict(warmup=True, warmup_window=2, warmup_until_err=0.95)
         return [j for residual in (True, False) for j in _jobs(
-            [Entry(paper_run(8, residual, s, scale, subset, test_subset, **({} if residual else warm))) for s in seeds], fuse)]
+            [Entry(paper_run(8, residual, s, scale, subset, test_subset, precision, **({} if residual else warm)), group)
+             for s in seeds], fuse)]
     raise ValueError(f"unknown campaign {name!r}; the sets are {', '.join(SETS)}")
 
 
 def campaign_entries(name: str, seeds=(1, 2, 3), scale: float = 1.0, subset: int = 0,
-                     test_subset: int = 0, fuse: bool = True) -> list[Entry]:
+                     test_subset: int = 0, fuse: bool = True, precision: str = TABLE6_PRECISION) -> list[Entry]:
     """The runs of set ``name`` in the order they are trained."""
-    return [e for j in campaign_jobs(name, seeds, scale, subset, test_subset, fuse) for e in j.entries]
+    return [e for j in campaign_jobs(name, seeds, scale, subset, test_subset, fuse, precision) for e in j.entries]
 
 
 SETS = ("table6", "precision", "smoke")
