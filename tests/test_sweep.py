@@ -59,7 +59,7 @@ needs_03 = pytest.mark.skipif(not any(nb.stem == NB03 for nb in notebooks.list_n
 @needs_03
 @pytest.mark.parametrize("grid, message", [
     ({"DEPTH": [8]}, "unknown parameter 'DEPTH'"),
-    ({"SEED": [0, "one"]}, "SEED should be int"),
+    ({"SEEDS": [[0, "one"]]}, "SEEDS holds int values"),
     ({"DEPTHS": [8, "deep"]}, "DEPTHS holds int values"),
     ({"FORCE": [1]}, "FORCE should be bool"),
 ])
