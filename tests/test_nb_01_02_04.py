@@ -22,6 +22,16 @@ def test_notebook_01_tiny(run_tiny, nb_out):
     assert [(r["block"], r["depth"]) for r in res["degradation"]] == [("plain", 4), ("residual", 4),
                                                                        ("plain", 10), ("residual", 10)]
     assert all(len(r["curve"]) == 2 for r in res["degradation"])
+    # two seeds per stack, summarised as mean and std; the verdict goes through evidence.compare over them
+    assert all(r["seeds"] == 2 and r["std over seeds"] is not None for r in res["degradation_summary"])
+    verdicts = res["degradation_verdicts"]
+    assert [v["claim"].split(" ")[0] for v in verdicts] == ["plain-10", "residual-10"]
+    # 2 epochs on 300 images: stacks near chance are refused, whatever else the numbers say
+    mean = {f"{r['block']}-{r['depth']}": r["train error % (mean)"] for r in res["degradation_summary"]}
+    for v in verdicts:
+        names = [v["claim"].split(" ")[0], v["claim"].split(" ")[3]]
+        if any(mean[n] >= 85 for n in names):
+            assert v["status"] == "not shown" and "chance" in v["text"]
     assert {r["depth"] for r in res["flow"]} == {8, 14}
     assert len(res["flow"][0]["grad_norm"]) == 7  # 6n+2 = 8 layers: 7 3x3 convs
     assert [h["gate_bias"] for h in res["highway"]] == [-3.0, 3.0]

@@ -21,7 +21,8 @@ def _found_01(plain=(30.0, 20.0, 45.0), residual=(31.0, 18.0, 17.5)):
             "flow": [{"block": "plain", "depth": 8, "grad_norm": [40.0, 2.0, 4.0], "act_std": [1.0, 3.0], "loss": 2.3},
                      {"block": "residual", "depth": 8, "grad_norm": [3.0, 2.0, 2.0], "act_std": [1.0, 1.5], "loss": 2.3}],
             "gate_cost": [{"extra_fraction": 0.5}, {"extra_fraction": 1.0}],
-            "highway": [{"gate_bias": -3.0, "final": 25.0}, {"gate_bias": 3.0, "final": 60.04}],
+            "highway": [{"gate_bias": -3.0, "final": 25.0, "gate_init": 0.05, "gate_final": 0.05},
+                        {"gate_bias": 3.0, "final": 60.04, "gate_init": 0.94, "gate_final": 0.95}],
             "multigrid": {"jacobi": [1.0] * 12 + [0.5], "two_grid": [1.0, 1e-2, 1e-4, 1e-6, 1e-8]}}
 
 
@@ -50,6 +51,23 @@ def test_notebook_01_verdict_follows_the_numbers():
     assert "The gate adds 50% parameters" in text and "+3: 60.0%" in text
     assert "the two-grid solver 1.0e-06" in text
     assert "best at 4 layers" in rr.verdict(_found_01(plain=(10.0, 20.0, 45.0)))
+    # the planted plain stack at the mean predictor's MSE learned nothing, and the text says so
+    assert "plain, 8 layers: 0.3600, no better than predicting the mean" in text
+    assert "does not show that a plain stack *cannot* learn the identity" in text
+    assert "residual, 8 layers: 0.0020" in text
+    # the planted gates did not move (0.05 -> 0.05, 0.94 -> 0.95), and the text says so plainly
+    assert "The gates did not move during training" in text
+    assert "Every stack trained" in text
+
+
+def test_notebook_01_verdict_refuses_stacks_near_chance_and_sees_moving_gates():
+    found = _found_01(plain=(30.0, 20.0, 88.0))
+    found["highway"][1]["gate_final"] = 0.60
+    found["identity"] = {("plain", 4): [0.1] * 30, ("residual", 4): [0.002] * 30}
+    text = rr.verdict(found)
+    assert "so not trained at all: plain-20 (88.0%)" in text
+    assert "bias +3 moved by 0.05 or more, the others did not" in text
+    assert "no better than predicting the mean" not in text
 
 
 # ------------------------------------------------------------------------------------------ notebook 02
