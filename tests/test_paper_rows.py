@@ -51,6 +51,8 @@ def test_notebook_01_verdict_follows_the_numbers():
     assert "The gate adds 50% parameters" in text and "+3: 60.0%" in text
     assert "the two-grid solver 1.0e-06" in text
     assert "best at 4 layers" in rr.verdict(_found_01(plain=(10.0, 20.0, 45.0)))
+    # "too small to fit" only where the shallowest plain stack is not the best one
+    assert "too small to fit" in text and "too small to fit" not in rr.verdict(_found_01(plain=(10.0, 20.0, 45.0)))
     # the planted plain stack at the mean predictor's MSE learned nothing, and the text says so
     assert "plain, 8 layers: 0.3600, no better than predicting the mean" in text
     assert "does not show that a plain stack *cannot* learn the identity" in text
@@ -58,6 +60,15 @@ def test_notebook_01_verdict_follows_the_numbers():
     # the planted gates did not move (0.05 -> 0.05, 0.94 -> 0.95), and the text says so plainly
     assert "The gates did not move during training" in text
     assert "Every stack trained" in text
+
+
+def test_notebook_01_verdict_reads_the_seeds_when_given():
+    found = _found_01()
+    found["sweeps"] = {0: found["degradation"],
+                       1: [{**r, "final": r["final"] + (1.0 if r["block"] == "plain" else -0.5)} for r in found["degradation"]]}
+    text = rr.verdict(found)
+    assert "With the first seed, the plain stacks" in text
+    assert "Over all seeds: Shown: plain-10 20.5% ± 0.7 against plain-20 45.5% ± 0.7" in text
 
 
 def test_notebook_01_verdict_refuses_stacks_near_chance_and_sees_moving_gates():
