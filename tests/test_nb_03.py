@@ -19,7 +19,7 @@ def test_notebook_03_tiny_run_saves_its_table(run_tiny, nb_out):
     assert [v["status"] for v in res["verdicts"]] == ["not shown"] * 3
     assert all("within 5 points of chance" in v["text"] for v in res["verdicts"])
     # the shipped quarter-schedule runs show the degradation and the shortcuts' cure
-    q = {v["claim"].split(" ")[0] + ">" + v["worse"]: v for v in res["quarter_verdicts"]}
+    q = {v["better"] + ">" + v["worse"]: v for v in res["quarter_verdicts"]}
     assert q["plain-20>plain-56"]["status"] == "shown" and q["ResNet-56>plain-56"]["status"] == "shown"
     assert "spread over seeds is not measured" in q["plain-20>plain-56"]["text"]
     assert res["parameters"]["AMP"] == "auto"  # the precision parameter is recorded with the results

@@ -138,7 +138,7 @@ def depth_verdicts(results: list[dict], one_run_se: bool = False, what: str = ""
     both = [d for d in depths if f"plain-{d}" in errs and f"ResNet-{d}" in errs]
     if len(both) < 2:
         return [{"claim": "degradation (Fig. 6)", "status": NOT_SHOWN,
-                 "text": "Not shown by this run: run at least two depths as both plain and residual nets."}]
+                 "text": "Not shown by these runs: they hold fewer than two depths with both a plain and a residual net."}]
     lo, hi = both[0], both[-1]
     claims = [(f"plain-{lo}", f"plain-{hi}", f"plain-{hi} ends with a higher training error than plain-{lo} "
                                              "(degradation, Fig. 1 and Fig. 6 left)"),
@@ -235,18 +235,24 @@ def plot_fig1(shallow: dict, deep: dict):
 
 
 def paper_rows(table: list[dict]) -> list[dict]:
-    """Rows for the main job's summary: our test error beside Table 6, parameters beside Table 6's."""
+    """Rows for the main job's summary: our test error beside Table 6 (the mean over seeds where a net was run
+    with several), parameters beside Table 6's."""
     params = targets()["cifar10_params_paper"]
-    rows = []
+    by = {}
     for t in table:
+        by.setdefault(t["net"], []).append(t)
+    rows = []
+    for net, ts in by.items():
+        t = ts[0]
         held = t.get("error_set", "test")
         note = f"{t['iters']} iterations on {t['train_images']} images" + \
+            (f"; mean of {len(ts)} seeds" if len(ts) > 1 else "") + \
             ("" if t["residual"] else "; paper: curves only (Fig. 6)") + \
             ("; ours on the 5k validation split, the paper's is test error" if held == "validation" else "")
-        rows.append({"quantity": f"{t['net']} {held} error", "ours": t["test_err_pct"], "paper": t["paper_test_err_pct"],
-                     "unit": "%", "note": note})
+        rows.append({"quantity": f"{net} {held} error", "ours": round(sum(x["test_err_pct"] for x in ts) / len(ts), 2),
+                     "paper": t["paper_test_err_pct"], "unit": "%", "note": note})
         if t["residual"]:
-            rows.append({"quantity": f"{t['net']} parameters", "ours": t["params"],
+            rows.append({"quantity": f"{net} parameters", "ours": t["params"],
                          "paper": params.get(str(t["depth"])), "unit": "", "note": "Table 6"})
     return rows
 
