@@ -82,3 +82,15 @@ def test_appendix_08_renders_the_workshop(run_tiny, nb_out):
     assert 0 < rows["ResNet-20 test error, full recipe (H200 log)"]["ours"] < 20
     assert rows["ResNet-1202 training time for 64k iterations here"]["ours"] > 0
     assert res["calibration"] and all("seed" in r for r in res["calibration"])
+
+
+def test_two_records_of_resnet20_are_set_beside_the_seed_spread():
+    from resnet_lib.runner import readme
+    log = readme.full_recipe_run()
+    rec = lambda err: [{"name": "ResNet-20", "seed": 1, "gpu": "NVIDIA H200", "precision": "bf16 autocast",  # noqa: E731
+                        "config": {"iters": log["iters"]}, "final": {"test_err": err}}]
+    near = readme.resnet20_two_runs(rec(log["final"]["test_err"] + 0.001))
+    assert "differ by 0.10 points" in near and "within twice it" in near
+    far = readme.resnet20_two_runs(rec(log["final"]["test_err"] + 0.01))
+    assert "differ by 1.00 points" in far and "beyond twice it" in far
+    assert readme.resnet20_two_runs([]) == ""

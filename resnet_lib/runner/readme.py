@@ -277,9 +277,14 @@ def resnet20_two_runs(campaign_runs: list[dict], root: Path | None = None) -> st
     camp = ", ".join(f"seed {r['seed']}: {100 * r['final']['test_err']:.2f}% ({r['gpu'].replace('NVIDIA ', '')}, "
                      f"{r['precision']})" for r in ours)
     gap = abs(100 * log["final"]["test_err"] - 100 * ours[0]["final"]["test_err"])
+    pair = ref["std"] * 2 ** 0.5  # the std of the difference of two single runs, at the paper's seed spread
     return (f"ResNet-20 with the full recipe ({log['iters']:,} iterations) has two records. The first run of the "
             f"recipe, on an {log['device']} (`results/h200/full_recipe_resnet20.log`, whose summary does not record "
             f"its seed), ended at **{100 * log['final']['test_err']:.2f}%** test error; the Table 6 campaign's run(s), "
             f"which notebook 03's Table 6 shows, ended at {camp}. They are separate runs (another initialisation and "
-            f"data order), so they differ by {gap:.2f} points, of the size of the paper's own spread over seeds "
-            f"(ResNet-110: std {ref['std']} points over {ref['runs']} runs).")
+            f"data order) and differ by {gap:.2f} points. At the paper's own spread over seeds (ResNet-110: std "
+            f"{ref['std']} points over {ref['runs']} runs) two single runs differ with a std of {pair:.2f} points, so "
+            f"this gap is {gap / pair:.1f} times that: "
+            + ("within twice it, what seed noise alone gives." if gap <= 2 * pair else
+               "beyond twice it, more than seed noise alone would usually give (the two runs also differ in code "
+               "version and machine)."))
