@@ -149,6 +149,11 @@ def test_fig7_plot_leaves_out_a_diverged_net():
     fig = rs.plot_fig7({"a": {"plain-110": [1.0, 5.8e6], "ResNet-110": [0.5, 0.4]}, "b": {"plain-20": [1, 1]}})
     assert len(fig.axes) == 4 and "plain-110" in fig.axes[0].get_title()
     assert max(max(ln.get_ydata()) for ln in fig.axes[0].lines) < 1  # the diverged net is not drawn
+    # a net the verdict refuses (near chance) is left out too, and named
+    nets = {"plain-20": _net(47.0, err=89.4), "ResNet-20": _net(0.8, err=83.0)}
+    assert rs.refused(nets) == ["plain-20"]
+    fig = rs.plot_fig7({"yours": {k: v["stds"] for k, v in nets.items()}}, refused=rs.refused(nets))
+    assert [ln.get_label() for ln in fig.axes[0].lines] == ["ResNet-20"] and "plain-20" in fig.axes[0].get_title()
 
 
 # ------------------------------------------------------------------------------------------ notebook 05

@@ -198,27 +198,34 @@ def nets_table(nets: dict[str, dict]) -> list[dict]:
             for k, v in nets.items()]
 
 
-def drawable(stds: dict[str, list[float]]) -> tuple[dict, list[str]]:
-    """The nets that can share Fig. 7's linear axis, and those left out because they diverged (a non-finite or
-    exploding response, :func:`evidence.diverged`), whose values would flatten every other curve."""
-    keep = {k: v for k, v in stds.items() if not diverged(v)}
+def drawable(stds: dict[str, list[float]], refused: tuple = ()) -> tuple[dict, list[str]]:
+    """The nets that can share Fig. 7's linear axis, and those left out: diverged ones (a non-finite or
+    exploding response, :func:`evidence.diverged`), whose values would flatten every other curve, and the
+    ``refused`` names (nets the verdict does not count, e.g. near chance)."""
+    keep = {k: v for k, v in stds.items() if not diverged(v) and k not in refused}
     return keep, [k for k in stds if k not in keep]
 
 
-def plot_fig7(panels: dict[str, dict[str, list[float]]]):
+def refused(nets: dict[str, dict], chance: float = 90.0) -> list[str]:
+    """The nets the verdicts refuse (diverged, or near chance on their training error)."""
+    return [name for name, net in nets.items() if _refusal(name, net, chance)]
+
+
+def plot_fig7(panels: dict[str, dict[str, list[float]]], refused: tuple = ()):
     """Fig. 7 on the paper's linear scale: per panel (title -> {net name: per-layer stds}), the stds in layer
     order (top) and sorted by magnitude (bottom); plain nets dashed, ResNets solid, one colour per depth.
-    Diverged nets are left out and named in the panel's title."""
+    Diverged nets and the ``refused`` ones (see :func:`refused`) are left out and named in the panel's title."""
     fig, axs = plt.subplots(2, len(panels), figsize=(6 * len(panels), 6.5), squeeze=False)
     for j, (title, stds) in enumerate(panels.items()):
-        keep, left_out = drawable(stds)
+        keep, left_out = drawable(stds, tuple(refused))
         depths = sorted({int(n.split("-")[1]) for n in stds})
         for name, s in sorted(keep.items(), key=lambda kv: (int(kv[0].split("-")[1]), kv[0])):
             kw = dict(color=f"C{depths.index(int(name.split('-')[1]))}", ls="-" if name.startswith("ResNet") else "--",
                       label=name)
             axs[0, j].plot(np.arange(1, len(s) + 1), s, **kw)
             axs[1, j].plot(np.arange(1, len(s) + 1), sorted_by_magnitude(s), **kw)
-        axs[0, j].set_title(title + (f"\n(not drawn, diverged: {', '.join(left_out)})" if left_out else ""), fontsize=10)
+        axs[0, j].set_title(title + (f"\n(not drawn, diverged or not learned: {', '.join(left_out)})" if left_out else ""),
+                            fontsize=10)
         axs[0, j].set_xlabel("layer index (original order)")
         axs[1, j].set_xlabel("layer index (sorted by magnitude)")
         for ax in axs[:, j]:
