@@ -275,14 +275,6 @@ def test_paper_scale_runs_are_table6_s_own_else_the_bf16_runs_said_to_be_so(tmp_
     assert [r["precision"] for r in runs] == ["fp32"] and note.startswith("Runs in fp32")
 
 
-def test_fig7_claims_and_plot():
-    stds = {"plain-20": [1.0, 2.0, 3.0], "ResNet-20": [0.5, 0.6, 0.7], "plain-56": [2.0] * 5, "ResNet-56": [0.4] * 5}
-    rows = shipped.fig7_medians(stds)
-    assert [(r["depth"], r["ResNet < plain"]) for r in rows] == [(20, True), (56, True)]
-    fig = shipped.plot_fig7(stds, own={"plain-20": [1, 1, 1]})
-    assert len(fig.axes) == 4
-
-
 def test_resnet1202_cost_is_measured_in_a_fresh_process():
     """The machinery on a small net (ResNet-1202 itself takes seconds on a CPU: notebook 03 runs it)."""
     cost = cost1202.resnet1202_cost("cpu", iters=1, batch_size=2, depth=8)

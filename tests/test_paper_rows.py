@@ -2,7 +2,6 @@
 row says what its inputs say, and each verdict turns with them."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 
 from resnet_lib.base.paper import targets
@@ -22,7 +21,8 @@ def _found_01(plain=(30.0, 20.0, 45.0), residual=(31.0, 18.0, 17.5)):
             "flow": [{"block": "plain", "depth": 8, "grad_norm": [40.0, 2.0, 4.0], "act_std": [1.0, 3.0], "loss": 2.3},
                      {"block": "residual", "depth": 8, "grad_norm": [3.0, 2.0, 2.0], "act_std": [1.0, 1.5], "loss": 2.3}],
             "gate_cost": [{"extra_fraction": 0.5}, {"extra_fraction": 1.0}],
-            "highway": [{"gate_bias": -3.0, "final": 25.0}, {"gate_bias": 3.0, "final": 60.04}],
+            "highway": [{"gate_bias": -3.0, "final": 25.0, "gate_init": 0.05, "gate_final": 0.05},
+                        {"gate_bias": 3.0, "final": 60.04, "gate_init": 0.94, "gate_final": 0.95}],
             "multigrid": {"jacobi": [1.0] * 12 + [0.5], "two_grid": [1.0, 1e-2, 1e-4, 1e-6, 1e-8]}}
 
 
@@ -51,6 +51,34 @@ def test_notebook_01_verdict_follows_the_numbers():
     assert "The gate adds 50% parameters" in text and "+3: 60.0%" in text
     assert "the two-grid solver 1.0e-06" in text
     assert "best at 4 layers" in rr.verdict(_found_01(plain=(10.0, 20.0, 45.0)))
+    # "too small to fit" only where the shallowest plain stack is not the best one
+    assert "too small to fit" in text and "too small to fit" not in rr.verdict(_found_01(plain=(10.0, 20.0, 45.0)))
+    # the planted plain stack at the mean predictor's MSE learned nothing, and the text says so
+    assert "plain, 8 layers: 0.3600, no better than predicting the mean" in text
+    assert "does not show that a plain stack *cannot* learn the identity" in text
+    assert "residual, 8 layers: 0.0020" in text
+    # the planted gates did not move (0.05 -> 0.05, 0.94 -> 0.95), and the text says so plainly
+    assert "The gates did not move during training" in text
+    assert "Every stack trained" in text
+
+
+def test_notebook_01_verdict_reads_the_seeds_when_given():
+    found = _found_01()
+    found["sweeps"] = {0: found["degradation"],
+                       1: [{**r, "final": r["final"] + (1.0 if r["block"] == "plain" else -0.5)} for r in found["degradation"]]}
+    text = rr.verdict(found)
+    assert "With the first seed, the plain stacks" in text
+    assert "Over all seeds: Shown: plain-10 20.5% ± 0.7 against plain-20 45.5% ± 0.7" in text
+
+
+def test_notebook_01_verdict_refuses_stacks_near_chance_and_sees_moving_gates():
+    found = _found_01(plain=(30.0, 20.0, 88.0))
+    found["highway"][1]["gate_final"] = 0.60
+    found["identity"] = {("plain", 4): [0.1] * 30, ("residual", 4): [0.002] * 30}
+    text = rr.verdict(found)
+    assert "so not trained at all: plain-20 (88.0%)" in text
+    assert "bias +3 moved by 0.05 or more, the others did not" in text
+    assert "no better than predicting the mean" not in text
 
 
 # ------------------------------------------------------------------------------------------ notebook 02
@@ -81,28 +109,51 @@ def test_notebook_02_rows_and_verdicts():
 
 # ------------------------------------------------------------------------------------------ notebook 04
 
-def _stds_04(res14=0.5):
-    return {(8, False): np.array([1.0, 2.0, 3.0]), (8, True): np.array([0.5, 1.0, 4.0]),
-            (14, False): np.array([0.4, 0.5, 0.6]), (14, True): np.array([res14] * 3)}
+def _net(median, se=0.001, err=5.0, n_layers=5):
+    return {"stds": [median] * n_layers, "median": median, "se": se, "batches": 8, "train_err_pct": err,
+            "origin": "planted", "iters": 100}
 
 
-NETS_04 = {(d, r): {"origin": "trained here", "iters": 3} for d in (8, 14) for r in (False, True)}
+def _by_claim(verdicts):
+    return {v["claim"].split("'")[0] + ">" + v["claim"].split("(")[-1].rstrip(")"): v for v in verdicts}
 
 
-@pytest.mark.parametrize("res14, deeper, smaller", [(0.5, "yes", "1/2"), (1.5, "no", "1/2"), (0.45, "yes", "2/2")])
-def test_notebook_04_rows_follow_the_planted_stds(res14, deeper, smaller):
-    summary = rs.response_summary(_stds_04(res14), [8, 14])
-    assert summary[0] == {"depth": 8, "plain median std": 2.0, "ResNet median std": 1.0, "ResNet < plain": True}
-    rows = {r["quantity"]: r for r in rs.paper_rows(summary, NETS_04)}
-    assert rows["deeper ResNet has smaller responses"]["ours"] == deeper
-    assert rows["ResNet responses smaller than plain, depths"]["ours"] == smaller
-    assert rows["median response std, ResNet-14"]["ours"] == res14
-    assert rows["median response std, plain-8"]["note"] == "trained here, 3 iterations"
-    text = rs.verdict(summary, NETS_04, 3)
-    assert f"at {smaller.split('/')[0]} of 2 depths" in text and f"**{deeper}**" in text
-    assert "trained for only 3 iterations" in text
-    stored = {k: {"origin": "notebook 03", "iters": 100} for k in NETS_04}
-    assert "trained for only" not in rs.verdict(summary, stored, 3)
+def test_fig7_verdicts_shown_on_learned_nets():
+    nets = {"plain-20": _net(0.8), "ResNet-20": _net(0.7), "ResNet-56": _net(0.4)}
+    v = _by_claim(rs.fig7_verdicts(nets))
+    assert v["ResNet-20>plain-20"]["status"] == "shown" and "+0.100" in v["ResNet-20>plain-20"]["text"]
+    assert v["ResNet-56>ResNet-20"]["status"] == "shown"
+    assert "spread over seeds is not measured" in v["ResNet-56>ResNet-20"]["text"]
+    rows = {r["quantity"]: r for r in rs.paper_rows(nets, rs.fig7_verdicts(nets), "planted")}
+    assert rows["median response std, ResNet-56 (planted)"]["ours"] == 0.4
+
+
+@pytest.mark.parametrize("plain, why", [(_net(0.8, err=88.0), "within 5 points of chance"),
+                                        (_net(5.8e6), "diverged"),
+                                        (_net(0.8, err=float("nan")), "diverged")])
+def test_fig7_verdicts_refuse_a_net_that_did_not_learn(plain, why):
+    v = rs.fig7_verdicts({"plain-20": plain, "ResNet-20": _net(0.7)})
+    assert [x["status"] for x in v] == ["not shown"] and why in v[0]["text"] and "plain-20" in v[0]["text"]
+
+
+def test_fig7_verdicts_say_no_inside_the_interval_and_when_contradicted():
+    inside = rs.fig7_verdicts({"plain-20": _net(0.702, se=0.01), "ResNet-20": _net(0.700, se=0.01)})
+    assert inside[0]["status"] == "not shown" and "inside its interval" in inside[0]["text"]
+    wrong = rs.fig7_verdicts({"ResNet-20": _net(0.4), "ResNet-56": _net(0.7)})
+    assert wrong[0]["status"] == "contradicted"
+
+
+def test_fig7_plot_leaves_out_a_diverged_net():
+    keep, out = rs.drawable({"plain-110": [1.0, 5.8e6], "ResNet-110": [0.5, 0.4]})
+    assert list(keep) == ["ResNet-110"] and out == ["plain-110"]
+    fig = rs.plot_fig7({"a": {"plain-110": [1.0, 5.8e6], "ResNet-110": [0.5, 0.4]}, "b": {"plain-20": [1, 1]}})
+    assert len(fig.axes) == 4 and "plain-110" in fig.axes[0].get_title()
+    assert max(max(ln.get_ydata()) for ln in fig.axes[0].lines) < 1  # the diverged net is not drawn
+    # a net the verdict refuses (near chance) is left out too, and named
+    nets = {"plain-20": _net(47.0, err=89.4), "ResNet-20": _net(0.8, err=83.0)}
+    assert rs.refused(nets) == ["plain-20"]
+    fig = rs.plot_fig7({"yours": {k: v["stds"] for k, v in nets.items()}}, refused=rs.refused(nets))
+    assert [ln.get_label() for ln in fig.axes[0].lines] == ["ResNet-20"] and "plain-20" in fig.axes[0].get_title()
 
 
 # ------------------------------------------------------------------------------------------ notebook 05

@@ -46,6 +46,18 @@ def test_std_of_a_known_response():
     assert per_channel[0] < stds[0]  # the offset beta = 3 of channel 2 counts only in the all-element std
 
 
+def test_measure_gives_each_batch_its_own_std_and_the_median_se():
+    torch.manual_seed(0)
+    net = _toy([2.0, -1.0], [0.0, 3.0])
+    xs = [torch.randn(16, 2, 6, 6) * s for s in (1.0, 2.0, 3.0)]  # batches with different spreads
+    m = rs.measure(net, xs, device="cpu")
+    per_batch = [rs.layer_responses(net, [x], device="cpu", amp="off")[0] for x in xs]
+    assert m["stds"][0] == pytest.approx(rs.layer_responses(net, xs, device="cpu", amp="off")[0])
+    assert m["median"] == m["stds"][0] and m["batches"] == 3
+    assert m["se"] == pytest.approx(np.std(per_batch, ddof=1) / np.sqrt(3), rel=1e-6)
+    assert rs.measure(net, xs[:1], device="cpu")["se"] is None  # one batch: no sampling error to measure
+
+
 def test_hooks_read_bn_output_before_the_addition():
     torch.manual_seed(0)
     net = cifar_resnet(8).eval()

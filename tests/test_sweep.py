@@ -59,7 +59,7 @@ needs_03 = pytest.mark.skipif(not any(nb.stem == NB03 for nb in notebooks.list_n
 @needs_03
 @pytest.mark.parametrize("grid, message", [
     ({"DEPTH": [8]}, "unknown parameter 'DEPTH'"),
-    ({"SEED": [0, "one"]}, "SEED should be int"),
+    ({"SEEDS": [[0, "one"]]}, "SEEDS holds int values"),
     ({"DEPTHS": [8, "deep"]}, "DEPTHS holds int values"),
     ({"FORCE": [1]}, "FORCE should be bool"),
 ])
@@ -139,12 +139,13 @@ def test_gather_without_points_says_what_to_do(tmp_path):
 def test_tiny_sweep_of_03_from_one_command(tmp_path, capsys):
     """Acceptance: 2 depths x plain/residual x 2 seeds with tiny parameters, one command. Each point trains
     both kinds of net (the notebook's NETS), so the grid is 2 depths x 2 seeds: 4 papermill runs, not 8
-    (each costs about 25 s on CI's CPU, most of it the kernel, imports and the ResNet-1202 measurement)."""
-    argv = ["03", "-g", "DEPTHS=8,14", "-g", "SEED=0,1", "--tiny", "--out", str(tmp_path)]
+    (each costs about 25 s on CI's CPU, most of it the kernel and imports). The notebook takes a list of seeds
+    (SEEDS); a sweep over seeds gives each point one of them."""
+    argv = ["03", "-g", "DEPTHS=8,14", "-g", "SEEDS=[0],[1]", "--tiny", "--out", str(tmp_path)]
     assert sweep.cli(argv) == 0
     assert "ran 4, already done 0, failed 0" in capsys.readouterr().out
     executed = sorted(p.name for p in (tmp_path / "executed").glob("*.ipynb"))
-    assert len(executed) == 4 and f"{NB03}__DEPTHS=14_SEED=1.ipynb" in executed
+    assert len(executed) == 4 and f"{NB03}__DEPTHS=14_SEEDS=1.ipynb" in executed
     rows = list(csv.DictReader(open(tmp_path / "sweep.csv")))
     err = [r for r in rows if r["quantity"] == "test_err_pct"]
     assert sorted(r["run"] for r in err) == ["ResNet-14/test", "ResNet-8/test", "plain-14/test", "plain-8/test"]

@@ -120,24 +120,41 @@ def test_cli_trains_and_prints_json(tmp_path, capsys):
     assert out["name"] == "ResNet-8" and 0 <= out["test_err"] <= 1
 
 
-def _fake(depth, residual, train_err):
-    return {"spec": {"depth": depth, "residual": residual}, "final": {"train_err": train_err}}
+def _fake(depth, residual, train_err, seed=0, iters=1000):
+    return {"name": f"{'ResNet' if residual else 'plain'}-{depth}", "spec": {"depth": depth, "residual": residual},
+            "final": {"train_err": train_err}, "config": {"seed": seed, "iters": iters, "eval_every": 100, "batch_size": 128}}
 
 
-@pytest.mark.parametrize("errs, says", [
-    ((0.60, 0.86, 0.52, 0.50), "the deeper ResNet trains at least as well"),
-    ((0.60, 0.86, 0.52, 0.63), "largely escape it: ResNet-56 is still 11.0 points behind"),
-    ((0.60, 0.86, 0.52, 0.75), "not yet clearly better off (23.0 points)"),
-    ((0.60, 0.60, 0.52, 0.55), "does not show degradation yet"),
+def _grid(errs_by_seed):
+    return [_fake(d, r, e, seed) for seed, errs in enumerate(errs_by_seed)
+            for (d, r), e in zip(((20, False), (56, False), (20, True), (56, True)), errs)]
+
+
+@pytest.mark.parametrize("errs, statuses, says", [
+    # plain-20, plain-56, ResNet-20, ResNet-56 per seed
+    (((0.08, 0.30, 0.06, 0.05), (0.09, 0.31, 0.065, 0.052)), ["shown", "shown", "shown"], "Shown: plain-20"),
+    (((0.08, 0.30, 0.06, 0.05), (0.09, 0.31, 0.05, 0.06)), ["shown", "shown", "not shown"], "inside its interval"),
+    (((0.60, 0.88, 0.52, 0.50), (0.61, 0.89, 0.52, 0.51)), ["not shown", "not shown", "shown"], "within 5 points of chance"),
+    (((0.30, 0.08, 0.06, 0.05), (0.31, 0.09, 0.065, 0.052)), ["contradicted", "shown", "shown"], "Contradicted"),
+    (((0.08, 0.30, 0.06, 0.05),), ["not shown"] * 3, "one seed"),
 ])
-def test_degradation_verdict_follows_the_numbers(errs, says):
-    from resnet_lib.experiments.cifar_grid import degradation
-    p20, p56, r20, r56 = errs
-    story = degradation([_fake(20, False, p20), _fake(56, False, p56), _fake(20, True, r20), _fake(56, True, r56)])
-    assert says in story["text"], story["text"]
-    assert story["plain_gap_pts"] == pytest.approx((p56 - p20) * 100)
-    assert story["deep_plain_minus_resnet_pts"] == pytest.approx((p56 - r56) * 100)
-    assert ("points below the plain net's" in story["text"]) == ((p56 - r56) * 100 > 1)
+def test_depth_verdicts_follow_the_numbers(errs, statuses, says):
+    from resnet_lib.experiments.cifar_grid import depth_verdicts
+    v = depth_verdicts(_grid(errs))
+    assert [x["status"] for x in v] == statuses, [x["text"] for x in v]
+    assert says in " ".join(x["text"] for x in v)
+
+
+def test_depth_verdicts_one_run_each_use_the_sampling_error_and_say_so():
+    from resnet_lib.experiments.cifar_grid import depth_verdicts
+    from resnet_lib.experiments.evidence import binomial_se
+    v = depth_verdicts(_grid(((0.08, 0.30, 0.0554, 0.0528),)), one_run_se=True, what="one run each, seed 0")
+    # 0.26 points on 12,800 images each is inside the sampling interval (about ±0.57): not shown
+    assert [x["status"] for x in v] == ["shown", "shown", "not shown"] and "inside its interval" in v[2]["text"]
+    assert "12,800 and 12,800 training images" in v[2]["text"] and "seed 0" in v[2]["text"]
+    interval = 2 * (binomial_se(5.54, 12_800) ** 2 + binomial_se(5.28, 12_800) ** 2) ** 0.5
+    assert f"±{interval:.2f}" in v[2]["text"]
+    assert depth_verdicts(_grid(((0.08, 0.30, 0.0554, 0.0528),))[:2])[0]["status"] == "not shown"  # one depth pair
 
 
 def _calibration_file(folder, name, setting, errs_by_seed, precision="fp32"):

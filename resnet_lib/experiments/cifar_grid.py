@@ -17,6 +17,7 @@ from ..data.cifar import load_cifar10
 from ..engine.config import epochs_to_iters
 from ..models.cifar import cifar_resnet, count_parameters
 from .cifar_runs import CifarRun, paper_recipe, run_cifar
+from .evidence import NOT_SHOWN, binomial_se, compare
 
 NETS = ("plain", "resnet")
 
@@ -102,83 +103,158 @@ def results_table(results: list[dict]) -> list[dict]:
     return rows
 
 
-def degradation(results: list[dict]) -> dict:
-    """The degradation story in numbers: for the shallowest and deepest depth run as both plain and
-    residual, the gap in final training error (deep minus shallow, percentage points)."""
-    by = {(r["spec"]["residual"], r["spec"]["depth"]): r["final"]["train_err"] * 100 for r in results}
-    depths = sorted({d for (_, d) in by})
-    both = [d for d in depths if (True, d) in by and (False, d) in by]
+CHANCE_PCT = 90.0  # CIFAR-10's error when a net has learned nothing: ten classes
+
+
+def final_errors(results: list[dict]) -> list[dict]:
+    """One row per run: net, seed, length, final training and held-out error (%)."""
+    return [{"net": r["name"], "seed": r["config"]["seed"], "iterations": r["config"]["iters"],
+             "training error %": round(100 * r["final"]["train_err"], 2),
+             f"{error_set(r)} error %": round(100 * r["final"]["test_err"], 2)} for r in results]
+
+
+def train_images_behind(result: dict) -> int:
+    """How many training images a run's final training error is averaged over: the batches since the last
+    evaluation (the engine's window), so its sampling error is :func:`evidence.binomial_se` of this."""
+    cfg = result["config"]
+    return int(min(cfg["eval_every"], cfg["iters"]) * cfg["batch_size"])
+
+
+def _train_errs(results: list[dict]) -> dict[str, list[float]]:
+    by = {}
+    for r in results:
+        by.setdefault(r["name"], []).append(100 * r["final"]["train_err"])
+    return by
+
+
+def depth_verdicts(results: list[dict], one_run_se: bool = False, what: str = "") -> list[dict]:
+    """Fig. 6's claims on final training error (Sec. 4.2), each through :func:`evidence.compare` over the runs'
+    seeds: (1) degradation, the deeper plain net ends higher than the shallower; (2) at the deeper depth the
+    ResNet ends below the plain net; (3) the deeper ResNet ends below the shallower one. The shallowest and
+    deepest depths run as both kinds are compared. ``one_run_se``: arms with one run each take the sampling error
+    of their training error (the images behind it) as interval, and the verdict says so; ``what`` names the
+    runs in that sentence (e.g. "one run each, seed 0")."""
+    errs = _train_errs(results)
+    kind = {r["name"]: r["spec"]["residual"] for r in results}
+    depths = sorted({r["spec"]["depth"] for r in results})
+    both = [d for d in depths if f"plain-{d}" in errs and f"ResNet-{d}" in errs]
     if len(both) < 2:
-        return {"text": "Run at least two depths as both plain and residual nets to see degradation."}
+        return [{"claim": "degradation (Fig. 6)", "status": NOT_SHOWN,
+                 "text": "Not shown by these runs: they hold fewer than two depths with both a plain and a residual net."}]
     lo, hi = both[0], both[-1]
-    plain_gap = by[(False, hi)] - by[(False, lo)]
-    res_gap = by[(True, hi)] - by[(True, lo)]
-    if plain_gap > 1 and res_gap <= 0:
-        verdict = ("This run shows the paper's finding: the deeper plain net trains worse (degradation), "
-                   "while the deeper ResNet trains at least as well as the shallower one.")
-    elif plain_gap > 1 and res_gap < plain_gap / 2:
-        verdict = (f"This run shows degradation in the plain nets, and the residual nets largely escape it: "
-                   f"ResNet-{hi} is still {res_gap:.1f} points behind ResNet-{lo} after this short budget, "
-                   f"far less than plain-{hi}'s {plain_gap:.1f} points behind plain-{lo}. With the full recipe "
-                   f"the paper finds the deeper ResNet ahead (Fig. 6, Table 6).")
-    elif plain_gap > 1:
-        verdict = (f"This run shows degradation in the plain nets ({plain_gap:.1f} points), but the residual "
-                   f"nets are not yet clearly better off ({res_gap:.1f} points): the budget is too short for "
-                   f"the deeper ResNet to pay off. Raise ITERS.")
-    else:
-        verdict = (f"This run does not show degradation yet (plain gap {plain_gap:.1f} points): the budget is "
-                   f"too short or the depths too close. Raise ITERS or use deeper nets.")
-    same_depth = by[(False, hi)] - by[(True, hi)]
-    if same_depth > 1:
-        verdict += (f" At {hi} layers, where the two kinds differ only by the identity shortcuts, the ResNet's "
-                    f"training error is {same_depth:.1f} points below the plain net's.")
-    return {"shallow": lo, "deep": hi, "plain_gap_pts": round(plain_gap, 2), "resnet_gap_pts": round(res_gap, 2),
-            "deep_plain_minus_resnet_pts": round(same_depth, 2),
-            "train_err_pct": {f"{'ResNet' if k[0] else 'plain'}-{k[1]}": round(v, 2) for k, v in by.items()},
-            "text": verdict}
+    claims = [(f"plain-{lo}", f"plain-{hi}", f"plain-{hi} ends with a higher training error than plain-{lo} "
+                                             "(degradation, Fig. 1 and Fig. 6 left)"),
+              (f"ResNet-{hi}", f"plain-{hi}", f"ResNet-{hi} ends below plain-{hi} (the shortcuts, Fig. 6)"),
+              (f"ResNet-{hi}", f"ResNet-{lo}", f"ResNet-{hi} ends below ResNet-{lo} (deeper is better, Fig. 6 middle)")]
+    window = {r["name"]: train_images_behind(r) for r in results}
+    out = []
+    for better, worse, claim in claims:
+        a, b = errs[better], errs[worse]
+        se = None
+        if one_run_se and len(a) == 1 and len(b) == 1:
+            se = (binomial_se(a[0], window[better]), binomial_se(b[0], window[worse]))
+        v = compare(better, a, worse, b, chance=CHANCE_PCT, se=se,
+                    se_source=f"the sampling of the {window[better]:,} and {window[worse]:,} training images behind the "
+                              f"two errors alone; {what or 'one run each'}, so the spread over seeds is not measured")
+        out.append({"claim": claim, "status": v.status, "text": v.text, "better": better, "worse": worse,
+                    "residual": kind[better]})
+    return out
 
 
-def plot_curves(results: list[dict], names=None, axes=None, smooth: bool = False):
+def verdict_markdown(verdicts: list[dict]) -> str:
+    return "\n".join(f"- **{v['claim']}**: {v['text']}" for v in verdicts)
+
+
+def _chance(ax, chance: float = CHANCE_PCT):
+    ax.axhline(chance, color="0.4", ls=":", lw=1.2)
+    ax.annotate("chance", (0.99, chance), xycoords=("axes fraction", "data"), ha="right", va="bottom",
+                fontsize=8, color="0.4")
+
+
+def plot_curves(results: list[dict], names=None, axes=None, smooth: bool = False, ylim=(0, 100)):
     """Fig. 6: error (%) against iterations, training error dashed and test error bold; plain nets on
-    the left, ResNets on the right, one colour per depth."""
+    the left, ResNets on the right, one colour per depth; chance (90%) dotted, the whole range by default."""
     if axes is None:
         fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
     else:
         fig = axes[0].figure
     depths = sorted({r["spec"]["depth"] for r in results})
     colors = dict(zip(depths, plt.cm.viridis_r([0.15 + 0.7 * i / max(1, len(depths) - 1) for i in range(len(depths))])))
+    seen = set()
     for ax, residual in zip(axes, (False, True)):
         for r in results:
             if r["spec"]["residual"] != residual or (names is not None and r["name"] not in names):
                 continue
             h, c = r["history"], colors[r["spec"]["depth"]]
+            label = None if r["name"] in seen else r["name"]
+            seen.add(r["name"])
             ax.plot(h["iteration"], [100 * e for e in h["train_err"]], "--", color=c, lw=1)
-            ax.plot(h["iteration"], [100 * e for e in h["test_err"]], "-", color=c, lw=2.2, label=r["name"])
+            ax.plot(h["iteration"], [100 * e for e in h["test_err"]], "-", color=c, lw=2.2, label=label)
         ax.set_title("ResNets" if residual else "plain nets")
         ax.set_xlabel("iteration")
+        ax.set_ylim(*ylim)
         ax.grid(alpha=0.3)
+        if ylim[1] > CHANCE_PCT:
+            _chance(ax)
         if ax.lines:
             held = {error_set(r) for r in results}
-            ax.legend(title=f"bold: {' / '.join(sorted(held))}, dashed: train", fontsize=8, title_fontsize=8)
+            ax.legend(title=f"bold: {' / '.join(sorted(held))}, dashed: train", fontsize=8, title_fontsize=8,
+                      loc="upper right" if ylim[1] <= CHANCE_PCT else "center right")
     axes[0].set_ylabel("error (%)")
     fig.suptitle("CIFAR-10 training (Fig. 6 of the paper)")
     fig.tight_layout()
     return fig
 
 
+def plot_fig6(results: list[dict], title: str):
+    """Fig. 6 in the paper's layout (plain nets left, ResNets right; training error dashed, test error bold),
+    twice: the whole range with chance (top), and the paper's own axis, 0-20% (bottom)."""
+    fig, axs = plt.subplots(2, 2, figsize=(11, 7.5), sharex=True)
+    plot_curves(results, axes=axs[0])
+    plot_curves(results, axes=axs[1], ylim=(0, 20))
+    for ax in axs[1]:
+        ax.set_title(ax.get_title() + ", the paper's axis (0-20%)")
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_fig1(shallow: dict, deep: dict):
+    """Fig. 1: a shallow and a deep plain net, training error (left) and test error (right), chance dotted."""
+    fig, axs = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
+    for ax, key, what in zip(axs, ("train_err", "test_err"), ("training error (%)", f"{error_set(deep)} error (%)")):
+        for r, c in ((shallow, "tab:orange"), (deep, "tab:red")):
+            ax.plot(r["history"]["iteration"], [100 * e for e in r["history"][key]], color=c, label=r["name"])
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(what)
+        ax.set_ylim(0, 100)
+        _chance(ax)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"Fig. 1: {shallow['name']} against {deep['name']}")
+    fig.tight_layout()
+    return fig
+
+
 def paper_rows(table: list[dict]) -> list[dict]:
-    """Rows for the main job's summary: our test error beside Table 6, parameters beside Table 6's."""
+    """Rows for the main job's summary: our test error beside Table 6 (the mean over seeds where a net was run
+    with several), parameters beside Table 6's."""
     params = targets()["cifar10_params_paper"]
-    rows = []
+    by = {}
     for t in table:
+        by.setdefault(t["net"], []).append(t)
+    rows = []
+    for net, ts in by.items():
+        t = ts[0]
         held = t.get("error_set", "test")
         note = f"{t['iters']} iterations on {t['train_images']} images" + \
+            (f"; mean of {len(ts)} seeds" if len(ts) > 1 else "") + \
             ("" if t["residual"] else "; paper: curves only (Fig. 6)") + \
             ("; ours on the 5k validation split, the paper's is test error" if held == "validation" else "")
-        rows.append({"quantity": f"{t['net']} {held} error", "ours": t["test_err_pct"], "paper": t["paper_test_err_pct"],
-                     "unit": "%", "note": note})
+        rows.append({"quantity": f"{net} {held} error", "ours": round(sum(x["test_err_pct"] for x in ts) / len(ts), 2),
+                     "paper": t["paper_test_err_pct"], "unit": "%", "note": note})
         if t["residual"]:
-            rows.append({"quantity": f"{t['net']} parameters", "ours": t["params"],
+            rows.append({"quantity": f"{net} parameters", "ours": t["params"],
                          "paper": params.get(str(t["depth"])), "unit": "", "note": "Table 6"})
     return rows
 

@@ -74,13 +74,14 @@ def _fmt(m: float, s: float | None, unit: str, digits: int) -> str:
 
 def compare(better: str, better_values, worse: str, worse_values, *, chance: float | None = None,
             unit: str = "%", digits: int = 2, se: tuple[float, float] | None = None,
-            limit: float = EXPLODED) -> Verdict:
+            limit: float = EXPLODED, se_source: str = "the test set's sampling alone (one evaluation each)") -> Verdict:
     """Does ``better`` score lower than ``worse`` (the claim), by more than the spread over seeds?
 
     ``*_values`` are one number per seed (an error in %, a response std, ...). ``chance``: the error of a net
     that has learned nothing, in the same unit; an arm within :data:`CHANCE_MARGIN` of it is not counted.
     ``se``: standard errors of the two means when they come from elsewhere (one evaluation each: pass
-    :func:`binomial_se` of each); otherwise at least two seeds per arm are needed.
+    :func:`binomial_se` of each); otherwise at least two seeds per arm are needed. ``se_source`` says in the
+    verdict where those standard errors come from.
     """
     a, b = [float(x) for x in better_values], [float(x) for x in worse_values]
     if not a or not b:
@@ -100,7 +101,7 @@ def compare(better: str, better_values, worse: str, worse_values, *, chance: flo
                                       f"not learned enough to count ({said}).")
     gap = mb - ma
     if se is not None:
-        interval, source = 2 * math.hypot(*se), "the test set's sampling alone (one evaluation each)"
+        interval, source = 2 * math.hypot(*se), se_source
     elif len(a) < 2 or len(b) < 2:
         one = [n for n, v in ((better, a), (worse, b)) if len(v) < 2]
         return Verdict(NOT_SHOWN, f"Not shown by this run: {' and '.join(one)} "

@@ -15,6 +15,7 @@ torchvision's order (conv before its BN): the CIFAR nets of ``models.cifar`` and
 from __future__ import annotations
 
 import dataclasses
+import math
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -25,6 +26,7 @@ from torch import nn
 from ..base.device import autocast, pick_device, use_bf16
 from ..data.cifar import TensorLoader, load_cifar10, stratified_indices
 from .cifar_runs import CifarRun, list_runs, paper_recipe, run_cifar
+from .evidence import CHANCE_MARGIN, NOT_SHOWN, Verdict, compare, diverged, near_chance
 
 BRIEF_TEST_IMAGES = 500  # the test set of train_brief: enough for a response std, not for an error
 
@@ -54,6 +56,7 @@ class ResponseRecorder:
         self.names = [name for name, _ in conv3x3_bn_pairs(model)]
         self._bns = [bn for _, bn in conv3x3_bn_pairs(model)]
         self._stats = [None] * len(self._bns)
+        self._batches = [[] for _ in self._bns]  # each batch's (sums, n), for the sampling error over batches
         self._handles = []
 
     def _hook(self, i):
@@ -61,6 +64,7 @@ class ResponseRecorder:
             x = out.detach().double().transpose(0, 1).reshape(out.shape[1], -1)
             s = torch.stack([x.sum(1), (x * x).sum(1)])
             n = x.shape[1]
+            self._batches[i].append((s.clone(), n))
             if self._stats[i] is None:
                 self._stats[i] = [s, n]
             else:
@@ -81,17 +85,22 @@ class ResponseRecorder:
         """One std per hooked layer, in layer order (see the module docstring for the two definitions)."""
         if any(s is None for s in self._stats):
             raise RuntimeError("no batch has gone through the network yet; run forward passes inside `with recorder:`")
-        out = []
-        for (s, n) in self._stats:
-            if per_channel:
-                mean = s[0] / n
-                var = (s[1] / n - mean ** 2).clamp_min(0)
-                out.append(var.sqrt().mean().item())
-            else:
-                total = n * s.shape[1]
-                mean = s[0].sum() / total
-                out.append(float((s[1].sum() / total - mean ** 2).clamp_min(0).sqrt()))
-        return np.array(out)
+        return np.array([_std(s, n, per_channel) for s, n in self._stats])
+
+    def batch_stds(self, per_channel: bool = False) -> np.ndarray:
+        """``(batches, layers)``: each batch's own std per layer, for the sampling error of a statistic."""
+        if any(not b for b in self._batches):
+            raise RuntimeError("no batch has gone through the network yet; run forward passes inside `with recorder:`")
+        return np.array([[_std(s, n, per_channel) for s, n in layer] for layer in self._batches]).T
+
+
+def _std(s: torch.Tensor, n: int, per_channel: bool) -> float:
+    if per_channel:
+        mean = s[0] / n
+        return float((s[1] / n - mean ** 2).clamp_min(0).sqrt().mean())
+    total = n * s.shape[1]
+    mean = s[0].sum() / total
+    return float((s[1].sum() / total - mean ** 2).clamp_min(0).sqrt())
 
 
 @torch.no_grad()
@@ -99,6 +108,22 @@ def layer_responses(model: nn.Module, source, device="auto", precision="auto", p
                     max_batches: int | None = None) -> np.ndarray:
     """Fig. 7's std of each 3x3 layer's response, for ``model`` in eval mode over a batch source (an object
     with ``batches(epoch)``, e.g. ``data.cifar.TensorLoader``) or an iterable of ``(X, y)`` / ``X`` tensors."""
+    return _record(model, source, device, amp, max_batches).stds(per_channel)
+
+
+def measure(model: nn.Module, source, device="auto", amp="off", per_channel: bool = False) -> dict:
+    """Fig. 7's stds of ``model`` and what a verdict needs: the median over layers (the claims are about the
+    typical layer) and its standard error from the test images' sampling, the spread of the median over the
+    source's batches divided by the square root of their number (one trained net: no spread over seeds)."""
+    rec = _record(model, source, device, amp, None)
+    stds, per_batch = rec.stds(per_channel), np.median(rec.batch_stds(per_channel), axis=1)
+    se = float(np.std(per_batch, ddof=1) / np.sqrt(len(per_batch))) if len(per_batch) > 1 else None
+    return {"stds": [float(x) for x in stds], "median": float(np.median(stds)), "se": se,
+            "batches": len(per_batch)}
+
+
+@torch.no_grad()
+def _record(model, source, device, amp, max_batches) -> "ResponseRecorder":
     dev = pick_device(device)
     model = model.to(dev).eval()
     batches = source.batches(0) if hasattr(source, "batches") else source
@@ -109,7 +134,7 @@ def layer_responses(model: nn.Module, source, device="auto", precision="auto", p
                 break
             x = batch[0] if isinstance(batch, (tuple, list)) else batch
             model(x.to(dev))
-    return rec.stds(per_channel)
+    return rec
 
 
 def sorted_by_magnitude(stds: np.ndarray) -> np.ndarray:
@@ -167,72 +192,98 @@ def net_label(depth: int, residual: bool) -> str:
     return f"{'ResNet' if residual else 'plain'}-{depth}"
 
 
-def plot_responses(stds: dict[tuple[int, bool], np.ndarray], depths: list[int]):
-    """Fig. 7: each net's response stds in layer order (top) and sorted by magnitude (bottom), log scale."""
-    fig, axs = plt.subplots(2, 1, figsize=(9, 6.5))
-    colors = dict(zip(depths, ["tab:blue", "tab:orange", "tab:green", "tab:red", "tab:purple"]))
-    for (d, r), s in stds.items():
-        kw = dict(color=colors[d], ls="-" if r else "--", label=net_label(d, r))
-        axs[0].plot(np.arange(1, len(s) + 1), s, **kw)
-        axs[1].plot(np.arange(1, len(s) + 1), sorted_by_magnitude(s), **kw)
-    axs[0].set_xlabel("layer index (original order)")
-    axs[1].set_xlabel("layer index (sorted by magnitude)")
-    for ax in axs:
-        ax.set_ylabel("std")
-        ax.set_yscale("log")
-    axs[0].legend(ncol=3, fontsize=8)
+def nets_table(nets: dict[str, dict]) -> list[dict]:
+    """One row per net: where it comes from, how long it trained, its final errors (%), its median response std."""
+    return [{"net": k, "from": v["origin"], "iterations": v["iters"], "training error %": round(v["train_err_pct"], 2),
+             "test error %": round(v["test_err_pct"], 2), "median response std": round(v["median"], 3)}
+            for k, v in nets.items()]
+
+
+def drawable(stds: dict[str, list[float]], refused: tuple = ()) -> tuple[dict, list[str]]:
+    """The nets that can share Fig. 7's linear axis, and those left out: diverged ones (a non-finite or
+    exploding response, :func:`evidence.diverged`), whose values would flatten every other curve, and the
+    ``refused`` names (nets the verdict does not count, e.g. near chance)."""
+    keep = {k: v for k, v in stds.items() if not diverged(v) and k not in refused}
+    return keep, [k for k in stds if k not in keep]
+
+
+def refused(nets: dict[str, dict], chance: float = 90.0) -> list[str]:
+    """The nets the verdicts refuse (diverged, or near chance on their training error)."""
+    return [name for name, net in nets.items() if _refusal(name, net, chance)]
+
+
+def plot_fig7(panels: dict[str, dict[str, list[float]]], refused: tuple = ()):
+    """Fig. 7 on the paper's linear scale: per panel (title -> {net name: per-layer stds}), the stds in layer
+    order (top) and sorted by magnitude (bottom); plain nets dashed, ResNets solid, one colour per depth.
+    Diverged nets and the ``refused`` ones (see :func:`refused`) are left out and named in the panel's title."""
+    fig, axs = plt.subplots(2, len(panels), figsize=(6 * len(panels), 6.5), squeeze=False)
+    for j, (title, stds) in enumerate(panels.items()):
+        keep, left_out = drawable(stds, tuple(refused))
+        depths = sorted({int(n.split("-")[1]) for n in stds})
+        for name, s in sorted(keep.items(), key=lambda kv: (int(kv[0].split("-")[1]), kv[0])):
+            kw = dict(color=f"C{depths.index(int(name.split('-')[1]))}", ls="-" if name.startswith("ResNet") else "--",
+                      label=name)
+            axs[0, j].plot(np.arange(1, len(s) + 1), s, **kw)
+            axs[1, j].plot(np.arange(1, len(s) + 1), sorted_by_magnitude(s), **kw)
+        axs[0, j].set_title(title + (f"\n(not drawn, diverged or not learned: {', '.join(left_out)})" if left_out else ""),
+                            fontsize=10)
+        axs[0, j].set_xlabel("layer index (original order)")
+        axs[1, j].set_xlabel("layer index (sorted by magnitude)")
+        for ax in axs[:, j]:
+            ax.set_ylabel("std")
+            ax.set_ylim(bottom=0)
+            ax.grid(alpha=0.3)
+        if keep:
+            axs[0, j].legend(ncol=2, fontsize=8)
     fig.tight_layout()
     return fig
 
 
-def response_summary(stds: dict[tuple[int, bool], np.ndarray], depths: list[int]) -> list[dict]:
-    """Per depth: the plain and the residual net's median response std, and whether the ResNet's is smaller."""
+def _refusal(name: str, net: dict, chance: float) -> str | None:
+    """Why ``net`` cannot count as evidence (diverged, or near chance on its training error), else None."""
+    err = net.get("train_err_pct")
+    if diverged(net["stds"]) or (err is not None and not math.isfinite(err)):
+        return f"{name} diverged (median response std {net['median']:.3g})"
+    if err is not None and near_chance(err, chance):
+        return (f"{name} ends at {err:.1f}% training error, within {CHANCE_MARGIN:g} points of "
+                f"chance ({chance:.0f}%): it has not learned, so its responses say nothing about the trained net")
+    return None
+
+
+def fig7_verdicts(nets: dict[str, dict], chance: float = 90.0) -> list[dict]:
+    """Fig. 7's two claims (Sec. 4.2) through :func:`evidence.compare`, on the median response std over
+    layers: (1) at each depth the ResNet's is below the plain net's; (2) each deeper ResNet's is below the
+    shallower one's. ``nets``: name ("ResNet-56") -> :func:`measure`'s dict plus ``train_err_pct``; a net that
+    diverged or is near chance gives "not shown" for every claim it is in."""
+    depths = sorted({int(n.split("-")[1]) for n in nets})
+    pairs = [(f"ResNet-{d}", f"plain-{d}", "smaller than the plain net's") for d in depths
+             if f"ResNet-{d}" in nets and f"plain-{d}" in nets]
+    res = [d for d in depths if f"ResNet-{d}" in nets]
+    pairs += [(f"ResNet-{b}", f"ResNet-{a}", "smaller than the shallower ResNet's") for a, b in zip(res, res[1:])]
     out = []
-    for d in depths:
-        p, r = float(np.median(stds[(d, False)])), float(np.median(stds[(d, True)]))
-        out.append({"depth": d, "plain median std": p, "ResNet median std": r, "ResNet < plain": r < p})
+    for better, worse, claim in pairs:
+        why = [w for w in (_refusal(better, nets[better], chance), _refusal(worse, nets[worse], chance)) if w]
+        if why:
+            v = Verdict(NOT_SHOWN, "Not shown by this run: " + "; ".join(why) + ".")
+        else:
+            a, b = nets[better], nets[worse]
+            v = compare(better, [a["median"]], worse, [b["median"]], unit="", digits=3,
+                        se=(a["se"] or 0.0, b["se"] or 0.0),
+                        se_source=f"the test images' sampling alone, over {min(a['batches'], b['batches'])} batches; "
+                                  "one trained net each, so the spread over seeds is not measured")
+        out.append({"claim": f"{better}'s responses {claim} ({worse})", "status": v.status, "text": v.text})
     return out
 
 
-def _deeper_smaller(summary: list[dict]) -> bool:
-    medians = [s["ResNet median std"] for s in summary]
-    return all(a > b for a, b in zip(medians, medians[1:]))
+def verdict_markdown(verdicts: list[dict]) -> str:
+    return "\n".join(f"- **{v['claim']}**: {v['text']}" for v in verdicts) or "- No pair of nets to compare."
 
 
-def paper_rows(summary: list[dict], nets: dict[tuple[int, bool], dict]) -> list[dict]:
-    """Notebook 04's rows: Fig. 7 has no numbers, only two claims, (1) a ResNet's responses are smaller than
-    its plain twin's and (2) deeper ResNets have smaller responses; ``nets`` gives each net's origin and length."""
-    rows = []
-    for s in summary:
-        d, plain, res = s["depth"], nets[(s["depth"], False)], nets[(s["depth"], True)]
-        rows.append({"quantity": f"median response std, plain-{d}", "ours": round(s["plain median std"], 3),
-                     "paper": None, "unit": "", "note": f"{plain['origin']}, {plain['iters']} iterations"})
-        rows.append({"quantity": f"median response std, ResNet-{d}", "ours": round(s["ResNet median std"], 3),
-                     "paper": "smaller than plain (Fig. 7)", "unit": "", "note": f"{res['origin']}, {res['iters']} iterations"})
-    smaller = sum(s["ResNet < plain"] for s in summary)
-    rows.append({"quantity": "ResNet responses smaller than plain, depths", "ours": f"{smaller}/{len(summary)}",
-                 "paper": f"{len(summary)}/{len(summary)}", "unit": "", "note": "median over layers"})
-    rows.append({"quantity": "deeper ResNet has smaller responses", "ours": "yes" if _deeper_smaller(summary) else "no",
-                 "paper": "yes", "unit": "", "note": "ResNet-" + " > ResNet-".join(str(s["depth"]) for s in summary)})
+def paper_rows(nets: dict[str, dict], verdicts: list[dict], label: str) -> list[dict]:
+    """Notebook 04's rows for the main job's summary: each net's median response std, and each claim's
+    verdict beside the paper's (Fig. 7 has no numbers, only the two claims)."""
+    rows = [{"quantity": f"median response std, {name} ({label})", "ours": round(n["median"], 3), "paper": None,
+             "unit": "", "note": f"{n['origin']}, {n['iters']} iterations"} for name, n in nets.items()]
+    rows += [{"quantity": f"{v['claim']} ({label})", "ours": v["status"], "paper": "shown (Fig. 7)", "unit": "",
+              "note": v["text"]} for v in verdicts]
     return rows
-
-
-def verdict(summary: list[dict], nets: dict[tuple[int, bool], dict], brief_iters: int) -> str:
-    """What notebook 04's measurements show, in Markdown bullets; ``brief_iters``: length of the runs trained here."""
-    lines = [
-        f"- ResNet responses are smaller than the plain net's at {sum(s['ResNet < plain'] for s in summary)} of "
-        f"{len(summary)} depths (median std: " + "; ".join(
-            f"{s['depth']} layers: plain {s['plain median std']:.2f}, ResNet {s['ResNet median std']:.2f}"
-            for s in summary) + ").",
-        f"- Deeper ResNets have smaller responses: **{'yes' if _deeper_smaller(summary) else 'no'}** (median std by "
-        "depth " + ", ".join(f"{s['depth']}: {s['ResNet median std']:.2f}" for s in summary)
-        + "; the paper has them decreasing).",
-    ]
-    if any(n["origin"] == "trained here" for n in nets.values()):
-        lines.append(
-            f"- Some nets were trained for only {brief_iters} iterations here. After so few steps the BN scales have "
-            "hardly moved from 1 and the running statistics lag the weights, so the responses say more about how "
-            "training *starts* than about the converged nets of Fig. 7; plain nets of 56 and 110 layers in particular "
-            "may have diverged or be unstable. Run notebook 03 with the paper's schedule (or larger `ITERS`) for the "
-            "real comparison.")
-    return "\n".join(lines)

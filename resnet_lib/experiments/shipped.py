@@ -28,7 +28,7 @@ from ..data.cifar import load_cifar10, make_loaders
 from ..engine.checkpoint import CHECKPOINT, RESULT, load_model
 from ..engine.state import resolve_pieces, trained_on
 from ..models.cifar import cifar_resnet
-from .responses import layer_responses
+from .responses import layer_responses, measure
 
 WEIGHT_NETS = ((20, True), (56, True), (110, True), (20, False), (56, False), (110, False))  # Fig. 7's nets
 EMPTY = ("No paper-scale runs are shipped yet; run `bash bench/gpu_session.sh` on a GPU "
@@ -308,36 +308,22 @@ def shipped_responses(root=None) -> dict:
     return json.loads(path.read_text())["nets"] if path.exists() else {}
 
 
-def fig7_medians(stds: dict) -> list[dict]:
-    """Fig. 7's two claims on the median std over layers: ResNet below plain at each depth, and smaller
-    with depth. ``stds``: net name (e.g. "ResNet-56") -> per-layer stds."""
-    rows = []
-    for depth in sorted({int(n.split("-")[1]) for n in stds}):
-        p, r = stds.get(f"plain-{depth}"), stds.get(f"ResNet-{depth}")
-        rows.append({"depth": depth, "plain median std": None if p is None else round(float(np.median(p)), 3),
-                     "ResNet median std": None if r is None else round(float(np.median(r)), 3),
-                     "ResNet < plain": None if p is None or r is None else bool(np.median(r) < np.median(p))})
-    return rows
-
-
-def plot_fig7(paper_scale: dict, own: dict | None = None):
-    """Fig. 7 (top: layer order, bottom: sorted) from the shipped fully trained nets, beside the reader's own
-    nets when given; both dicts map a net name ("plain-20", "ResNet-56") to its per-layer stds."""
-    import matplotlib.pyplot as plt
-    panels = [("fully trained (shipped)", paper_scale)] + ([("your nets", own)] if own else [])
-    fig, axs = plt.subplots(2, len(panels), figsize=(6 * len(panels), 6.5), squeeze=False)
-    for j, (title, stds) in enumerate(panels):
-        for i, (name, s) in enumerate(sorted(stds.items(), key=lambda kv: (int(kv[0].split("-")[1]), kv[0]))):
-            kw = dict(color=f"C{sorted({int(n.split('-')[1]) for n in stds}).index(int(name.split('-')[1]))}",
-                      ls="-" if name.startswith("ResNet") else "--", label=name)
-            axs[0, j].plot(np.arange(1, len(s) + 1), s, **kw)
-            axs[1, j].plot(np.arange(1, len(s) + 1), np.sort(np.asarray(s))[::-1], **kw)
-        axs[0, j].set_title(title)
-        axs[0, j].set_xlabel("layer index (original order)")
-        axs[1, j].set_xlabel("layer index (sorted by magnitude)")
-        for ax in axs[:, j]:
-            ax.set_ylabel("std")
-            ax.set_yscale("log")
-        axs[0, j].legend(ncol=2, fontsize=8)
-    fig.tight_layout()
-    return fig
+def fig7_nets(source, root=None, device="cpu", per_channel: bool = False) -> dict[str, dict]:
+    """Fig. 7's fully trained nets as notebook 04 reads them: for each shipped weight file, the responses
+    measured on ``source`` (:func:`responses.measure`), the run's final training and test error (%) and
+    length, and the median std the export measured on the whole test set from the fp32 weights."""
+    root = Path(root) if root else default_root()
+    runs = {r["slug"]: r for r in shipped_runs(root)}
+    exported = shipped_responses(root)
+    out = {}
+    for name, net in shipped_nets(root).items():
+        m = measure(net, source, device=device, amp="off", per_channel=per_channel)
+        run = runs.get(exported.get(name, {}).get("slug"))
+        if run is None:
+            raise ValueError(f"{root}/weights/{name}.pt has no run record in {root}/runs (responses.json names "
+                             f"{exported.get(name, {}).get('slug')!r}); re-export the campaign")
+        out[name] = {**m, "origin": f"shipped, seed {run['seed']}", "iters": run["config"]["iters"],
+                     "train_err_pct": 100 * run["final"]["train_err"], "test_err_pct": 100 * run["final"]["test_err"],
+                     "exported_median": float(np.median(exported[name]["stds"])),
+                     "exported_images": exported[name]["images"]}
+    return out

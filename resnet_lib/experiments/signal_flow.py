@@ -95,8 +95,8 @@ def flow_story(rows: list[dict]) -> str:
         + f" times the last layer's ({', '.join(r['net'] for r in plain)}), against at most "
         f"{max(r['grad first/last layer, BN'] for r in res):.3g} for the ResNets. The paper does not say when or how "
         "it measured, so this is a difference to note, not a refutation; either way BN removes the *vanishing* "
-        "that Sec. 4.1 rules out, and the plain nets' trouble that the paper studies is optimisation (sections 1 "
-        "and 2, notebook 03), which the shortcuts remove."])
+        "that Sec. 4.1 rules out, and the plain nets' trouble that the paper studies is optimisation (Sec. 1's "
+        "degradation, notebook 01's first section and notebook 03), which the shortcuts remove."])
 
 
 def cifar_batch(n: int = 32, seed: int = 0, data=None):

@@ -62,7 +62,8 @@ def readme_table(root: Path, defaults: dict) -> str:
     lines = ["| notebook | " + " | ".join(kind(r) for r in recs) + " |", "|---|" + "---|" * len(recs)]
     lines += [f"| {n} | " + " | ".join(cell(measured(r, n, defaults.get(n))) for r in recs) + " |"
               for n in recs[0]["notebooks_s"]]
-    lines.append("| **all seven notebooks (`make run`)** | " + " | ".join(f"**{_fmt(r['total_s'])}**" for r in recs) + " |")
+    lines.append(f"| **all {len(recs[0]['notebooks_s'])} notebooks timed (`make run`)** | "
+                 + " | ".join(f"**{_fmt(r['total_s'])}**" for r in recs) + " |")
     lines += ["", "Measured on: " + "; ".join(
         f"{kind(r)}: {r['cpu_model']}, {r['cpus']} CPUs, load average {r['load_avg_at_end']:.1f} at the end, "
         f"commit {r.get('git')}, {r['finished_utc'][:10]}" for r in recs) + "."]
