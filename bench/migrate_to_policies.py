@@ -88,6 +88,17 @@ def shipped(folder: Path) -> None:
         atomic_write_json(path.with_name(f"{e.group}__{e.run.slug}.json"), rec)
         path.unlink()
         print(f"{path.name} -> {e.group}__{e.run.slug}.json")
+    # Fig. 7's responses name the run of each net by slug: the new slug (same readable prefix, same run)
+    responses = folder / "responses.json"
+    if responses.exists():
+        data = json.loads(responses.read_text())
+        slugs = {p.name.split("__", 1)[1][:-5] for p in (folder / "runs").glob("*__*.json")}
+        for net in data["nets"].values():
+            if net.get("slug") and net["slug"] not in slugs:
+                (new,) = [s for s in slugs if s.rsplit("-", 1)[0] == net["slug"].rsplit("-", 1)[0]]
+                print(f"responses.json: {net['slug']} -> {new}")
+                net["slug"] = new
+        atomic_write_json(responses, data)
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ def test_notebook_03_tiny_run_saves_its_table(run_tiny, nb_out):
     q = {v["better"] + ">" + v["worse"]: v for v in res["quarter_verdicts"]}
     assert q["plain-20>plain-56"]["status"] == "shown" and q["ResNet-56>plain-56"]["status"] == "shown"
     assert "spread over seeds is not measured" in q["plain-20>plain-56"]["text"]
-    assert res["parameters"]["AMP"] == "auto"  # the precision parameter is recorded with the results
+    assert res["parameters"]["PRECISION"] == "auto"  # the precision parameter is recorded with the results
     qs = [r["quantity"] for r in res["rows"]]
     assert "ResNet-14 test error" in qs and "ResNet-14 parameters" in qs
     for fig in ("fig6_curves", "fig6_quarter_schedule", "fig1_quarter_schedule", "fig6_paper_scale"):
@@ -62,7 +62,7 @@ def test_summary_table_escapes_pipes(tmp_path):
 
 def test_amp_parameter_reaches_every_run():
     from resnet_lib.experiments.cifar_grid import plan_runs
-    assert {r.train.amp for r in plan_runs([8, 14], iters=8, precision="fp32")} == {"off"}
+    assert {r.train.precision for r in plan_runs([8, 14], iters=8, precision="off")} == {"fp32"}
 
 
 def test_a_45k_5k_run_reports_validation_error_not_test_error():

@@ -51,8 +51,8 @@ def test_measure_gives_each_batch_its_own_std_and_the_median_se():
     net = _toy([2.0, -1.0], [0.0, 3.0])
     xs = [torch.randn(16, 2, 6, 6) * s for s in (1.0, 2.0, 3.0)]  # batches with different spreads
     m = rs.measure(net, xs, device="cpu")
-    per_batch = [rs.layer_responses(net, [x], device="cpu", amp="off")[0] for x in xs]
-    assert m["stds"][0] == pytest.approx(rs.layer_responses(net, xs, device="cpu", amp="off")[0])
+    per_batch = [rs.layer_responses(net, [x], device="cpu", precision="fp32")[0] for x in xs]
+    assert m["stds"][0] == pytest.approx(rs.layer_responses(net, xs, device="cpu", precision="fp32")[0])
     assert m["median"] == m["stds"][0] and m["batches"] == 3
     assert m["se"] == pytest.approx(np.std(per_batch, ddof=1) / np.sqrt(3), rel=1e-6)
     assert rs.measure(net, xs[:1], device="cpu")["se"] is None  # one batch: no sampling error to measure

@@ -108,14 +108,14 @@ def layer_responses(model: nn.Module, source, device="auto", precision="auto", p
                     max_batches: int | None = None) -> np.ndarray:
     """Fig. 7's std of each 3x3 layer's response, for ``model`` in eval mode over a batch source (an object
     with ``batches(epoch)``, e.g. ``data.cifar.TensorLoader``) or an iterable of ``(X, y)`` / ``X`` tensors."""
-    return _record(model, source, device, amp, max_batches).stds(per_channel)
+    return _record(model, source, device, precision, max_batches).stds(per_channel)
 
 
-def measure(model: nn.Module, source, device="auto", amp="off", per_channel: bool = False) -> dict:
+def measure(model: nn.Module, source, device="auto", precision="fp32", per_channel: bool = False) -> dict:
     """Fig. 7's stds of ``model`` and what a verdict needs: the median over layers (the claims are about the
     typical layer) and its standard error from the test images' sampling, the spread of the median over the
     source's batches divided by the square root of their number (one trained net: no spread over seeds)."""
-    rec = _record(model, source, device, amp, None)
+    rec = _record(model, source, device, precision, None)
     stds, per_batch = rec.stds(per_channel), np.median(rec.batch_stds(per_channel), axis=1)
     se = float(np.std(per_batch, ddof=1) / np.sqrt(len(per_batch))) if len(per_batch) > 1 else None
     return {"stds": [float(x) for x in stds], "median": float(np.median(stds)), "se": se,
@@ -123,7 +123,7 @@ def measure(model: nn.Module, source, device="auto", amp="off", per_channel: boo
 
 
 @torch.no_grad()
-def _record(model, source, device, amp, max_batches) -> "ResponseRecorder":
+def _record(model, source, device, precision, max_batches) -> "ResponseRecorder":
     dev = pick_device(device)
     model = model.to(dev).eval()
     batches = source.batches(0) if hasattr(source, "batches") else source

@@ -313,16 +313,16 @@ def fig7_nets(source, root=None, device="cpu", per_channel: bool = False) -> dic
     measured on ``source`` (:func:`responses.measure`), the run's final training and test error (%) and
     length, and the median std the export measured on the whole test set from the fp32 weights."""
     root = Path(root) if root else default_root()
-    runs = {r["slug"]: r for r in shipped_runs(root)}
+    runs = {r["slug"]: r for r in shipped_runs(root, "*")}  # the weights name their run, in whichever group
     exported = shipped_responses(root)
     out = {}
     for name, net in shipped_nets(root).items():
-        m = measure(net, source, device=device, amp="off", per_channel=per_channel)
+        m = measure(net, source, device=device, precision="fp32", per_channel=per_channel)
         run = runs.get(exported.get(name, {}).get("slug"))
         if run is None:
             raise ValueError(f"{root}/weights/{name}.pt has no run record in {root}/runs (responses.json names "
                              f"{exported.get(name, {}).get('slug')!r}); re-export the campaign")
-        out[name] = {**m, "origin": f"shipped, seed {run['seed']}", "iters": run["config"]["iters"],
+        out[name] = {**m, "origin": f"shipped, seed {run['seed']}, {run['precision']}", "iters": run["config"]["iters"],
                      "train_err_pct": 100 * run["final"]["train_err"], "test_err_pct": 100 * run["final"]["test_err"],
                      "exported_median": float(np.median(exported[name]["stds"])),
                      "exported_images": exported[name]["images"]}
