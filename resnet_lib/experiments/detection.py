@@ -40,7 +40,7 @@ from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
 from ..base.device import autocast, pick_device, use_bf16
 from ..base.paper import targets
 from ..data import boxes as B
-from .evidence import Verdict, compare
+from .evidence import CONTRADICTED, NOT_SHOWN, SHOWN, Verdict, compare
 from .fine_tuning import sgd_fine_tune
 
 # ----------------------------------------------------------------------------- the detector
@@ -311,9 +311,13 @@ def gap_verdicts(maps: dict[str, dict], ses: dict[str, dict], residual: str, pla
     bootstrap alone (one training run per backbone)."""
     out = {}
     for key, metric in (("map_50", "mAP@0.5"), ("map", "mAP@[.5,.95]")):
-        out[metric] = compare(f"{residual} (100 - {metric})", [100 - 100 * maps[residual][key]],
-                              f"{plain} (100 - {metric})", [100 - 100 * maps[plain][key]], digits=1,
-                              se=(ses[residual][key], ses[plain][key]))
+        r, p = 100 * maps[residual][key], 100 * maps[plain][key]
+        v = compare(residual, [100 - r], plain, [100 - p], se=(ses[residual][key], ses[plain][key]))
+        said = (f"{residual} {r:.1f} against {plain} {p:.1f} {metric}: gap {v.gap:+.1f} points, interval "
+                f"±{v.interval:.1f} (twice the bootstrap standard error over the test scenes, one run each)")
+        text = {SHOWN: f"Shown: {said}.", CONTRADICTED: f"Contradicted: {plain} scores higher; {said}.",
+                NOT_SHOWN: f"Not shown by this run: the gap is inside its interval; {said}."}[v.status]
+        out[metric] = Verdict(v.status, text, v.gap, v.interval)
     return out
 
 
