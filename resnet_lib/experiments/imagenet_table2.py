@@ -39,11 +39,12 @@ def load_runs(folder=None) -> list[dict]:
     for res_path in sorted(folder.glob("*/result.json")):
         res = json.loads(res_path.read_text())
         spec = res["spec"]
-        tests_path = res_path.with_name("tests.json")
+        tests_path, summary_path = res_path.with_name("tests.json"), res_path.with_name("summary.json")
+        summary = json.loads(summary_path.read_text()) if summary_path.is_file() else {}
         runs.append({"net": f"{'ResNet' if spec['residual'] else 'plain'}-{spec['depth']}",
                      "seed": res["config"]["seed"], "history": res["history"], "final": res["final"],
                      "tests": json.loads(tests_path.read_text()) if tests_path.is_file() else None,
-                     "lr_drops": res.get("lr_drops", []), "images": res.get("images", {}),
+                     "lr_drops": summary.get("lr_drops", []), "images": summary.get("images", {}),
                      "provenance": res.get("provenance", {}), "wall_s": res.get("wall_s"),
                      "iters": res["config"]["iters"], "num_classes": spec["num_classes"]})
     if not runs:

@@ -22,10 +22,4 @@ lane() {
   done
 }
 lane 0 & lane 1 & wait
-# Ship what each run wrote (no checkpoints): its result, its tests, its identity and the command's last line.
-for d in "$OUT"/*_s*/; do
-  name=$(basename "$d"); [[ -f "$d/result.json" ]] || continue
-  mkdir -p "results/imagenet_tiny/$name"
-  cp "$d"/result.json "$d"/tests.json "$d"/identity.json "results/imagenet_tiny/$name/"
-  tail -n 1 "$OUT/$name.log" > "results/imagenet_tiny/$name/summary.json"
-done
+bash results/imagenet_tiny/ship.sh "$OUT"
