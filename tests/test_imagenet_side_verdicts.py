@@ -186,3 +186,20 @@ def test_shortcut_cost_is_computed_per_depth():
     assert rows[0]["ResNet over plain (%)"] == pytest.approx(100 * (3.664 / 3.644 - 1))
     assert "0.55% more" in arch.shortcut_cost_text(rows)
     assert "not measured" in arch.shortcut_cost_text([])
+
+
+def test_fig3_uses_table1_stage_names_and_draws_vgg19_layer_by_layer():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from resnet_lib.models import drawing
+    from resnet_lib.models import imagenet as im
+    assert drawing.stage_labels(4) == ["conv2_x", "conv3_x", "conv4_x", "conv5_x"]
+    _, ax = plt.subplots()
+    drawing.draw_network(im.resnet18(), ax=ax)
+    assert {t.get_text() for t in ax.texts} == {"conv1", "conv2_x", "conv3_x", "conv4_x", "conv5_x"}
+    _, ax = plt.subplots()
+    drawing.draw_vgg(im.vgg19(), ax=ax)
+    assert len(ax.patches) == 19  # 16 convs and 3 fc layers: "VGG-19"
+    plt.close("all")

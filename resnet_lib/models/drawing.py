@@ -89,7 +89,8 @@ def _stages(model: nn.Module) -> list[tuple[str, list[nn.Module]]]:
 
 def draw_vgg(model: nn.Module, title: str = "VGG-19", ax=None, n_bars: int | None = None):
     """Fig. 3's left column: one bar per weight layer of a VGG net (convs, then fc layers), coloured by
-    the map size between its max-pools; ``n_bars`` widens the axis to line up with a deeper net below."""
+    the map size between its max-pools, with the colour a ResNet stage of that map size has; ``n_bars``
+    widens the axis to line up with a deeper net below."""
     layers, s = [], 0
     for m in model.modules():
         if isinstance(m, nn.MaxPool2d):
@@ -99,8 +100,9 @@ def draw_vgg(model: nn.Module, title: str = "VGG-19", ax=None, n_bars: int | Non
     if ax is None:
         _, ax = plt.subplots(figsize=(min(18, 2 + 0.12 * len(layers)), 2.6))
     for x, (width, stage, fc) in enumerate(layers):
-        ax.bar(x, min(width, 512) ** 0.5, color="#252525" if fc else STAGE_COLORS[stage % len(STAGE_COLORS)],
-               width=0.8)
+        # colour by map size, as the ResNets' stages: 56x56 is conv2_x's colour, 112x112 conv1's grey
+        colour = "#252525" if fc else ("#d9d9d9", "#636363", *STAGE_COLORS)[stage]
+        ax.bar(x, min(width, 512) ** 0.5, color=colour, width=0.8)
     for stage in sorted({st for _, st, fc in layers if not fc}):
         xs = [x for x, (_, st, fc) in enumerate(layers) if st == stage and not fc]
         ax.text(sum(xs) / len(xs), -2.8, f"{224 >> stage}x{224 >> stage}", ha="center", fontsize=8)
