@@ -110,7 +110,8 @@ def plot_fig4(runs: list[dict], axes) -> None:
         ax.set_title(f"{kind}-18 / {kind}-34")
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
-        ax.legend()
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend()
     axes[0].set_ylabel("top-1 error (%)\nbold: held-out, dashed: training")
 
 
@@ -136,7 +137,7 @@ def verdict_markdown(runs: list[dict]) -> str:
                           ("train", "final training error (Fig. 4's thin curves)")):
         for what, v in claims(runs, metric):
             extra = ""
-            if what.startswith("the deeper plain net") and not v.shown:
+            if what.startswith("the deeper plain net") and not v.shown and v.gap is not None:
                 extra = " **At this scale plain-34 does not train measurably worse than plain-18.**"
             lines.append(f"- *{what}*, on the {label}: {v.text}{extra}")
     return "\n".join(lines)
