@@ -97,7 +97,7 @@ def claims(runs: list[dict], metric: str = "10crop") -> list[tuple[str, Verdict]
 
 def plot_fig4(runs: list[dict], axes) -> None:
     """Fig. 4's layout on two axes: plain-18/34 on the left, ResNet-18/34 on the right; thin dashed: training
-    error, bold: held-out error; one line per seed."""
+    error, bold: held-out error; one line per seed; dotted grey: chance."""
     colours = {"18": "tab:red", "34": "tab:blue"}
     for ax, kind in zip(axes, ("plain", "ResNet")):
         for r in sorted(runs, key=lambda r: (r["net"], r["seed"])):
@@ -107,6 +107,7 @@ def plot_fig4(runs: list[dict], axes) -> None:
             label = f"{r['net']}" if r["seed"] == min(x["seed"] for x in runs) else None
             ax.plot(h["iteration"], [100 * e for e in h["train_err"]], "--", color=c, lw=0.8)
             ax.plot(h["iteration"], [100 * e for e in h["test_err"]], "-", color=c, lw=2, label=label)
+        ax.axhline(100 * (1 - 1 / runs[0]["num_classes"]), color="grey", lw=0.8, ls=":", label="chance")
         ax.set_title(f"{kind}-18 / {kind}-34")
         ax.set_xlabel("iteration")
         ax.grid(alpha=0.3)
