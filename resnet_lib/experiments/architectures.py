@@ -108,5 +108,6 @@ def table3_rows(options: list[dict], summary: list[dict]) -> list[dict]:
         m = macs.get(base)
         rows.append({"model": name, "paper top-1 err (%)": top1, "paper top-5 err (%)": top5,
                      "our params (M)": None if ours is None else round(ours, 2),
-                     "to train it: x10^18 multiply-adds (A, C: B's count)": None if m is None else round(training_cost(m) / 1e18, 2)})
+                     "to train it: x10^18 multiply-adds (A, C: B's count)":
+                         None if m is None else round(training_cost(m) / 1e18, 2)})
     return rows
