@@ -55,6 +55,12 @@ def test_notebook_02_tiny(run_tiny, nb_out):
     assert res["parity"][0]["max_abs_output_diff"] < 1e-4
     assert rows["params CIFAR ResNet-56"]["ours"] == 853_018 and rows["params CIFAR ResNet-56"]["paper"] == "0.85M"
     assert res["stride_placement"][0]["stride on 3x3 (x10^9)"] > res["stride_placement"][0]["stride on 1x1 (x10^9)"]
+    # what option B's projections add to the 18-layer plain net, computed (the tiny DEPTHS have no plain-34)
+    [cost] = res["shortcut_cost"]
+    assert cost["depth"] == 18 and cost["ResNet over plain (%)"] == pytest.approx(
+        100 * (rows["FLOPs ResNet-18"]["ours"] / rows["FLOPs plain-18"]["ours"] - 1), abs=0.1)
+    table3 = {r["model"]: r for r in res["table3"]}
+    assert table3["ResNet-34 A"]["paper top-1 err (%)"] == 25.03 and table3["ResNet-34 C"]["paper top-5 err (%)"] == 7.4
     for fig in ("blocks", "networks_34"):
         assert (nb_out / "02_architectures" / f"{fig}.png").stat().st_size > 5_000
 

@@ -36,6 +36,15 @@ def test_notebook_05_records_three_test_modes_beside_the_paper(run_tiny, nb_out)
     for r in res["rows"]:
         assert set(r) == {"quantity", "ours", "paper", "unit", "note"}
 
+    # each test-mode step decided by evidence.compare with binomial intervals on the 8 images
+    from resnet_lib.experiments import imagenet_eval as E
+    from resnet_lib.experiments import imagenet_table2 as T2
+    assert res["mode_verdicts"] == {w: {"status": v.status, "text": v.text}
+                                    for w, v in E.mode_claims(res["tests"], 8, 2)}
+    assert all(v["status"] == "not shown" for v in res["mode_verdicts"].values())  # 2 classes, 8 images
+    # Table 2 comes from the shipped runs, four nets
+    assert res["table2"] == T2.table2_rows(T2.load_runs())
+    assert {r["net"] for r in res["table2"]} == set(T2.NETS)
     figs = {f.name for f in (nb_out / "05_imagenet_recipe").glob("*.png")}
     assert {"scale_augmentation.png", "train_inputs.png", "pca_lighting.png", "ten_crops.png",
-            "tiny_batch.png", "training_curve.png"} <= figs
+            "tiny_batch.png", "training_curve.png", "fig4_tiny.png"} <= figs

@@ -8,6 +8,8 @@ import sys
 import pytest
 
 from resnet_lib.data import boxes as B
+from resnet_lib.experiments import detection as det
+from resnet_lib.experiments import loc_verdicts as LV
 from resnet_lib.experiments import localization as L
 from resnet_lib.runner import notebooks
 
@@ -32,6 +34,13 @@ def test_notebook_06_tiny_run_saves_errors_beside_the_paper(run_tiny, nb_out):
     dense = rows["LOC error, true class given, dense (Table 13)"]
     assert dense["paper"] == 11.7 and dense["ours"] == pytest.approx(100 * err["gt_cls_dense"], abs=0.01)
     assert rows["LOC error, true class given, whole-image box (baseline)"]["paper"] is None
+    # the constant baseline: the mean of the training boxes, on every validation image
+    train, _ = B.load_box_sets(tiny["NUM_CLASSES"], tiny["TRAIN_PER_CLASS"], tiny["VAL_PER_CLASS"])
+    const = L.mean_box(train.boxes)[None].expand(len(val), 4)
+    assert err["mean_box_gt_cls"] == pytest.approx(L.loc_error(val.labels, const, val.labels, val.boxes))
+    assert err["mean_box"] == pytest.approx(L.mean_box(train.boxes).tolist())
+    # the verdicts saved are evidence.compare's on the saved errors
+    assert res["verdicts"] == {name: {"status": v.status, "text": v.text} for name, v in LV.baseline_verdicts(err)}
     for png in ("train_boxes.png", "anchors.png", "fine_tune_loss.png", "val_predictions.png"):
         assert (nb_out / NB06 / png).stat().st_size > 5_000, png
 
@@ -51,6 +60,11 @@ def test_notebook_07_tiny_run_saves_both_backbones_maps(run_tiny, nb_out):
     assert rows["mAP@[.5,.95], plain-18 backbone (Table 8)"]["paper"] == 21.2
     gain = rows["mAP@0.5 gain, ResNet-18 over plain-18"]["ours"]
     assert gain == pytest.approx(100 * (res["maps"]["ResNet-18"]["map_50"] - res["maps"]["plain-18"]["map_50"]), abs=0.01)
+    # one reading of the gap: the saved verdicts are evidence.compare's on the saved mAPs and bootstrap errors
+    assert set(res["map_se"]) == {"ResNet-18", "plain-18"} and res["parameters"]["BOOTSTRAP"] == tiny["BOOTSTRAP"]
+    recomputed = det.gap_verdicts(res["maps"], res["map_se"], "ResNet-18", "plain-18")
+    assert res["verdicts"] == {m: {"status": v.status, "text": v.text} for m, v in recomputed.items()}
+    assert set(res["show_threshold"]) == {"ResNet-18", "plain-18"}
     for png in ("train_scenes.png", "fine_tune_loss.png", "per_class_ap.png", "detections.png"):
         assert (nb_out / NB07 / png).stat().st_size > 5_000, png
 

@@ -55,3 +55,59 @@ def verdict(summary: list[dict], parity: list[dict], cifar: list[dict]) -> str:
         f"{max(p['max_abs_output_diff'] for p in parity):.1e}.\n"
         f"- {sum(bool(c['equal']) for c in cifar)} of {len(cifar)} CIFAR nets have exactly the parameters their "
         "description implies, which round to Table 6's.")
+
+
+def shortcut_cost(summary: list[dict]) -> list[dict]:
+    """What option B's projection shortcuts add to each depth that has a plain twin: multiply-adds of the
+    plain and the residual net, and the residual net's excess in %. (Option A's zero-padding adds nothing.)"""
+    by_name = {r["name"]: r for r in summary}
+    rows = []
+    for r in summary:
+        if r["name"].startswith("plain-") and f"ResNet-{r['name'][6:]}" in by_name:
+            res = by_name[f"ResNet-{r['name'][6:]}"]
+            rows.append({"depth": int(r["name"][6:]), "plain (x10^9)": r["macs"] / 1e9,
+                         "ResNet, option B (x10^9)": res["macs"] / 1e9,
+                         "ResNet over plain (%)": 100 * (res["macs"] / r["macs"] - 1),
+                         "extra parameters (M)": (res["params"] - r["params"]) / 1e6})
+    return rows
+
+
+def shortcut_cost_text(rows: list[dict]) -> str:
+    """One sentence per depth, from :func:`shortcut_cost`'s numbers."""
+    if not rows:
+        return "No depth here has both a plain and a residual net, so the shortcuts' cost is not measured."
+    parts = [f"at {r['depth']} layers ResNet {r['ResNet, option B (x10^9)']:.3f} against plain "
+             f"{r['plain (x10^9)']:.3f} x10^9 multiply-adds, **{r['ResNet over plain (%)']:.2f}% more**"
+             for r in rows]
+    return ("Option B's three projection shortcuts cost: " + "; ".join(parts) + ". With option A (zero-padding) "
+            "the two nets would have the same multiply-adds, as Sec. 4.1 says of its 18/34-layer comparison.")
+
+
+def training_cost(macs: float, iters: int = 600_000, batch: int = 256, backward_factor: float = 3.0) -> float:
+    """Multiply-adds to train one network with Section 3.4's schedule: forward and backward (about
+    ``backward_factor`` times the forward pass) over ``iters x batch`` images."""
+    return backward_factor * macs * iters * batch
+
+
+def table3_rows(options: list[dict], summary: list[dict]) -> list[dict]:
+    """Table 3 beside our counts: the paper's 10-crop top-1 / top-5 errors (not reproduced here) with the
+    parameters of the network we build for each row and what training it with Section 3.4's recipe costs."""
+    from ..base.paper import targets
+    paper = targets()["imagenet_table3_10crop_val_top1_top5"]
+    params = {}
+    for r in options:
+        for o in "ABC":
+            params[f"{r['network']} {o}"] = r[f"option {o} params (M)"]
+    macs = {r["name"]: r["macs"] for r in summary}
+    rows = []
+    for name, (top1, top5) in paper.items():
+        ours = params.get(name, params.get(f"{name} B"))
+        if name == "plain-34":
+            ours = next((r["params"] / 1e6 for r in summary if r["name"] == "plain-34"), None)
+        base = name.split(" ")[0]
+        m = macs.get(base)
+        rows.append({"model": name, "paper top-1 err (%)": top1, "paper top-5 err (%)": top5,
+                     "our params (M)": None if ours is None else round(ours, 2),
+                     "to train it: x10^18 multiply-adds (A, C: B's count)":
+                         None if m is None else round(training_cost(m) / 1e18, 2)})
+    return rows

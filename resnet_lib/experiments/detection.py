@@ -40,6 +40,7 @@ from torchvision.ops import FrozenBatchNorm2d, MultiScaleRoIAlign
 from ..base.device import autocast, pick_device, use_bf16
 from ..base.paper import targets
 from ..data import boxes as B
+from .evidence import CONTRADICTED, NOT_SHOWN, SHOWN, Verdict, compare
 from .fine_tuning import sgd_fine_tune
 
 # ----------------------------------------------------------------------------- the detector
@@ -260,9 +261,102 @@ def paper_rows(maps: dict[str, dict], note: str = "") -> list[dict]:
     return rows
 
 
+def short_label(name: str, width: int = 12) -> str:
+    """A class name that fits a box label: the name itself when short, else its last word (the head noun:
+    "European fire salamander" -> "salamander"), cut to ``width`` only if that is still too long."""
+    name = name.split(",")[0].strip()
+    return name if len(name) <= width else name.split()[-1][:width]
+
+
 def box_layers(detection: dict[str, Tensor], target: dict[str, Tensor], classes: list[str], thresh: float = 0.3) -> list:
     """``data.boxes.draw_boxes`` layers for one image: the true boxes in lime, the detections scoring at least
     ``thresh`` in red with their class name and score."""
     keep = detection["scores"] >= thresh
-    labels = [f"{classes[int(c) - 1][:9]} {s:.2f}" for c, s in zip(detection["labels"][keep], detection["scores"][keep])]
+    labels = [f"{short_label(classes[int(c) - 1])} {s:.2f}"
+              for c, s in zip(detection["labels"][keep], detection["scores"][keep])]
     return [(target["boxes"], "lime", None), (detection["boxes"][keep], "red", labels)]
+
+
+def show_threshold(detections: list[dict[str, Tensor]], targets: list[dict[str, Tensor]]) -> float:
+    """A score threshold that shows a model's best boxes on these images: the score of its k-th best detection,
+    k the number of true objects in them (all of its detections when it has fewer). A weak model's scores are
+    low everywhere; one threshold for all models would show nothing of it."""
+    scores = torch.cat([d["scores"].float() for d in detections]) if detections else torch.zeros(0)
+    if len(scores) == 0:
+        return 1.0
+    k = min(sum(len(t["labels"]) for t in targets), len(scores))
+    return float(scores.sort(descending=True).values[max(k, 1) - 1])
+
+
+def bootstrap_map_se(detections: list[dict[str, Tensor]], targets: list[dict[str, Tensor]], num_classes: int,
+                     sizes: list[tuple[int, int]], n_boot: int = 20, seed: int = 0) -> dict[str, float]:
+    """Standard errors (points) of ``map_50`` and ``map`` from resampling the test images with replacement
+    (``n_boot`` resamples, each scored by :func:`coco_map`): how much the mAP of one run moves with the
+    choice of test images. It says nothing of the spread over training seeds."""
+    if n_boot < 2:
+        raise ValueError(f"n_boot must be at least 2 resamples, got {n_boot}")
+    g = torch.Generator().manual_seed(seed)
+    n, draws = len(targets), {"map_50": [], "map": []}
+    for _ in range(n_boot):
+        idx = torch.randint(0, n, (n,), generator=g).tolist()
+        m = coco_map([detections[i] for i in idx], [targets[i] for i in idx], num_classes, [sizes[i] for i in idx])
+        for k in draws:
+            draws[k].append(100 * m[k])
+    return {k: float(torch.tensor(v).std()) for k, v in draws.items()}
+
+
+def gap_verdicts(maps: dict[str, dict], ses: dict[str, dict], residual: str, plain: str) -> dict[str, Verdict]:
+    """The paper's claim at this run's scale, by ``evidence.compare``: the residual backbone's detector has the
+    higher mAP. Errors are passed as 100 - mAP so that lower is better; the interval is the test images'
+    bootstrap alone (one training run per backbone)."""
+    out = {}
+    for key, metric in (("map_50", "mAP@0.5"), ("map", "mAP@[.5,.95]")):
+        r, p = 100 * maps[residual][key], 100 * maps[plain][key]
+        v = compare(residual, [100 - r], plain, [100 - p], se=(ses[residual][key], ses[plain][key]))
+        said = (f"{residual} {r:.1f} against {plain} {p:.1f} {metric}: gap {v.gap:+.1f} points, interval "
+                f"±{v.interval:.1f} (twice the bootstrap standard error over the test scenes, one run each)")
+        text = {SHOWN: f"Shown: {said}.", CONTRADICTED: f"Contradicted: {plain} scores higher; {said}.",
+                NOT_SHOWN: f"Not shown by this run: the gap is inside its interval; {said}."}[v.status]
+        out[metric] = Verdict(v.status, text, v.gap, v.interval)
+    return out
+
+
+def paper_table() -> list[dict]:
+    """Tables 7, 8 and 12 as printed, one row per benchmark: the baseline net, its mAP, ResNet-101's, and what
+    reproducing the row would take. None of these numbers is measured by this project."""
+    t = targets()
+    t7, t8, t12 = t["det_table7_voc_mAP"], t["det_table8_coco_val"], t["det_table12_imagenet_DET_mAP"]
+    voc = "VOC 07+12 trainval (16.5k images), ImageNet-pretrained ResNet-101 and VGG-16, 600 px images"
+    rows = [("Table 7", "VOC 2007 test, mAP@.5", "VGG-16", t7["VOC07 test (07+12)"]["VGG-16"],
+             t7["VOC07 test (07+12)"]["ResNet-101"], voc),
+            ("Table 7", "VOC 2012 test, mAP@.5", "VGG-16", t7["VOC12 test (07++12)"]["VGG-16"],
+             t7["VOC12 test (07++12)"]["ResNet-101"], voc + ", VOC 2012's evaluation server"),
+            ("Table 8", "COCO val, mAP@.5", "VGG-16", t8["mAP@.5"]["VGG-16"], t8["mAP@.5"]["ResNet-101"],
+             "COCO train (80k images), ImageNet-pretrained ResNet-101 and VGG-16"),
+            ("Table 8", "COCO val, mAP@[.5,.95]", "VGG-16", t8["mAP@[.5,.95]"]["VGG-16"],
+             t8["mAP@[.5,.95]"]["ResNet-101"], "as above"),
+            ("Table 12", "ImageNet DET val2, mAP", None, None, t12["single R101 val2"],
+             "ImageNet DET (200 classes), ResNet-101 fine-tuned from its ImageNet classifier; no baseline on val2"),
+            ("Table 12", "ImageNet DET test, mAP", "GoogLeNet (ILSVRC 2014 winner)", t12["GoogLeNet ILSVRC14 test"],
+             t12["single R101 test"], "as above, scored by the ILSVRC test server; the baseline is another "
+                                      "team's system, not the same detector")]
+    return [{"table": tab, "benchmark": bench, "baseline net": base, "baseline mAP": b, "ResNet-101 mAP": r,
+             "gain (points)": None if b is None else round(r - b, 1), "what reproducing it takes": need}
+            for tab, bench, base, b, r, need in rows]
+
+
+def verdict_markdown(maps: dict[str, dict], ses: dict[str, dict], residual: str, plain: str, *, n_images: int,
+                     seed: int) -> tuple[str, dict[str, Verdict]]:
+    """Notebook 07's reading of the gap, one bullet per metric, every number from ``maps`` and ``ses``
+    (:func:`bootstrap_map_se`), each with its :func:`gap_verdicts` verdict; returns (Markdown, verdicts)."""
+    verdicts, t8 = gap_verdicts(maps, ses, residual, plain), targets()["det_table8_coco_val"]
+    lines = []
+    for metric, key, pk in (("mAP@0.5", "map_50", "mAP@.5"), ("mAP@[.5,.95]", "map", "mAP@[.5,.95]")):
+        r, p = 100 * maps[residual][key], 100 * maps[plain][key]
+        lines.append(f"- {metric}: **{residual} {r:.1f} ± {ses[residual][key]:.1f}**, **{plain} {p:.1f} ± "
+                     f"{ses[plain][key]:.1f}** ({r - p:+.1f} points; ± one bootstrap standard error over the "
+                     f"{n_images} test images; the paper, ResNet-101 over VGG-16 on COCO: "
+                     f"{t8[pk]['ResNet-101'] - t8[pk]['VGG-16']:+.1f}).\n  Verdict: {verdicts[metric].text}")
+    lines.append(f"- The interval covers only the choice of test scenes: each backbone was trained once (seed {seed}); "
+                 "the spread over training seeds (exercise 1) would add to it.")
+    return "\n".join(lines), verdicts

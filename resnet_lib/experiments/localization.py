@@ -309,6 +309,14 @@ def whole_image_boxes(n: int, height: int, width: int) -> Tensor:
     return torch.tensor([[0.0, 0.0, float(width), float(height)]]).expand(n, 4).clone()
 
 
+def mean_box(boxes: Tensor) -> Tensor:
+    """The constant localizer learned without a network: the coordinate-wise mean of the training boxes, (4,).
+    A head that has learned nothing about the image converges to about this box."""
+    if boxes.ndim != 2 or boxes.shape[1] != 4 or len(boxes) == 0:
+        raise ValueError(f"mean_box expects (N, 4) boxes with N >= 1, got {tuple(boxes.shape)}")
+    return boxes.float().mean(0)
+
+
 @torch.no_grad()
 def class_scores(classifier: nn.Module, images: Tensor, *, mean: Tensor, std: Tensor, device="auto",
                  precision: str = "auto", batch_size: int = 256) -> Tensor:
@@ -324,13 +332,15 @@ def class_scores(classifier: nn.Module, images: Tensor, *, mean: Tensor, std: Te
 
 
 def evaluate_localization(classifier: nn.Module, localizer: RPNLocalizer, val: B.BoxSet, *, mean: Tensor,
-                          std: Tensor, device="auto", top_k: int = 5) -> dict:
-    """Table 13/14-style errors (fractions) on ``val``, the whole-image baseline, and the predictions.
+                          std: Tensor, device="auto", top_k: int = 5, train_boxes: Tensor | None = None) -> dict:
+    """Table 13/14-style errors (fractions) on ``val``, two baselines without a network, and the predictions.
 
     ``gt_cls_*``: the oracle setting (true class given), in the 1-crop and dense settings, with the
     score-weighted box (``vote``) and with the top anchor's box (``top_anchor``); ``top5_dense``: the
     classifier's top 5 classes, each with its box (``top_k`` guesses where there are fewer than 5 classes);
-    ``baseline_gt_cls``: the whole image as the box."""
+    ``baseline_gt_cls``: the whole image as the box; with ``train_boxes``, ``mean_box_gt_cls`` and
+    ``mean_iou_mean_box``: the mean training box (:func:`mean_box`) on every image, and
+    ``mean_iou_dense_vs_mean_box``: how close the network's boxes are to that constant box."""
     h, w = val.images.shape[-2:]
     k = min(top_k, len(val.classes))
     scores = class_scores(classifier, val.images, mean=mean, std=std, device=device)
@@ -350,7 +360,12 @@ def evaluate_localization(classifier: nn.Module, localizer: RPNLocalizer, val: B
            "top5_dense": loc_error(top, top_boxes, val.labels, val.boxes),
            "baseline_gt_cls": err(whole),
            "mean_iou_dense": B.paired_iou(boxes["dense"], val.boxes).mean().item(),
-           "mean_iou_baseline": B.paired_iou(whole, val.boxes).mean().item()}
+           "mean_iou_baseline": B.paired_iou(whole, val.boxes).mean().item(), "n": len(val)}
+    if train_boxes is not None:
+        const = mean_box(train_boxes)[None].expand(len(val), 4)
+        res.update(mean_box=mean_box(train_boxes).tolist(), mean_box_gt_cls=err(const),
+                   mean_iou_mean_box=B.paired_iou(const, val.boxes).mean().item(),
+                   mean_iou_dense_vs_mean_box=B.paired_iou(boxes["dense"], const).mean().item())
     return {"errors": res, "boxes": boxes, "top": top, "top_boxes": top_boxes, "scores": scores}
 
 
@@ -370,6 +385,10 @@ def paper_rows(errors: dict, depth: int = 18, note: str = "") -> list[dict]:
          "paper": None, "unit": "%", "note": "the RPN's own ranking instead of our score-weighted box"},
         {"quantity": "LOC error, true class given, whole-image box (baseline)", "ours": pct(errors["baseline_gt_cls"]),
          "paper": None, "unit": "%", "note": "the same validation images; no network"},
+    ] + ([
+        {"quantity": "LOC error, true class given, mean training box (baseline)", "ours": pct(errors["mean_box_gt_cls"]),
+         "paper": None, "unit": "%", "note": "one constant box, the mean of the training boxes, on every image"},
+    ] if "mean_box_gt_cls" in errors else []) + [
         {"quantity": f"LOC error, top-{errors.get('top_k', 5)} predicted classes, dense (Tables 13/14)",
          "ours": pct(errors["top5_dense"]), "paper": t13["RPN R101 dense pred-CLS top5"], "unit": "%",
          "note": f"{ours}; paper: ResNet-101 RPN (Table 14's 8.9 adds RCNN and an ensemble)"},
@@ -377,3 +396,4 @@ def paper_rows(errors: dict, depth: int = 18, note: str = "") -> list[dict]:
          "ours": pct(errors["cls_top5_err"]),
          "paper": t4["ResNet-101"][1], "unit": "%", "note": f"{ours}; paper: ResNet-101, 1000 classes"},
     ]
+

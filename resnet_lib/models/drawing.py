@@ -72,11 +72,48 @@ def shortcut_kind(block: nn.Module) -> str | None:
     return "projection"
 
 
+def stage_labels(n_stages: int) -> list[str]:
+    """The paper's names for the stages: Table 1's conv2_x .. conv5_x for the four-stage ImageNet nets; the
+    CIFAR nets of Sec. 4.2 have three stages, which the paper names by their map size (32, 16, 8)."""
+    if n_stages == 4:
+        return [f"conv{i + 2}_x" for i in range(4)]
+    return [f"{32 >> i}x{32 >> i} maps" for i in range(n_stages)]
+
+
 def _stages(model: nn.Module) -> list[tuple[str, list[nn.Module]]]:
     names = [n for n in ("layer1", "layer2", "layer3", "layer4") if hasattr(model, n)]
     if not names:
         raise ValueError("draw_network expects a network with layer1, layer2, ... (ImageNet or CIFAR nets)")
-    return [(n, list(getattr(model, n))) for n in names]
+    return [(label, list(getattr(model, n))) for label, n in zip(stage_labels(len(names)), names)]
+
+
+def draw_vgg(model: nn.Module, title: str = "VGG-19", ax=None, n_bars: int | None = None):
+    """Fig. 3's left column: one bar per weight layer of a VGG net (convs, then fc layers), coloured by
+    the map size between its max-pools, with the colour a ResNet stage of that map size has; ``n_bars``
+    widens the axis to line up with a deeper net below."""
+    layers, s = [], 0
+    for m in model.modules():
+        if isinstance(m, nn.MaxPool2d):
+            s += 1
+        elif isinstance(m, (nn.Conv2d, nn.Linear)):
+            layers.append((m.out_channels if isinstance(m, nn.Conv2d) else m.out_features, s, isinstance(m, nn.Linear)))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(min(18, 2 + 0.12 * len(layers)), 2.6))
+    for x, (width, stage, fc) in enumerate(layers):
+        # colour by map size, as the ResNets' stages: 56x56 is conv2_x's colour, 112x112 conv1's grey
+        colour = "#252525" if fc else ("#d9d9d9", "#636363", *STAGE_COLORS)[stage]
+        ax.bar(x, min(width, 512) ** 0.5, color=colour, width=0.8)
+    for stage in sorted({st for _, st, fc in layers if not fc}):
+        xs = [x for x, (_, st, fc) in enumerate(layers) if st == stage and not fc]
+        ax.text(sum(xs) / len(xs), -2.8, f"{224 >> stage}x{224 >> stage}", ha="center", fontsize=8)
+    ax.set_xlim(-1, max(n_bars or 0, len(layers)) + 1)
+    ax.set_ylim(-3.6, 512 ** 0.5 * 1.6 + 3)
+    ax.set_yticks([])
+    ax.set_xlabel("weight layer (bar height ~ sqrt(channels), fc bars capped at 512; last three: fc)")
+    ax.set_title(title, fontsize=10)
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    return ax
 
 
 def draw_network(model: nn.Module, title: str = "", ax=None):
@@ -91,6 +128,7 @@ def draw_network(model: nn.Module, title: str = "", ax=None):
     x = 0
     stem = model.conv1
     ax.bar(x, stem.out_channels ** 0.5, color="#636363", width=0.8)
+    ax.text(x, -2.8, "conv1", ha="center", fontsize=8)
     x += 1
     widths = [stem.out_channels]
     for s, (name, blocks) in enumerate(stages):
