@@ -60,10 +60,11 @@ def readme_table(root: Path, defaults: dict) -> str:
         return "No timed main-job run is committed yet."
     cell = lambda t: "defaults changed since: measure again" if t is None else _fmt(t)  # noqa: E731
     lines = ["| notebook | " + " | ".join(kind(r) for r in recs) + " |", "|---|" + "---|" * len(recs)]
-    lines += [f"| {n} | " + " | ".join(cell(measured(r, n, defaults.get(n))) for r in recs) + " |"
-              for n in recs[0]["notebooks_s"]]
-    lines.append(f"| **all {len(recs[0]['notebooks_s'])} notebooks timed (`make run`)** | "
-                 + " | ".join(f"**{_fmt(r['total_s'])}**" for r in recs) + " |")
+    names = list(dict.fromkeys(n for r in recs for n in r["notebooks_s"]))  # every notebook any run timed
+    lines += [f"| {n} | " + " | ".join(cell(measured(r, n, defaults.get(n))) if n in r["notebooks_s"] else
+                                     "not in this run" for r in recs) + " |" for n in names]
+    lines.append("| **the main job (`make run`)** | "
+                 + " | ".join(f"**{_fmt(r['total_s'])}** ({len(r['notebooks_s'])} notebooks)" for r in recs) + " |")
     lines += ["", "Measured on: " + "; ".join(
         f"{kind(r)}: {r['cpu_model']}, {r['cpus']} CPUs, load average {r['load_avg_at_end']:.1f} at the end, "
         f"commit {r.get('git')}, {r['finished_utc'][:10]}" for r in recs) + "."]
