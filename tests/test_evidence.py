@@ -41,3 +41,10 @@ def test_numbers():
     assert mean_std([1, 3]) == (2.0, math.sqrt(2))
     assert mean_std([5])[1] is None
     assert abs(binomial_se(50, 100) - 5.0) < 1e-12
+
+
+def test_one_seed_near_chance_is_enough_to_refuse_and_gaps_are_in_points():
+    v = compare("plain-18", [66.4, 67.5], "plain-34", [78.3, 88.8], chance=90)  # mean 83.5, one seed at 88.8
+    assert v.status == NOT_SHOWN and "in at least one seed" in v.text
+    shown = compare("ResNet-56", [7.0, 7.2, 7.1], "plain-56", [12.0, 12.5, 11.8], chance=90)
+    assert "gap +5.00 points" in shown.text and "rough interval" in shown.text

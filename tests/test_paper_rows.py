@@ -154,6 +154,13 @@ def test_fig7_plot_leaves_out_a_diverged_net():
     assert rs.refused(nets) == ["plain-20"]
     fig = rs.plot_fig7({"yours": {k: v["stds"] for k, v in nets.items()}}, refused=rs.refused(nets))
     assert [ln.get_label() for ln in fig.axes[0].lines] == ["ResNet-20"] and "plain-20" in fig.axes[0].get_title()
+    # refused in one panel only: the trained plain-20 of the other panel is drawn
+    trained = {"plain-20": _net(0.8, err=1.2), "ResNet-20": _net(0.7, err=0.9)}
+    fig = rs.plot_fig7({"shipped": {k: v["stds"] for k, v in trained.items()},
+                        "yours": {k: v["stds"] for k, v in nets.items()}},
+                       refused={"shipped": rs.refused(trained), "yours": rs.refused(nets)})
+    assert "plain-20" in [ln.get_label() for ln in fig.axes[0].lines] and "not drawn" not in fig.axes[0].get_title()
+    assert "plain-20" not in [ln.get_label() for ln in fig.axes[1].lines]
 
 
 # ------------------------------------------------------------------------------------------ notebook 05

@@ -5,8 +5,8 @@ training error", "the ResNet's responses are smaller") passes the numbers throug
 counts as shown only when
 
 - no arm diverged (a non-finite or exploding value),
-- no arm is near chance (within :data:`CHANCE_MARGIN` points of it, for an error in %): a net that has
-  learned nothing tells nothing about depth,
+- no seed of either arm is near chance (within :data:`CHANCE_MARGIN` points of it, for an error in %): a net
+  that has learned nothing tells nothing about depth,
 - every arm has at least two seeds, so that its spread is measured, and
 - the gap points the claim's way by more than twice the standard error of the difference of the means
   (about a 95% interval that excludes zero).
@@ -93,10 +93,12 @@ def compare(better: str, better_values, worse: str, worse_values, *, chance: flo
     (ma, sa), (mb, sb) = mean_std(a), mean_std(b)
     said = f"{better} {_fmt(ma, sa, unit, digits)} against {worse} {_fmt(mb, sb, unit, digits)}"
     if chance is not None:
-        near = [n for n, m in ((better, ma), (worse, mb)) if near_chance(m, chance)]
+        # every seed counts: one run that learned nothing is not averaged away by another that did
+        near = [n for n, vals in ((better, a), (worse, b)) if any(near_chance(v, chance) for v in vals)]
         if near:
             return Verdict(NOT_SHOWN, f"Not shown by this run: {' and '.join(near)} "
                                       f"{'is' if len(near) == 1 else 'are'} within {CHANCE_MARGIN:g} points of chance "
+                                      f"in at least one seed "
                                       f"({chance:.{digits}f}{unit}), so {'it has' if len(near) == 1 else 'they have'} "
                                       f"not learned enough to count ({said}).")
     gap = mb - ma
@@ -110,8 +112,10 @@ def compare(better: str, better_values, worse: str, worse_values, *, chance: flo
     else:
         interval, source = 2 * math.hypot(sa / math.sqrt(len(a)), sb / math.sqrt(len(b))), \
             f"twice the standard error over {len(a)} and {len(b)} seeds"
-    tail = f"{said}: gap {gap:+.{digits}f} {unit.strip() or ''}".rstrip() + \
-           f", interval ±{interval:.{digits}f} ({source})"
+    points = "points" if unit.strip() == "%" else unit.strip()  # a difference of percentages is in points
+    tail = f"{said}: gap {gap:+.{digits}f} {points}".rstrip() + f", interval ±{interval:.{digits}f} ({source})"
+    if se is None and min(len(a), len(b)) < 4:
+        tail += f"; with {min(len(a), len(b))} seeds that is a rough interval, not a 95% one"
     if gap > interval:
         return Verdict(SHOWN, f"Shown: {tail}.", gap, interval)
     if gap < -interval:

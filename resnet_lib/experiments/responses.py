@@ -212,13 +212,15 @@ def refused(nets: dict[str, dict], chance: float = 90.0) -> list[str]:
     return [name for name, net in nets.items() if _refusal(name, net, chance)]
 
 
-def plot_fig7(panels: dict[str, dict[str, list[float]]], refused: tuple = ()):
+def plot_fig7(panels: dict[str, dict[str, list[float]]], refused: tuple | dict = ()):
     """Fig. 7 on the paper's linear scale: per panel (title -> {net name: per-layer stds}), the stds in layer
     order (top) and sorted by magnitude (bottom); plain nets dashed, ResNets solid, one colour per depth.
-    Diverged nets and the ``refused`` ones (see :func:`refused`) are left out and named in the panel's title."""
+    Diverged nets and the ``refused`` ones (see :func:`refused`; a dict gives each panel's title its own, since
+    the same name may be a trained net in one panel and an untrained one in another) are left out and named in
+    the panel's title."""
     fig, axs = plt.subplots(2, len(panels), figsize=(6 * len(panels), 6.5), squeeze=False)
     for j, (title, stds) in enumerate(panels.items()):
-        keep, left_out = drawable(stds, tuple(refused))
+        keep, left_out = drawable(stds, tuple(refused.get(title, ()) if isinstance(refused, dict) else refused))
         depths = sorted({int(n.split("-")[1]) for n in stds})
         for name, s in sorted(keep.items(), key=lambda kv: (int(kv[0].split("-")[1]), kv[0])):
             kw = dict(color=f"C{depths.index(int(name.split('-')[1]))}", ls="-" if name.startswith("ResNet") else "--",
