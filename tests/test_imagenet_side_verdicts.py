@@ -36,6 +36,7 @@ def test_mean_box_beating_the_network_is_said():
     assert v["the mean training box"].status == NOT_SHOWN  # a 1-point gap the wrong way, inside ±5.6
     text = LV.verdict_markdown(_loc_errors(0.278, 0.406, 0.268))
     assert "does not beat the mean training box" in text and "mostly that one central box" in text
+    assert "does not localize beyond a box that needs no network** (not beaten: the mean training box)" in text
 
 
 def test_mean_box_far_better_is_a_contradiction_and_a_clear_win_is_shown():
@@ -44,6 +45,7 @@ def test_mean_box_far_better_is_a_contradiction_and_a_clear_win_is_shown():
     assert "localizes better than the network" in LV.verdict_markdown(_loc_errors(0.40, 0.45, 0.20, n=2000))
     v = dict(LV.baseline_verdicts(_loc_errors(0.10, 0.45, 0.30, n=2000)))
     assert v["the mean training box"].status == SHOWN
+    assert "this run localizes: it beats both" in LV.verdict_markdown(_loc_errors(0.10, 0.45, 0.30, n=2000))
 
 
 def test_interval_shrinks_with_more_images():

@@ -6,7 +6,7 @@ comparison goes through ``evidence.compare`` with the binomial standard errors o
 """
 from __future__ import annotations
 
-from .evidence import CONTRADICTED, NOT_SHOWN, Verdict, binomial_se, compare
+from .evidence import CONTRADICTED, NOT_SHOWN, SHOWN, Verdict, binomial_se, compare
 
 BASELINES = (("baseline_gt_cls", "the whole image"), ("mean_box_gt_cls", "the mean training box"))
 
@@ -28,9 +28,10 @@ def baseline_verdicts(errors: dict) -> list[tuple[str, Verdict]]:
 
 
 def verdict_markdown(errors: dict) -> str:
-    """Markdown bullets for notebook 06, every sentence from the numbers in ``errors``."""
-    lines = []
-    for name, v in baseline_verdicts(errors):
+    """Markdown bullets for notebook 06, every sentence from the numbers in ``errors``, ending with what the
+    notebook's criterion (beat both network-free boxes) concludes."""
+    lines, verdicts = [], baseline_verdicts(errors)
+    for name, v in verdicts:
         why = ""
         if v.status == NOT_SHOWN:
             why = f" The network does not beat {name} by more than the sampling of {errors['n']} images allows."
@@ -43,4 +44,8 @@ def verdict_markdown(errors: dict) -> str:
                      f"network's boxes have mean IoU **{errors['mean_iou_dense_vs_mean_box']:.2f}** with the mean "
                      "box itself" + (": they are mostly that one central box." if
                                      errors["mean_iou_dense_vs_mean_box"] >= 0.8 else "."))
+    beaten = [name for name, v in verdicts if v.status != SHOWN]
+    lines.append("- **By the criterion above, this run localizes: it beats both boxes that need no network.**"
+                 if not beaten else f"- **By the criterion above, this run does not localize beyond a box that needs "
+                                    f"no network** (not beaten: {', '.join(beaten)}).")
     return "\n".join(lines)

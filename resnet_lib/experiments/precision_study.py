@@ -258,8 +258,9 @@ def plot(records: list[dict], cut: int = CUT):
                             color=color, capsize=3, label=f"{'ResNets' if residual else 'plain nets'}, {policy}",
                             **style)
     ax.set(xlabel="depth (layers)", ylabel=f"training error, iterations {cut // 2:,}-{cut:,} (%)",
-           title="Early training error by depth and precision\n(same seeds; bars: std over seeds where n > 1)",
-           xticks=sorted({_depth(n) for n, _ in errs}))
+           title="Early training error by depth and precision\n(bars: std over seeds where n > 1; the devices each "
+                 "run trained on: the table)", xticks=sorted({_depth(n) for n, _ in errs}))
+    ax.set_ylim(bottom=0)  # the whole scale: gaps of a few points are not magnified
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
     return fig
