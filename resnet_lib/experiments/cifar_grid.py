@@ -217,8 +217,12 @@ def plot_fig6(results: list[dict], title: str):
     fig, axs = plt.subplots(2, 2, figsize=(11, 7.5), sharex=True)
     plot_curves(results, axes=axs[0])
     plot_curves(results, axes=axs[1], ylim=(0, 20))
-    for ax in axs[1]:
-        ax.set_title(ax.get_title() + ", the paper's axis (0-20%)")
+    for j, ax in enumerate(axs[1]):
+        residual = j == 1  # plot_curves: plain nets left, ResNets right
+        above = [r["name"] for r in results if r["spec"]["residual"] == residual and
+                 100 * min(r["history"]["train_err"][-1], r["final"]["test_err"]) > 20]
+        ax.set_title(ax.get_title() + ", the paper's axis (0-20%)"
+                     + (f"\n{', '.join(above)} ends above it: see the panel above" if above else ""))
     fig.suptitle(title)
     fig.tight_layout()
     return fig

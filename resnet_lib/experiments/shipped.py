@@ -186,7 +186,8 @@ def gap_text(runs: list[dict], seeds: int = 3, within: float = 0.3) -> str:
         gap = m - _paper_mean(depth)
         spread = f", seed std {s:.2f}" if s is not None else ""
         parts.append(f"ResNet-{depth} {gap:+.2f} (n={len(errs)}{spread}, "
-                     f"{'within' if abs(gap) <= within else 'outside'} {within})")
+                     f"{'within' if abs(gap) <= within else 'outside'} ±{within} points of it, about twice the paper's "
+                     f"ResNet-110 std over seeds)")
     text = "Gap to the paper, in points: " + "; ".join(parts) + "."
     few = [d for d, errs in by.items() if len(errs) < seeds]
     if few:
