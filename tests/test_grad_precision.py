@@ -66,6 +66,12 @@ def test_the_verdict_follows_the_numbers():
     bias = gp._verdict([_row("ResNet-20", "final weights", 0.3, err_cos=0.5), _row("ResNet-56", "final weights", 0.1)])
     assert "does not grow" in bias and "a bias, which accumulates" in bias and "not a bias" not in bias
     assert "If bf16 matters".lower() not in bias.lower()
+    # over 4 batches (std 0.01 each) a 1-point gap is inside twice its standard error (1.4 points): said so
+    close = gp._verdict([_row("ResNet-20", "final weights", 0.10), _row("ResNet-56", "final weights", 0.11)], n_batches=4)
+    assert "may grow with depth; inside the batch spread: 10.0% for ResNet-20, 11.0% for ResNet-56" in close
+    assert "the 1.0-point gap is inside twice its standard error over the 4 batches (1.4 points)" in close
+    assert "grows with depth: 10.0% for ResNet-20, 20.0% for ResNet-56" in gp._verdict(
+        [_row("ResNet-20", "final weights", 0.1), _row("ResNet-56", "final weights", 0.2)], n_batches=4)
 
 
 def test_the_shipped_measurement_is_shown():

@@ -56,8 +56,8 @@ def test_notebook_07_tiny_run_saves_both_backbones_maps(run_tiny, nb_out):
     for h in res["fine_tune_history"].values():
         assert len(h["loss"]) == tiny["DET_EPOCHS"] and all(v > 0 for v in h["loss"])
     rows = {r["quantity"]: r for r in res["rows"]}
-    assert rows["mAP@0.5, ResNet-18 backbone (Table 8)"]["paper"] == 48.4
-    assert rows["mAP@[.5,.95], plain-18 backbone (Table 8)"]["paper"] == 21.2
+    assert rows["mAP@0.5, ResNet-18 backbone (Table 8: ResNet-101)"]["paper"] == 48.4
+    assert rows["mAP@[.5,.95], plain-18 backbone (Table 8: VGG-16)"]["paper"] == 21.2
     gain = rows["mAP@0.5 gain, ResNet-18 over plain-18"]["ours"]
     assert gain == pytest.approx(100 * (res["maps"]["ResNet-18"]["map_50"] - res["maps"]["plain-18"]["map_50"]), abs=0.01)
     # one reading of the gap: the saved verdicts are evidence.compare's on the saved mAPs and bootstrap errors

@@ -41,6 +41,13 @@ def test_notebook_01_rows_carry_the_planted_numbers():
     assert rows["toy train error, highway-6, gate bias +3"]["ours"] == 60.0
     assert rows["relative residual after 12 sweeps: Jacobi vs two-grid"]["ours"] == "5.00e-01 vs 1.00e-06"
     assert "300 CIFAR images at 8x8, 2 epochs" in rows["toy train error, plain-4 -> plain-20"]["note"]
+    # over two seeds the degradation rows carry the mean, as the verdicts do, and say so
+    found = {**_found_01(), "sweeps": {0: _found_01()["degradation"],
+                                       1: _found_01(plain=(32.0, 22.0, 55.0), residual=(33.0, 20.0, 19.5))["degradation"]}}
+    rows = {r["quantity"]: r for r in rr.paper_rows(found, SETTING_01)}
+    assert rows["toy train error, plain-4 -> plain-20"]["ours"] == "31.0 -> 50.0"
+    assert rows["toy train error, residual-4 -> residual-20"]["ours"] == "32.0 -> 18.5"
+    assert rows["toy train error, plain-4 -> plain-20"]["note"].endswith("mean over 2 seeds")
 
 
 def test_notebook_01_verdict_follows_the_numbers():
@@ -103,7 +110,8 @@ def test_notebook_02_rows_and_verdicts():
                                               "Largest FLOPs difference to Table 1: **2.60%**.")
     assert arch.flops_verdict(SUMMARY_02[1:]).startswith("Largest")  # no plain-34: no ratio
     text = arch.verdict(SUMMARY_02, PARITY_02, CIFAR_02)
-    assert "within **2.60%**" in text and "ResNet-50 at 3.90 x10^9" in text
+    assert "within **2.60%**" in text and "ResNet-50 is at 3.90 x10^9" in text
+    assert "the largest difference is ResNet-50's (3.90 x10^9 against the paper's 3.80 x10^9)" in text
     assert "1 of 2 ResNets" in text and "3.0e-05" in text and "1 of 1 CIFAR nets" in text
 
 

@@ -17,7 +17,7 @@ from ..data.cifar import load_cifar10
 from ..engine.config import epochs_to_iters
 from ..models.cifar import cifar_resnet, count_parameters
 from .cifar_runs import CifarRun, paper_recipe, run_cifar
-from .evidence import NOT_SHOWN, binomial_se, compare
+from .evidence import CHANCE_MARGIN, NOT_SHOWN, binomial_se, compare, near_chance
 
 NETS = ("plain", "resnet")
 
@@ -308,6 +308,21 @@ def calibration_table(folder: str | Path | None = None) -> list[dict]:
     return sorted(rows, key=lambda g: (g["lr"], g["batch"], g["iterations"], g["precision"], g["seed"]))
 
 
+CALIBRATION_NETS = ("plain-20", "plain-56", "ResNet-20", "ResNet-56")
+
+
+def _near_chance_note(rs: list[dict]) -> str:
+    """How many of one setting's calibration runs notebook 03's rule would refuse: a run with a net that ended
+    within ``CHANCE_MARGIN`` points of chance, which has not trained (``evidence.near_chance``)."""
+    near = {n: sum(near_chance(r[n], CHANCE_PCT) for r in rs if r.get(n) is not None) for n in CALIBRATION_NETS}
+    refused = sum(any(r.get(n) is not None and near_chance(r[n], CHANCE_PCT) for n in CALIBRATION_NETS) for r in rs)
+    if not refused:
+        return ""
+    return (f" By notebook 03's rule (a net within {CHANCE_MARGIN:g} points of chance, {CHANCE_PCT:.0f}%, has not "
+            f"trained and is not counted) {refused} of these {len(rs)} runs would be refused: "
+            + ", ".join(f"{n} ended near chance in {k}" for n, k in near.items() if k) + ".")
+
+
 def calibration_summary(rows: list[dict], *, lr: float, batch_size: int, iters: int, subset: int) -> str:
     """A sentence per stored setting: on how many of its seeds and precisions the story held, and the
     range of the two gaps; the setting the notebook runs with is named first."""
@@ -326,12 +341,13 @@ def calibration_summary(rows: list[dict], *, lr: float, batch_size: int, iters: 
         q = [r["ResNet: 56 minus 20"] for r in rs]
         paths = ", ".join(sorted({r["precision"] for r in rs}))
         seeds = ", ".join(str(s) for s in sorted({r["seed"] for r in rs}))
-        name = "These defaults" if key == current else f"lr {key[0]:g}, batch {key[1]}, {key[2]} iterations, {key[3]} images"
+        name = ("Notebook 03's defaults" if key == current
+                else f"lr {key[0]:g}, batch {key[1]}, {key[2]} iterations, {key[3]} images")
         lines.append(f"- {name}: the story held in {held} of {len(rs)} runs (seeds {seeds}; {paths}). Plain-56 minus "
                      f"plain-20: {min(p):+.1f} to {max(p):+.1f} points; ResNet-56 minus ResNet-20: "
-                     f"{min(q):+.1f} to {max(q):+.1f} points.")
+                     f"{min(q):+.1f} to {max(q):+.1f} points." + _near_chance_note(rs))
     if current not in settings:
-        lines.insert(0, "- No stored calibration run has this notebook's parameters; the rows below are other settings.")
+        lines.insert(0, "- No stored calibration run has notebook 03's parameters; the rows below are other settings.")
     return "\n".join(lines)
 
 

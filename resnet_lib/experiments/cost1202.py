@@ -100,12 +100,14 @@ def resnet1202_text(cost: dict) -> str:
 
     paper = _paper_cell(int(cost["net"].split("-")[1]))
     paper = f"{paper}% test error" if paper else "not in Table 6"
-    how = (f"measured over {cost['measured_iters']} SGD step(s) at batch {cost['measured_batch']} and scaled to "
-           "128 images per step" if cost["scaled_from_smaller_batch"] else
-           f"measured over {cost['measured_iters']} SGD steps at batch 128")
+    n = cost["measured_iters"]
+    steps = "one SGD step" if n == 1 else f"{n} SGD steps"
+    batch = (f"timed at batch {cost['measured_batch']} and scaled to 128 images per step"
+             if cost["scaled_from_smaller_batch"] else "timed at batch 128")
     ms = cost["ms_per_iter_b128"]
     per_iter = f"{ms:,.0f} ms" if ms < 10_000 else f"{ms / 1000:,.0f} s"
-    return (f"**{cost['net']}** ({cost['params']:,} parameters; the paper: {paper}) would take about "
-            f"{per_iter} per iteration on {cost['device']} ({how}, fp32), so **{cost['hours_for_64k']:,} hours** for "
-            f"the paper's 64k iterations; training took {cost['memory_mb_measured']:,} MB of memory (weights, gradients, "
-            f"momentum and activations at batch {cost['measured_batch']}). It is not trained here.")
+    return (f"**{cost['net']}** ({cost['params']:,} parameters; the paper: {paper}) would take **about "
+            f"{cost['hours_for_64k']:,.0f} h** on {cost['device']}: {steps} extrapolated to the paper's 64k iterations, "
+            f"fp32 (about {per_iter} per iteration, {batch}); an estimate, not a training run. The measured step took "
+            f"{cost['memory_mb_measured']:,} MB of memory (weights, gradients, momentum and activations at batch "
+            f"{cost['measured_batch']}). It is not trained here.")

@@ -242,12 +242,12 @@ def evaluate_detector(model: FasterRCNN, images, targets: list[dict[str, Tensor]
 def paper_rows(maps: dict[str, dict], note: str = "") -> list[dict]:
     """Results rows, in %, for ``maps`` = {"ResNet-18": coco_map(...), "plain-18": ...}: each backbone's
     mAPs beside Table 8's (COCO val: ResNet-101 against VGG-16), then the residual net's gain."""
-    t8 = targets()["det_table8_coco_val"]
+    t8, t7 = targets()["det_table8_coco_val"], targets()["det_table7_voc_mAP"]["VOC07 test (07+12)"]
     rows = []
     for name, m in maps.items():
         paper_net = "ResNet-101" if name.lower().startswith("resnet") else "VGG-16"
         for key, metric, paper_key in (("map_50", "mAP@0.5", "mAP@.5"), ("map", "mAP@[.5,.95]", "mAP@[.5,.95]")):
-            rows.append({"quantity": f"{metric}, {name} backbone (Table 8)", "ours": round(100 * m[key], 2),
+            rows.append({"quantity": f"{metric}, {name} backbone (Table 8: {paper_net})", "ours": round(100 * m[key], 2),
                          "paper": t8[paper_key][paper_net], "unit": "%",
                          "note": f"{note}; paper: {paper_net} on COCO val" if note else f"paper: {paper_net} on COCO val"})
     res = [n for n in maps if n.lower().startswith("resnet")]
@@ -257,7 +257,9 @@ def paper_rows(maps: dict[str, dict], note: str = "") -> list[dict]:
             gain = 100 * (maps[res[0]][key] - maps[plain[0]][key])
             rows.append({"quantity": f"{metric} gain, {res[0]} over {plain[0]}", "ours": round(gain, 2),
                          "paper": round(t8[paper_key]["ResNet-101"] - t8[paper_key]["VGG-16"], 1), "unit": "points",
-                         "note": "paper: ResNet-101 over VGG-16 (Table 8); Table 7's VOC 2007 gain is 3.2"})
+                         "note": "paper: ResNet-101 over VGG-16 (Table 8)"
+                                 + ("; Table 7's VOC 2007 mAP@0.5 gain is "
+                                    f"{t7['ResNet-101'] - t7['VGG-16']:.1f}" if key == "map_50" else "")})
     return rows
 
 
@@ -315,7 +317,8 @@ def gap_verdicts(maps: dict[str, dict], ses: dict[str, dict], residual: str, pla
         v = compare(residual, [100 - r], plain, [100 - p], se=(ses[residual][key], ses[plain][key]))
         said = (f"{residual} {r:.1f} against {plain} {p:.1f} {metric}: gap {v.gap:+.1f} points, interval "
                 f"±{v.interval:.1f} (twice the bootstrap standard error over the test scenes, one run each)")
-        text = {SHOWN: f"Shown: {said}.", CONTRADICTED: f"Contradicted: {plain} scores higher; {said}.",
+        text = {SHOWN: f"Shown on these test scenes (one training seed): {said}.",
+                CONTRADICTED: f"Contradicted on these test scenes (one training seed): {plain} scores higher; {said}.",
                 NOT_SHOWN: f"Not shown by this run: the gap is inside its interval; {said}."}[v.status]
         out[metric] = Verdict(v.status, text, v.gap, v.interval)
     return out

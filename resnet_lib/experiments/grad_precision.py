@@ -107,7 +107,7 @@ def grad_precision_text(path=None) -> str:
              "| cos between batches' fp32 gradients |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['net']} | {r['weights']} | {100 * r['rel_err']:.1f} ± {100 * r['rel_err_std']:.1f} | "
               f"{100 * r['first_conv_rel_err']:.1f} | {r['err_cos']:+.3f} | {r['grad_cos']:+.3f} |" for r in rows]
-    lines += ["", _verdict(rows)]
+    lines += ["", _verdict(rows, n_batches=m["batches"])]
     stale = _stale(rows, path.parent / "weights")
     if stale:
         lines += ["", f"**Measured on shipped weights since replaced or added ({', '.join(stale)}): run `python -m "
@@ -143,17 +143,29 @@ def precision_section(root=None) -> str:
     return "\n\n".join(t for t in texts if t)
 
 
-def _verdict(rows: list[dict], bias: float = 0.1) -> str:
-    """What the rows say, in words computed from them."""
+def _verdict(rows: list[dict], bias: float = 0.1, n_batches: int | None = None) -> str:
+    """What the rows say, in words computed from them. With ``n_batches`` (the batches each row's error is the
+    mean of), a depth trend whose gap is inside twice its standard error is said to be inside the batch spread."""
     out, sizeable = [], False
     for weights in ("final weights", "initialisation"):
         g = sorted((r for r in rows if r["weights"] == weights), key=lambda r: int(r["net"].split("-")[1]))
         if not g:
             continue
         lo, hi = g[0], g[-1]
-        grows = "grows" if hi["rel_err"] > lo["rel_err"] else "does not grow"
-        text = (f"At the {weights}, bf16's gradient error {grows} with depth: {100 * lo['rel_err']:.1f}% for {lo['net']}, "
-                f"{100 * hi['rel_err']:.1f}% for {hi['net']} ({100 * hi['first_conv_rel_err']:.1f}% in its first conv).")
+        gap = hi["rel_err"] - lo["rel_err"]
+        grows = "grows" if gap > 0 else "does not grow"
+        spread = ""
+        if n_batches and n_batches > 1:
+            se = ((lo["rel_err_std"] ** 2 + hi["rel_err_std"] ** 2) / n_batches) ** 0.5
+            if abs(gap) <= 2 * se:
+                grows = ("may grow" if gap > 0 else "may not grow") + " with depth; inside the batch spread"
+                spread = (f"; the {100 * abs(gap):.1f}-point gap is inside twice its standard error over the "
+                          f"{n_batches} batches ({100 * 2 * se:.1f} points)")
+        if "inside" not in grows:
+            grows += " with depth"
+        text = (f"At the {weights}, bf16's gradient error {grows}: {100 * lo['rel_err']:.1f}% for {lo['net']}, "
+                f"{100 * hi['rel_err']:.1f}% for {hi['net']} ({100 * hi['first_conv_rel_err']:.1f}% in its first conv)"
+                f"{spread}.")
         noise = [minibatch_noise(r["grad_cos"]) for r in g]
         if all(n is None for n in noise):
             text += (" Two batches' fp32 gradients there are nearly orthogonal: SGD's own minibatch noise is larger "

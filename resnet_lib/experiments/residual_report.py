@@ -71,6 +71,12 @@ def _two_grid_at_12(mg: dict) -> float:
 def paper_rows(found: dict, setting: dict) -> list[dict]:
     """Notebook 01's rows for ``results.json`` (see the module docstring for ``found`` and ``setting``)."""
     final, s = final_errors(found["degradation"]), setting
+    seeds = found.get("sweeps") or {}
+    if len(seeds) > 1:  # the degradation rows carry the mean over seeds, as the verdicts do
+        final = {}
+        for r in degradation_summary(seeds):
+            final.setdefault(r["block"], {})[r["depth"]] = r["train error % (mean)"]
+    over = f", mean over {len(seeds)} seeds" if len(seeds) > 1 else ""
     shallow, deep = min(final["plain"]), max(final["plain"])
     mg, extra = found["multigrid"], found["gate_cost"][0]["extra_fraction"]
     flows = (("plain", flow_ratios(found["flow"], "plain")), ("residual", flow_ratios(found["flow"], "residual")))
@@ -78,10 +84,10 @@ def paper_rows(found: dict, setting: dict) -> list[dict]:
         {"quantity": f"toy train error, plain-{shallow} -> plain-{deep}",
          "ours": f"{final['plain'][shallow]:.1f} -> {final['plain'][deep]:.1f}",
          "paper": "higher for deeper plain (Fig. 1: 20 vs 56 layers)", "unit": "%",
-         "note": f"MLP stacks, {s['subset']} CIFAR images at {s['image_size']}x{s['image_size']}, {s['epochs']} epochs"},
+         "note": f"MLP stacks, {s['subset']} CIFAR images at {s['image_size']}x{s['image_size']}, {s['epochs']} epochs{over}"},
         {"quantity": f"toy train error, residual-{shallow} -> residual-{deep}",
          "ours": f"{final['residual'][shallow]:.1f} -> {final['residual'][deep]:.1f}",
-         "paper": "no degradation (Fig. 4, 6)", "unit": "%", "note": "same stacks with identity shortcuts"},
+         "paper": "no degradation (Fig. 4, 6)", "unit": "%", "note": f"same stacks with identity shortcuts{over}"},
         {"quantity": "max |block(x) - x| with zero branch", "ours": found["zero_err"], "paper": 0.0, "unit": "",
          "note": "Sec. 3.1: identity by construction"},
         *[{"quantity": f"identity-learning MSE, {r['block']} {r['layers']} layers", "ours": round(r["final MSE"], 4),

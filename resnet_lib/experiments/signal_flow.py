@@ -85,10 +85,10 @@ def flow_story(rows: list[dict]) -> str:
     sig = [r["signal last/first block, BN"] for r in plain]
     return "\n".join([
         f"- **Forward, as the paper says.** With BN the plain nets' signal at the last block is "
-        f"{min(sig):.2g}-{max(sig):.2g} times that at the first; without BN, {deep['net']}'s falls to "
+        f"{min(sig):.3f}-{max(sig):.3f} times that at the first; without BN, {deep['net']}'s falls to "
         f"{deep['signal last/first block, no BN']:.2g} times it.",
         f"- **Backward.** With BN no weight gradient vanishes (smallest: {min(r['smallest grad, BN'] for r in rows):.2g}"
-        f"; without BN, {deep['net']}'s smallest is {deep['smallest grad, no BN']:.2g}). The paper reports healthy "
+        f"; without BN, {deep['net']}'s smallest is {deep['smallest grad, no BN']:.2e}). The paper reports healthy "
         f"gradient norms with BN; this measurement, at the first iteration with batch statistics, also finds the "
         f"deep plain nets' gradients *growing* towards the input: the first layer's is "
         + ", ".join(f"{r['grad first/last layer, BN']:.3g}" for r in plain)
@@ -96,7 +96,7 @@ def flow_story(rows: list[dict]) -> str:
         f"{max(r['grad first/last layer, BN'] for r in res):.3g} for the ResNets. The paper does not say when or how "
         "it measured, so this is a difference to note, not a refutation; either way BN removes the *vanishing* "
         "that Sec. 4.1 rules out, and the plain nets' trouble that the paper studies is optimisation (Sec. 1's "
-        "degradation, notebook 01's first section and notebook 03), which the shortcuts remove."])
+        "degradation, this notebook's first section and notebook 03), which the shortcuts remove."])
 
 
 def cifar_batch(n: int = 32, seed: int = 0, data=None):

@@ -11,9 +11,9 @@ from .blocks import ZeroPadShortcut
 STAGE_COLORS = ["#9ecae1", "#a1d99b", "#fdae6b", "#bcbddc", "#fc9272", "#d9d9d9"]
 
 
-def _box(ax, x, y, text, color="#deebf7", w=1.9, h=0.42):
+def _box(ax, x, y, text, color="#deebf7", w=1.9, h=0.42, fontsize=9):
     ax.add_patch(FancyBboxPatch((x - w / 2, y - h / 2), w, h, boxstyle="round,pad=0.02", fc=color, ec="k", lw=1))
-    ax.text(x, y, text, ha="center", va="center", fontsize=9)
+    ax.text(x, y, text, ha="center", va="center", fontsize=fontsize)
 
 
 def _arrow(ax, xy0, xy1, style="-|>", rad=0.0, ls="-", color="k"):
@@ -33,11 +33,14 @@ def draw_block(kind: str = "basic", residual: bool = True, shortcut: str = "iden
     else:
         layers = [f"1x1 conv, {width}", "BN, ReLU", f"3x3 conv, {width}", "BN, ReLU", f"1x1 conv, {4 * width}", "BN"]
     ys = [len(layers) - i for i in range(len(layers))]
+    # a taller block is drawn at a smaller scale (equal aspect): shrink its labels with it, so that they stay
+    # inside their boxes (the basic block's 4 layers span 6.3 units of height at 9 pt)
+    fontsize = 9 * min(1.0, 6.3 / (len(layers) + 2.3))
     top, bottom = ys[0] + 0.8, ys[-1] - 0.9
     ax.text(0, top + 0.15, "x", ha="center", fontsize=11)
     _arrow(ax, (0, top), (0, ys[0] + 0.21))
     for i, (y, text) in enumerate(zip(ys, layers)):
-        _box(ax, 0, y, text, "#c6dbef" if "conv" in text else "#f0f0f0")
+        _box(ax, 0, y, text, "#c6dbef" if "conv" in text else "#f0f0f0", fontsize=fontsize)
         if i + 1 < len(layers):
             _arrow(ax, (0, y - 0.21), (0, ys[i + 1] + 0.21))
     if residual:

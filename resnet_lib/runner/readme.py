@@ -321,15 +321,22 @@ def resnet20_two_runs(campaign_runs: list[dict], root: Path | None = None) -> st
     if not ours:
         return ""
     ref = targets()["cifar10_table6_test_error_pct"]["ResNet-110"]
-    camp = ", ".join(f"seed {r['seed']}: {100 * r['final']['test_err']:.2f}% ({r['gpu'].replace('NVIDIA ', '')}, "
-                     f"{r['precision']})" for r in ours)
+    def _ended(r: dict) -> str:
+        return f"{100 * r['final']['test_err']:.2f}% ({r['gpu'].replace('NVIDIA ', '')}, {r['precision']})"
+    if len(ours) == 1:
+        camp = (f"the Table 6 campaign's seed-{ours[0]['seed']} run, which notebook 03's Table 6 shows, ended at "
+                f"{_ended(ours[0])}")
+    else:
+        camp = ("the Table 6 campaign's runs, which notebook 03's Table 6 shows, ended at "
+                + ", ".join(f"{_ended(r)} (seed {r['seed']})" for r in ours))
+    which = "" if len(ours) == 1 else f" (the log's run against the seed-{ours[0]['seed']} one)"
     gap = abs(100 * log["final"]["test_err"] - 100 * ours[0]["final"]["test_err"])
     pair = ref["std"] * 2 ** 0.5  # the std of the difference of two single runs, at the paper's seed spread
     return (f"ResNet-20 with the full recipe ({log['iters']:,} iterations) has two records. The first run of the "
             f"recipe, on an {log['device']} (`results/h200/full_recipe_resnet20.log`, whose summary does not record "
-            f"its seed), ended at **{100 * log['final']['test_err']:.2f}%** test error; the Table 6 campaign's run(s), "
-            f"which notebook 03's Table 6 shows, ended at {camp}. They are separate runs (another initialisation and "
-            f"data order) and differ by {gap:.2f} points. At the paper's own spread over seeds (ResNet-110: std "
+            f"its seed), ended at **{100 * log['final']['test_err']:.2f}%** test error; {camp}. They are separate "
+            f"runs (another initialisation and data order) and differ by {gap:.2f} points{which}. At the paper's "
+            f"own spread over seeds (ResNet-110: std "
             f"{ref['std']} points over {ref['runs']} runs) two single runs differ with a std of {pair:.2f} points, so "
             f"this gap is {gap / pair:.1f} times that: "
             + ("within twice it, what seed noise alone gives." if gap <= 2 * pair else
