@@ -32,7 +32,11 @@ def test_table_and_check_line_from_records(tmp_path):
     head = table.splitlines()[0]
     assert head.index("bf16 path") < head.index("fp32 path (AVX2, stood in for")  # bf16 column first
     assert f"| {NB3} | 2.5 min | 5.5 min |" in table and f"| {NB1} | 10 s | 20 s |" in table
-    assert "**2.7 min** | **5.8 min**" in table
+    assert "**2.7 min** (2 notebooks) | **5.8 min** (2 notebooks)" in table
+    _record(folder, "a_avx2.json", False, {NB1: 20.0, NB3: 330.0, "08_appendix_workshop": 15.0},
+            env={"ONEDNN_MAX_CPU_ISA": "AVX2"}, params={NB1: NOW[NB1], NB3: NOW[NB3], "08_appendix_workshop": {}})
+    table = timings.readme_table(tmp_path, NOW)  # a notebook one run timed and the other did not
+    assert "| 08_appendix_workshop | not in this run |" in table and "(3 notebooks)" in table
     line = timings.expected_text(NB3, NOW[NB3], tmp_path)
     assert "2.5 min on the bf16 path" in line and "5.5 min on the fp32 path" in line
 
