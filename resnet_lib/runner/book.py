@@ -146,6 +146,12 @@ def static_notebook(nb: dict) -> dict:
     return nbformat.reads(json.dumps(nb), as_version=4)  # joins the line lists as nbformat.read does
 
 
+def _notebook_links(page: str, stems: list[str]) -> str:
+    """A notebook's links to another notebook of the book (``03_....ipynb#section``) point to its page."""
+    return re.sub(r'href="(\d\d_\w+)\.ipynb(#[^"]*)?"',
+                  lambda m: f'href="{m[1]}.html{m[2] or ""}"' if m[1] in stems else m[0], page)
+
+
 def _exporter():
     from nbconvert import HTMLExporter
     exporter = HTMLExporter(template_name="lab", embed_images=True)
@@ -303,7 +309,7 @@ def build(out_dir: str | os.PathLike | None = None, results_dir: str | os.PathLi
                      "metadata": {"name": abouts[path.stem]["title"] or path.stem}}
         page, _ = exporter.from_notebook_node(static_notebook(nb), resources=resources)
         headings[path.stem] = _headings(page)
-        (partial / f"{path.stem}.html").write_text(page)
+        (partial / f"{path.stem}.html").write_text(_notebook_links(page, stems))
     results = Path(results_dir) if results_dir else project_root() / "results"
     (partial / "index.html").write_text(_index(out, partial, results, abouts, headings))
     shutil.rmtree(book, ignore_errors=True)
