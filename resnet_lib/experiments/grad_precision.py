@@ -115,6 +115,29 @@ def grad_precision_text(path=None) -> str:
     return "\n".join(lines)
 
 
+def plot(path=None):
+    """bf16 autocast's relative gradient error (%) against depth, at the shipped final weights and at fresh
+    initialisations, with its std over the measured batches; None when nothing is shipped."""
+    import matplotlib.pyplot as plt
+
+    from .shipped import default_root
+    path = Path(path) if path else default_root() / FILE
+    if not path.is_file():
+        return None
+    rows = json.loads(path.read_text())["rows"]
+    fig, ax = plt.subplots(figsize=(6.4, 3.6))
+    for weights, marker in (("initialisation", "o"), ("final weights", "s")):
+        g = sorted((r for r in rows if r["weights"] == weights), key=lambda r: int(r["net"].split("-")[1]))
+        if g:
+            ax.errorbar([int(r["net"].split("-")[1]) for r in g], [100 * r["rel_err"] for r in g],
+                        yerr=[100 * r["rel_err_std"] for r in g], marker=marker, capsize=3, label=weights)
+    ax.set(xlabel="depth (ResNet, layers)", ylabel="bf16 gradient error vs fp32 (%)", ylim=(0, None),
+           title="bf16 autocast's gradient error by depth (bars: std over batches)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
