@@ -45,12 +45,12 @@ PAPER = [
         ("Sec. 4.1, Tables 2-4", "One model tested three ways, beside the paper", "05", "Beside the paper"),
     ]),
     ("Section 4.2: CIFAR-10", [
-        ("Sec. 4.2, Fig. 6", "Training curves of plain and residual nets", "03", "Fig. 6, from this run"),
+        ("Sec. 4.2, Fig. 6", "Training curves of plain and residual nets", "03", "Fig. 6 at a quarter of the paper"),
         ("Table 6", "Test error beside Table 6", "03", "Beside Table 6"),
         ("Table 6, parameters", "The CIFAR-10 nets' sizes beside Table 6", "02", "The CIFAR-10 nets"),
-        ("Fig. 7", "Standard deviations of layer responses", "04", "Measuring the responses"),
+        ("Fig. 7", "Standard deviations of layer responses", "04", "Fig. 7 from the fully trained nets"),
         ("Sec. 4.2, Fig. 7 text", "The paper's claims about layer responses, checked", "04",
-         "Beside the paper's claims"),
+         "The paper's two claims, on these nets"),
     ]),
     ("Appendix", [
         ("Appendix A, Tables 7-8", "Faster R-CNN mAP on a residual and a plain backbone", "07", "mAP beside Tables 7"),
