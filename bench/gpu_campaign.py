@@ -8,7 +8,7 @@ wide net, against the current one-net-at-a-time graphed engine and the naive ref
 Each measurement runs in a fresh process, one after another on this machine: the naive reference
 (../shared/bench/naive_reference.py), the engine's step as ``fit`` runs it (bench_cifar.ours: on a GPU the
 whole step replayed from a CUDA graph, bf16 autocast, channels-last), and for each K the fused step
-(``experiments.fused_runs``: K seeds' own batches side by side, one SGD; CUDA-graphed on a GPU). Prints
+(``campaign.fused_runs``: K seeds' own batches side by side, one SGD; CUDA-graphed on a GPU). Prints
 one JSON line each and a last line of images per second ratios; the engine's aggregate for K nets one after
 another is its single-net rate (K runs one after another take K times as long). Then ``--lanes``: groups of
 nets of different depths trained at once as the campaign trains them (``engine.lanes``), ms per round
@@ -32,11 +32,11 @@ def fused(depth: int, k: int, iters: int, warmup: int, device: str) -> dict:
     import torch
 
     from resnet_lib.base.device import pick_device
+    from resnet_lib.campaign.fused_runs import FusedGraphStep, build_nets, fused_batches, fused_step
     from resnet_lib.data.cifar import load_cifar10, make_loaders
     from resnet_lib.engine.config import TrainConfig
     from resnet_lib.engine.step import make_optimizer, resolve_formats
     from resnet_lib.experiments.cifar_runs import CifarRun
-    from resnet_lib.experiments.fused_runs import FusedGraphStep, build_nets, fused_batches, fused_step
     from resnet_lib.models.fused import fuse
 
     dev = pick_device(device)

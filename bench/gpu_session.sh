@@ -24,7 +24,7 @@
 #   tar xzf precision.tgz && cp precision/runs/* results/precision/runs/ &&         # the precision study (#25):
 #     cp precision_cost_gpu.json results/precision/cost_<gpu>.json &&              # its records, the GPU's costs,
 #     python -m resnet_lib readme                                                   # and docs/precision.md again
-#   (then set base.precision.AUTO / campaign_sets.TABLE6_PRECISION as tests/test_precision_study.py says)
+#   (then set base.precision.AUTO / campaign.sets.TABLE6_PRECISION as tests/test_precision_study.py says)
 # Environment: CAMPAIGN (table6), SEEDS (1,2,3), BENCH (0), BENCH_ARGS (--k 2,5 --iters 200: the fused K the
 # campaign uses, and the lanes groups), BENCH_S (200: the bench's time limit), SMOKE (0),
 # GRADS (1: measure bf16 against fp32 gradients on the GPU first, python -m resnet_lib grad-precision),

@@ -2,7 +2,7 @@
 
 Before, a run's identity held ``train.amp`` ("auto", "off", "bf16"), and "auto" meant whatever the machine
 chose; now it holds ``train.precision``, a named policy, and the policy decides the run's group ("main" is
-Table 6's policy, ``campaign_sets.TABLE6_PRECISION``; another policy's runs are the precision study's, in the
+Table 6's policy, ``campaign.sets.TABLE6_PRECISION``; another policy's runs are the precision study's, in the
 group named after it). Every "auto" run of this project trained in bf16 autocast (GPUs, and CPUs with fast
 bf16), which each run's ``pieces`` confirm where they record a precision; this script refuses a run whose
 pieces say otherwise. Each migrated run is rebuilt as the new code's ``CifarRun`` with the identical
@@ -23,8 +23,8 @@ import torch
 
 from resnet_lib.base.io import atomic_write_json
 from resnet_lib.base.precision import POLICIES
+from resnet_lib.campaign.precision_study import entry_of
 from resnet_lib.engine import checkpoint as ck
-from resnet_lib.experiments.precision_study import entry_of
 
 OLD = {"off": "fp32", "bf16": "bf16"}
 

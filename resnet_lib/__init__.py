@@ -1,9 +1,10 @@
 """resnet_lib: the computing side of an executable reproduction of He, Zhang, Ren and Sun,
 "Deep Residual Learning for Image Recognition" (CVPR 2016).
 
-Six layers, each importing only the ones before it (``tests/test_layout.py`` checks this):
+Seven layers, each importing only the ones before it (``tests/test_layout.py`` checks this):
 ``base`` (paths, I/O, device, the paper's numbers) -> ``data`` -> ``models`` -> ``engine`` (training)
--> ``experiments`` (one module per notebook's computing) -> ``runner`` (executing notebooks).
+-> ``experiments`` (one module per notebook's computing) -> ``campaign`` (how paper-scale runs are
+scheduled: the campaign, its sets, fused seeds, the precision study) -> ``runner`` (executing notebooks).
 The notebooks in ``notebooks/`` narrate, plot and call these.
 """
 __version__ = "0.1.0"

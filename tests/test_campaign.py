@@ -9,10 +9,10 @@ import signal
 import pytest
 import torch
 
+from resnet_lib.campaign import driver as cp
+from resnet_lib.campaign import sets as cs
 from resnet_lib.data.cifar import load_cifar10
 from resnet_lib.engine.checkpoint import load_model
-from resnet_lib.experiments import campaign as cp
-from resnet_lib.experiments import campaign_sets as cs
 from resnet_lib.experiments import cost1202, shipped
 from resnet_lib.models.cifar import cifar_resnet
 from resnet_lib.models.complexity import count_params

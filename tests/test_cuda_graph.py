@@ -95,7 +95,7 @@ def test_fit_with_graph_matches_fit_without(tmp_path):
 
 @needs_cuda
 def test_fused_graph_step_equals_fused_eager_step():
-    from resnet_lib.experiments.fused_runs import FusedGraphStep, fused_step
+    from resnet_lib.campaign.fused_runs import FusedGraphStep, fused_step
     from resnet_lib.models.fused import fuse
 
     torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
@@ -212,10 +212,10 @@ def _fused_job_two_ways(tmp_path, dev, modes, depth=20):
     """Two seeds of ResNet-``depth`` in one fused net, trained by ``run_fused`` in one go with cuda_graph
     ``modes[0]`` and, with ``modes[1]``, stopped at 25 (mid-epoch: 10 batches an epoch) and resumed from the
     job's checkpoint; then each run's own folder written. Both arms must agree (fp32; synthetic images: no CIFAR-10 needed)."""
+    from resnet_lib.campaign.fused_runs import run_fused
     from resnet_lib.data.cifar import Cifar10
     from resnet_lib.engine.checkpoint import load_model
     from resnet_lib.experiments.cifar_runs import CifarRun
-    from resnet_lib.experiments.fused_runs import run_fused
 
     g = torch.Generator().manual_seed(0)
     data = Cifar10(torch.randint(0, 256, (640, 3, 32, 32), dtype=torch.uint8, generator=g), torch.arange(640) % 10,

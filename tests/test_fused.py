@@ -4,11 +4,11 @@ import dataclasses
 import pytest
 import torch
 
+from resnet_lib.campaign.fused_runs import check_fusable, train_fused
 from resnet_lib.data.cifar import TensorLoader, load_cifar10, make_loaders
 from resnet_lib.engine.config import TrainConfig
 from resnet_lib.engine.loop import fit
 from resnet_lib.experiments.cifar_runs import CifarRun
-from resnet_lib.experiments.fused_runs import check_fusable, train_fused
 from resnet_lib.models.cifar import cifar_resnet
 from resnet_lib.models.fused import fuse, fused_loss, unfuse
 
@@ -130,9 +130,9 @@ def test_runs_with_the_warm_up_are_fused_after_it_and_end_where_they_end_alone(d
     """ResNet-110's path on ResNet-8: each seed warms up alone (lr 0.001 until its own training error is below
     the bar), then the seeds train on fused from the furthest one's curve point. Each ends where it ends
     trained alone from start to end (fp32 at a small lr: to float rounding), with its own warm-up's end."""
+    from resnet_lib.campaign.fused_runs import run_fused
     from resnet_lib.engine.checkpoint import load_model
     from resnet_lib.experiments.cifar_runs import run_cifar
-    from resnet_lib.experiments.fused_runs import run_fused
 
     cfg = dataclasses.replace(TrainConfig(batch_size=16, lr=0.01, precision="fp32", cuda_graph="off", warmup=True,
                                           warmup_lr=0.001, warmup_window=1, warmup_until_err=0.8).with_iters(12),
@@ -157,7 +157,7 @@ def test_a_damaged_fused_checkpoint_is_moved_aside_and_the_job_starts_again_from
     again from the runs' own checkpoints at the fuse point; the job still ends where it ends undisturbed."""
     import warnings
 
-    from resnet_lib.experiments.fused_runs import fused_slug, run_fused
+    from resnet_lib.campaign.fused_runs import fused_slug, run_fused
 
     cfg = dataclasses.replace(TrainConfig(batch_size=16, lr=0.01, precision="fp32", cuda_graph="off", warmup=True,
                                           warmup_lr=0.001, warmup_window=1, warmup_until_err=0.8).with_iters(12),

@@ -1,4 +1,4 @@
-"""experiments.precision_study: the decision rule on planted records, the committed decision against the
+"""campaign.precision_study: the decision rule on planted records, the committed decision against the
 default it sets, and the study's own loop (train to the cut, resume, export) on tiny runs."""
 import dataclasses
 
@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from resnet_lib.base import precision as P
-from resnet_lib.experiments import precision_study as ps
-from resnet_lib.experiments.campaign_sets import TABLE6_PRECISION, Entry, paper_run
+from resnet_lib.campaign import precision_study as ps
+from resnet_lib.campaign.sets import TABLE6_PRECISION, Entry, paper_run
 
 
 def _rec(net, policy, seed, err, cut=ps.CUT):

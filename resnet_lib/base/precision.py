@@ -5,7 +5,7 @@ errors, and the deep ResNets are where it may not: under bf16 autocast every BN 
 addition and so the whole identity path is bf16 (an 8-bit mantissa), and the rounding error of the gradient
 grows with depth (``experiments.grad_precision``). So a run names its policy, the policy is part of the
 run's identity (``engine.checkpoint.run_identity``: a run trained in bf16 is another run than the same net
-in fp32), and ``experiments.precision_study`` measures which policies keep the paper's depth trend.
+in fp32), and ``campaign.precision_study`` measures which policies keep the paper's depth trend.
 
 =============  ===============================================================================================
 ``fp32``       everything in fp32, as the paper; on a GPU with TF32 off (cuDNN would otherwise run fp32
@@ -54,7 +54,7 @@ POLICIES = {p.name: p for p in (
 LEGACY = {"off": "fp32"}  # the old ``amp`` values that are not policy names
 SETTINGS = ("auto", *POLICIES, *LEGACY)
 
-# What "auto" trains in, by device kind: the fastest policy that experiments/precision_study.py found faithful
+# What "auto" trains in, by device kind: the fastest policy that campaign/precision_study.py found faithful
 # (results/precision/; tests/test_precision.py checks that this table agrees with the committed decision).
 AUTO = {"cuda": "fp32", "cpu": "fp32", "mps": "fp32"}
 

@@ -80,7 +80,7 @@ class Pending:
 class Trainer:
     """Trains one model by ``cfg`` with its data, schedule and (optional) run folder; see :func:`fit`.
 
-    A subclass may train something else the same way (``experiments.fused_runs.FusedTrainer``: K seeds in
+    A subclass may train something else the same way (``campaign.fused_runs.FusedTrainer``: K seeds in
     one wide net): it sets ``step_fn`` (the SGD step, ``sgd_step``'s signature) and ``compilable``, and
     overrides ``drain``, ``evaluate_and_log``, ``checkpoint_payload``/``restore_extra`` and ``finish``."""
     step_fn = staticmethod(sgd_step)

@@ -1,6 +1,6 @@
 """Paper-scale CIFAR-10 results shipped with the project (``results/cifar10/``, issue #10).
 
-A finished campaign (``experiments.campaign``) is exported into a small, pickle-free folder:
+A finished campaign (``campaign.driver``) is exported into a small, pickle-free folder:
 
   runs/<group>__<slug>.json   one per finished run: the full config, seed, history (a point every
                               ``eval_every`` iterations: 32 at the paper's 64k), final training and
@@ -106,7 +106,7 @@ def export_campaign(src, dest=None, device="auto", data=None) -> dict:
 # ----------------------------------------------------------------------------- loaders for the notebooks
 
 def shipped_runs(root=None, group: str = "main") -> list[dict]:
-    """The shipped run records of ``group`` ("main": Table 6 / Fig. 6, in ``campaign_sets.TABLE6_PRECISION``;
+    """The shipped run records of ``group`` ("main": Table 6 / Fig. 6, in ``campaign.sets.TABLE6_PRECISION``;
     a policy's name, e.g. "bf16": the precision study's runs in that policy)."""
     root = Path(root) if root else default_root()
     return [json.loads(p.read_text()) for p in sorted(root.glob(f"runs/{group}__*.json"))]

@@ -249,8 +249,8 @@ def cifar10_provenance(root: Path) -> str:
 
 
 def precision_and_depth(root: Path) -> str:
-    """The precision study's finding, rule, default and costs (``experiments.precision_study.section``)."""
-    from ..experiments.precision_study import section
+    """The precision study's finding, rule, default and costs (``campaign.precision_study.section``)."""
+    from ..campaign.precision_study import section
     return section(root / "results" / "precision")
 
 

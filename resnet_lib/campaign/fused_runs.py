@@ -44,6 +44,7 @@ from ..engine.checkpoint import (
 from ..engine.cuda_graph import CudaGraphStep
 from ..engine.distributed import DistEnv
 from ..engine.loop import RunState, Tally, Trainer, record_point, run_trainer
+from ..experiments.cifar_runs import RUN_KEYS, CifarRun, cifar_trainer, run_sources
 from ..models.cifar import cifar_resnet
 from ..models.fused import (
     fuse,
@@ -54,7 +55,6 @@ from ..models.fused import (
     split_state,
     unfuse,
 )
-from .cifar_runs import RUN_KEYS, CifarRun, cifar_trainer, run_sources
 
 
 def check_fusable(runs: list[CifarRun], warmup_ok: bool = False) -> None:

@@ -14,11 +14,11 @@ import torch
 
 from ..base.device import cpu_has_fast_bf16
 from ..base.io import device_name
-from .cifar_runs import CifarRun, paper_recipe
+from ..experiments.cifar_runs import CifarRun, paper_recipe
 from .fused_runs import fused_slug
 
 TABLE6_DEPTHS = (20, 32, 44, 56, 110)
-# The precision Table 6 and Fig. 6 train in: the paper's fp32 until the precision study (experiments.precision_study,
+# The precision Table 6 and Fig. 6 train in: the paper's fp32 until the precision study (campaign.precision_study,
 # results/precision/) finds a faster policy faithful to it. A run's policy is part of its identity, so runs of another
 # policy (the bf16 runs of earlier sessions) are the precision study's, never Table 6's.
 TABLE6_PRECISION = "fp32"

@@ -33,10 +33,10 @@ from ..data.cifar import load_cifar10
 from ..engine.checkpoint import CHECKPOINT, RESULT
 from ..engine.config import TrainConfig
 from ..engine.state import resolve_pieces
-from . import evidence
-from .campaign import StopRequest, run_dir
-from .campaign_sets import TABLE6_PRECISION, Entry, paper_run
-from .cifar_runs import CifarRun, cifar_trainer
+from ..experiments import evidence
+from ..experiments.cifar_runs import CifarRun, cifar_trainer
+from .driver import StopRequest, run_dir
+from .sets import TABLE6_PRECISION, Entry, paper_run
 
 NETS = {"ResNet-20": (20, True), "ResNet-56": (56, True), "ResNet-110": (110, True), "plain-56": (56, False)}
 DECIDING = ("ResNet-56", "ResNet-110")   # the nets whose depth trend the shipped bf16 runs lost

@@ -27,7 +27,7 @@ Folder layout: ``DIR/campaign.json`` (the set, its options, the measured speeds 
 log) and ``DIR/runs/<group>/<run slug>/`` (the engine's checkpoint and result files).
 
 Sets (order = the order of work when time is short, issue #10):
-  table6     in campaign_sets.TABLE6_PRECISION (fp32): one seed of ResNet-20/32/44/56/110, then
+  table6     in campaign.sets.TABLE6_PRECISION (fp32): one seed of ResNet-20/32/44/56/110, then
              plain-20/32/44/56/110 (Fig. 6, Fig. 7's plain-110), then the further seeds of the ResNets, depth by
              depth (Table 6's mean and spread);
   precision  ResNet-20's full recipe in fp32, then in bf16 autocast, every seed of each;
@@ -54,7 +54,10 @@ from ..data.cifar import load_cifar10
 from ..engine.checkpoint import CHECKPOINT, RESULT
 from ..engine.lanes import Lanes
 from ..engine.loop import TrainingDiverged
-from .campaign_sets import (  # noqa: F401 (API)
+from ..experiments.cifar_runs import cifar_trainer, run_cifar  # noqa: F401 (run_cifar: tests)
+from ..experiments.shipped import export_campaign
+from .fused_runs import fused_slug, fused_trainer
+from .sets import (  # noqa: F401 (API)
     SETS,
     TABLE6_DEPTHS,
     TABLE6_PRECISION,
@@ -66,9 +69,6 @@ from .campaign_sets import (  # noqa: F401 (API)
     campaign_jobs,
     cost_units,
 )
-from .cifar_runs import cifar_trainer, run_cifar  # noqa: F401 (run_cifar: tests)
-from .fused_runs import fused_slug, fused_trainer
-from .shipped import export_campaign
 
 STATE = "campaign.json"
 WHY_STOPPED = {"budget": "stopped by its budget", "interrupted": "interrupted; the same command continues",
