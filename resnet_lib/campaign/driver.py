@@ -23,8 +23,18 @@ trained since each run's last checkpoint). ``--only-started`` finishes the runs 
 new one (for an hour on a slower machine); ``--only plain-20`` trains only the named nets' runs (a net that
 is quick on a CPU, while a GPU has the rest).
 
-Folder layout: ``DIR/campaign.json`` (the set, its options, the measured speeds and each call's
-log) and ``DIR/runs/<group>/<run slug>/`` (the engine's checkpoint and result files).
+A call is one *worker*, and any number of workers may train one folder at once (issue #30): processes on
+this machine (``--workers``, ``--devices``: ``workers``), array tasks on a Slurm cluster (``--slurm``: ``slurm``),
+or calls started by hand. A worker trains a job only while it holds the job's OS file lock, which the kernel
+releases when the worker ends in any way; a job another worker holds is skipped and tried again every
+``poll_s`` (so a dead worker's job is taken up, from its checkpoint), and with nothing else left the call waits
+for such jobs (``wait``) or leaves them to their workers. No job trains twice at once, so every run ends
+bitwise as one worker would have trained it (``shared``).
+
+Folder layout: ``DIR/campaign.json`` (the set, its options, the measured speeds and each call's log: its
+worker, the iterations it trained of each job; every worker merges its part in, ``shared.SharedLog``),
+``DIR/runs/<group>/<run slug>/`` (the engine's checkpoint and result files), ``DIR/locks/`` (a lock per job)
+and ``DIR/workers/`` (each worker's status: its device and the jobs it trains now; ``--status`` reads them).
 
 Sets (order = the order of work when time is short, issue #10):
   table6     in campaign.sets.TABLE6_PRECISION (fp32): one seed of ResNet-20/32/44/56/110, then

@@ -134,10 +134,14 @@ def campaign_status(name: str, out, jobs: list[Job], now: float | None = None) -
     return "\n".join(lines)
 
 
-def _worker_lines(statuses: list[dict], now: float) -> list[str]:
+def _worker_lines(statuses: list[dict], now: float, most: int = 12) -> list[str]:
+    """The workers, newest first: every worker of every call leaves a status file, so only the ``most`` newest."""
+    statuses = sorted(statuses, key=lambda s: -s.get("updated", 0))
     lines = ["workers (their status files, DIR/workers/):"] if statuses else []
-    for s in statuses:
+    for s in statuses[:most]:
         doing = ", ".join(f"{j['label']} {j['iteration']}/{j['iters']}" for j in s.get("jobs", [])) or "no job"
         end = f"ended: {WHY_STOPPED.get(s['stopped'], s['stopped'])}" if s.get("stopped") else f"training {doing}"
         lines.append(f"  {s['worker']:24s} {s.get('device', '?')}: {end} (updated {now - s['updated']:.0f} s ago)")
+    if len(statuses) > most:
+        lines.append(f"  and {len(statuses) - most} older")
     return lines

@@ -79,8 +79,11 @@ class JobClaims:
         """Whether another process holds ``key`` now (a probe: the lock is taken and given back at once)."""
         if key in self.held or not self.path(key).exists():
             return key in self.held
-        if self.claim(key):
-            self.release(key)
+        try:
+            if self.claim(key):
+                self.release(key)
+                return False
+        except OSError:  # a folder this process may only read: it cannot tell
             return False
         return True
 

@@ -7,7 +7,8 @@ checkpoint), so the runs end bitwise as one worker would have trained them.
 This process only watches: one bar for the whole set, with its time still needed for the workers together, and
 one line per worker with the job it trains now (from ``DIR/workers/*.json``). Ctrl-C and SIGTERM are handed on
 to every worker, which stops after its step with checkpoints; a second Ctrl-C stops them at once. Each worker's
-own output goes to ``DIR/workers/<n>.log``.
+own output goes to ``DIR/workers/<n>.log``. The workers run in sessions of their own: if this process is killed,
+they go on to their budget (``--status`` shows them).
 
 On a CPU, a worker gets ``OMP_NUM_THREADS`` = cores / workers unless it is set. Where the thread count differs,
 oneDNN may sum convolutions in another order, so on a CPU "bitwise equal to one worker" holds at equal thread
@@ -137,7 +138,7 @@ class Display:
 
     def _time_left(self, at: dict, statuses: dict) -> str:
         path = self.out / STATE
-        dev = next((s["device"] for s in statuses.values() if s.get("device")), None)
+        dev = next((statuses[w["proc"].pid]["device"] for w in self.workers if w["proc"].pid in statuses), None)
         if not path.exists() or dev is None:
             return "time left: not measured yet"
         try:  # the state file, as the workers last merged it
