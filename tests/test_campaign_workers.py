@@ -155,6 +155,7 @@ def _same_runs(ref: Path, out: Path, opts: dict) -> None:
 
 # ----------------------------------------------------------------------------- the tests
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lock", ["flock", "none"])
 def test_two_workers_on_one_folder_train_each_job_once_and_match_one_worker(lock, one_worker, tmp_path):
     """Two workers, started at the same moment, reach for the same first job: with the lock, one trains it and
@@ -202,6 +203,7 @@ def _kill_mid_job(out: Path, lock: str, block_at: int = 6) -> tuple[int, bool, d
     return victim.pid, taken, _trace(out)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("lock", ["flock", "outlives"])
 def test_a_killed_workers_job_is_finished_by_another_from_its_checkpoint(lock, one_worker, tmp_path):
     """SIGKILL mid-job: the kernel releases the worker's lock, the waiting worker takes the job over from the
@@ -222,6 +224,7 @@ def test_a_killed_workers_job_is_finished_by_another_from_its_checkpoint(lock, o
     assert [c["stopped"] for c in calls] == [None, "finished"]  # the victim's call: killed before it could stop
 
 
+@pytest.mark.slow
 def test_three_workers_from_the_command_line_and_status(one_worker, tmp_path, capsys):
     """``campaign smoke --workers 3`` on the CPU: three processes, four jobs; each job in exactly one worker's log,
     from 0 to its end; every run bitwise one worker's; ``--status`` reads it all back without training."""
@@ -260,6 +263,7 @@ def _preempt_mid_job(out: Path, jobs, deadline: float) -> int:
     raise AssertionError("no worker was seen mid-job")
 
 
+@pytest.mark.slow
 def test_a_job_array_through_submitit_preempted_and_requeued_matches_one_worker(one_worker, tmp_path, monkeypatch):
     """``--slurm cluster=local,workers=2``: submitit's local executor runs two workers as a job array. One is
     preempted mid-job (USR2): it stops with checkpoints, submitit requeues it, and the job goes on from the
@@ -316,6 +320,10 @@ def test_devices_and_workers_say_what_is_wrong(monkeypatch):
     with pytest.raises(UserError, match="--budget-s"):
         workers.run_workers("smoke", "unused", 0, {})
     assert workers.device_list(None, "cpu") == ["cpu"]
+    # each GPU's worker sees that GPU alone, counted within the GPUs this process sees
+    assert workers._one_gpu({}, "cuda:1") == ({"CUDA_VISIBLE_DEVICES": "1"}, "cuda")
+    assert workers._one_gpu({"CUDA_VISIBLE_DEVICES": "4,6"}, "cuda:1") == ({"CUDA_VISIBLE_DEVICES": "6"}, "cuda")
+    assert workers._one_gpu({}, "cpu") == ({}, "cpu")
 
 
 if __name__ == "__main__":

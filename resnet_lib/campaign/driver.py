@@ -194,7 +194,8 @@ def run_campaign(name: str, out, budget_s: float, *, seeds=(1, 2, 3), scale: flo
                     t = clock()
                     continue
                 t = c.round(clock, t)
-            c.call["stopped"] = c.call["stopped"] or ("left to others" if c.waiting else "finished")
+            c.call["stopped"] = c.call["stopped"] or ("budget" if c.queue else "left to others" if c.waiting
+                                                      else "finished")  # queue: too little left to start a job
             return c.close(clock() - t0)
     finally:
         c.claims.release_all()  # an error too: the process may live on, and its jobs must not stay held

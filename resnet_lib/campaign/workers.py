@@ -77,11 +77,22 @@ def start_workers(name: str, out: Path, budget_s: float, opts: dict, devs: list[
     workers = []
     for i, dev in enumerate(devs):
         log = out / WORKERS / f"{i}.log"
+        own, arg = _one_gpu(env, dev)
         with open(log, "ab") as f:
-            proc = subprocess.Popen(worker_argv(name, out, budget_s, opts, dev), stdout=f, stderr=subprocess.STDOUT,
-                                    env=env, start_new_session=True)
+            proc = subprocess.Popen(worker_argv(name, out, budget_s, opts, arg), stdout=f, stderr=subprocess.STDOUT,
+                                    env={**env, **own}, start_new_session=True)
         workers.append({"n": i, "device": dev, "proc": proc, "log": log})
     return workers
+
+
+def _one_gpu(env: dict, dev: str) -> tuple[dict, str]:
+    """A worker for GPU ``cuda:i`` sees that GPU alone, as its ``cuda`` (CUDA_VISIBLE_DEVICES, counted within this
+    process's own list), so that its CUDA graphs and streams live on the device current to it."""
+    if not dev.startswith("cuda:"):
+        return {}, dev
+    i = int(dev.split(":")[1])
+    visible = [v.strip() for v in env.get("CUDA_VISIBLE_DEVICES", "").split(",") if v.strip()]
+    return {"CUDA_VISIBLE_DEVICES": visible[i] if visible else str(i)}, "cuda"
 
 
 class Forward:
