@@ -241,9 +241,12 @@ def test_three_workers_from_the_command_line_and_status(one_worker, tmp_path, ca
     jobs = cp.campaign_jobs("smoke", **TINY)
     assert len(calls) == 3 and sorted(trained) == sorted((j.key, [0, 16]) for j in jobs)
     _same_runs(one_worker, tmp_path, TINY)
-    assert command.cli([*argv, "--status"]) == 0
+    assert command.cli(["smoke", "--out", str(tmp_path), "--status"]) == 0  # the set's options: the folder's own
     shown = capsys.readouterr().out
     assert "4 done" in shown and shown.count("ended: nothing more to do") + shown.count("ended: the jobs left") == 3
+    from resnet_lib.base.errors import UserError
+    with pytest.raises(UserError, match="holds campaign 'smoke', not 'table6'"):
+        command.cli(["table6", "--out", str(tmp_path), "--status"])
 
 
 def _preempt_mid_job(out: Path, jobs, deadline: float) -> int:

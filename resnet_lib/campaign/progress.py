@@ -9,9 +9,10 @@ from pathlib import Path
 
 import torch
 
+from ..base.errors import UserError
 from ..engine.checkpoint import CHECKPOINT, RESULT
 from .fused_runs import fused_slug
-from .sets import Entry, Job, Speeds
+from .sets import TABLE6_PRECISION, Entry, Job, Speeds, campaign_jobs
 from .shared import STATE, JobClaims, read_statuses
 
 WHY_STOPPED = {"budget": "stopped by its budget", "interrupted": "interrupted; the same command continues",
@@ -106,14 +107,19 @@ def format_summary(name: str, summary: dict, call: dict | None = None) -> str:
 
 # ----------------------------------------------------------------------------- --status: the folder as it stands
 
-def campaign_status(name: str, out, jobs: list[Job], now: float | None = None) -> str:
+def campaign_status(name: str, out, now: float | None = None) -> str:
     """Where campaign ``name`` in ``out`` stands, read from the folder alone (nothing trains, nothing is submitted):
-    each run, with "training" where a worker holds its job now (its lock, ``shared.JobClaims``); the time still
-    needed, for one worker and for those training now; each worker's status; the Slurm arrays submitted."""
+    each run of the set the folder was started with (its options are in ``campaign.json``), with "training" where
+    a worker holds its job now (its lock, ``shared.JobClaims``); the time still needed, for one worker and for
+    those training now; each worker's status; the Slurm arrays submitted."""
     out = Path(out)
     if not (out / STATE).exists():
         return f"campaign {name}: nothing in {out} yet (no {STATE}); start it with --budget-s, --devices or --slurm"
     state = json.loads((out / STATE).read_text())
+    if state.get("name", name) != name:
+        raise UserError(f"{out} holds campaign {state['name']!r}, not {name!r}: ask for --status of {state['name']}")
+    jobs = campaign_jobs(name, state["seeds"], state["scale"], state["subset"], state["test_subset"],
+                         state.get("fuse", True), state.get("precision", TABLE6_PRECISION))  # as _check_state reads them
     calls = state.get("calls", [])
     dev_name = calls[-1]["device"] if calls else "this device"
     summary = {**summarize(jobs, {j.key: job_iteration(out, j) for j in jobs}, Speeds(state.get("speeds", {})), dev_name),

@@ -188,7 +188,7 @@ def run_workers(name: str, out, budget_s: float, opts: dict, *, device: str = "a
             time.sleep(poll_s)
         display.update()
     display.close()
-    log(campaign_status(name, out, jobs))
+    log(campaign_status(name, out))
     failed = [w for w in workers if w["proc"].returncode not in (0, 130)]
     for w in failed:
         tail = w["log"].read_text(errors="replace").strip().splitlines()[-5:]
