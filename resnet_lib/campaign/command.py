@@ -68,12 +68,12 @@ def cli(argv: list[str]) -> int:
         print(campaign_status(a.name, a.out))  # the set's options are the folder's own
         return 0
     if a.slurm:
-        if a.devices or a.workers > 1:
+        if a.devices or a.workers != 1:
             raise UserError("--slurm takes its workers from its own spec (gpus=N, or workers=N), not --devices/--workers")
         from .slurm import submit  # submitit is an optional extra: imported only here
         submit(a.name, a.out, {**opts, "device": a.device}, a.slurm)
         return 0
-    if a.devices or a.workers > 1:
+    if a.devices or a.workers != 1:  # (0 or fewer: run_workers says what it takes)
         from .workers import run_workers
         code = run_workers(a.name, a.out, a.budget_s, opts, device=a.device, devices=a.devices, per_device=a.workers)
     else:
