@@ -1,5 +1,6 @@
 # The project's commands. Each target builds .venv first when it is missing or stale, so a fresh
 # clone needs nothing installed by hand: `make run` (the main job), `make test`, `make lab`.
+# .venv has the test extra and the cluster extra (submitit: campaign --slurm, and its tests).
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
@@ -10,7 +11,7 @@ OUT    ?= outputs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test,cluster]'
 	touch $(STAMP)
 
 ## The main job: fetch CIFAR-10, execute every notebook with papermill on its defaults, write

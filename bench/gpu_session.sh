@@ -31,6 +31,8 @@
 # PRECISION_STUDY (1: then the precision study, issue #25, before the campaign),
 # TOGETHER (auto: 4 runs at once on their own CUDA streams, or 1 when this session's smoke call ran the CUDA
 # tests and the lanes test did not pass),
+# WORKERS_CHECK (0: 1 runs bench/gpu_workers.py first, two campaign workers on this GPU against one worker,
+# issue #30; its lines come back as gpu_workers.jsonl and gpu_workers.log; WORKERS_S its time limit, 300),
 # STATE (/tmp/resnet_session), CAMPAIGN_ARGS (extra options of the campaign command, e.g. "--scale 0.001
 # --subset 512" for a dry run on a CPU). The budget counts from the script's start, so the bench and the
 # unpacking come out of it.
@@ -72,6 +74,11 @@ if [ ! -f "$RESNET_DATA/cifar10/cifar10_uint8.npz" ]; then
     echo "CIFAR-10 pieces here so far: ${have:-none}; carry the other (build/cifar_pack/a or b) in the next call"
     exit 0
   fi
+fi
+if [ "${WORKERS_CHECK:-0}" = 1 ]; then  # issue #30: two campaign workers on this GPU against one worker (~2 min)
+  timeout "${WORKERS_S:-300}" "$PY" bench/gpu_workers.py --out "$STATE/gpu_workers" 2>&1 | tee "$OUT/gpu_workers.log" \
+    || echo "!! the workers check failed or ran out of time (its log above)"
+  cp "$STATE/gpu_workers/gpu_workers.jsonl" "$OUT/" 2>/dev/null || true
 fi
 [ "$BUDGET" = 0 ] && { echo "CIFAR-10 ready; give a budget in seconds to train"; exit 0; }
 

@@ -7,9 +7,15 @@ is reported as one line, ``error: <what, why, the fix>``, with exit code 2 and n
 from __future__ import annotations
 
 import importlib
-import json
-import os
 import sys
+
+from resnet_lib.base.errors import (  # noqa: F401 (the exit codes: tests)
+    EXIT_INTERRUPTED,
+    EXIT_USER_ERROR,
+    USER_ERRORS,
+    debug_requested,
+    report_errors,
+)
 
 # command -> "module:function"; each function takes the remaining argv and returns an exit code.
 COMMANDS = {
@@ -19,19 +25,13 @@ COMMANDS = {
     "book": ("resnet_lib.runner.book:cli", "the executed notebooks as a static site: <out>/book/index.html"),
     "parameterize": ("resnet_lib.runner.cli:parameterize", "write notebooks with (tiny) parameters injected, unexecuted"),
     "sweep": ("resnet_lib.runner.sweep:cli", "run a notebook over a grid of parameters and gather the results"),
-    "campaign": ("resnet_lib.campaign.driver:cli", "train a named set of CIFAR runs within a time budget; resumable"),
+    "campaign": ("resnet_lib.campaign.command:cli", "train a named set of CIFAR runs within a time budget; resumable"),
     "precision-study": ("resnet_lib.campaign.precision_study:cli",
                         "the precision policies' early training error by depth, same seeds (issue #25)"),
     "grad-precision": ("resnet_lib.experiments.grad_precision:cli", "bf16 autocast's gradient against fp32's, by depth"),
     "readme": ("resnet_lib.runner.readme:cli", "rewrite the README's and docs' result blocks from results/ (--check: compare)"),
     "train-imagenet": ("resnet_lib.experiments.imagenet_train:cli", "train on an ImageFolder / Tiny ImageNet (torchrun-ready)"),
 }
-
-# What a user can cause and fix from the message alone. The library reports bad input as ValueError
-# (resnet_lib.base.errors.UserError is one) and file problems as OSError (missing, permission, disk full).
-USER_ERRORS = (ValueError, OSError)
-EXIT_USER_ERROR = 2      # as argparse exits on a bad option
-EXIT_INTERRUPTED = 130   # as a shell reports Ctrl-C
 
 
 def _usage() -> None:
@@ -49,36 +49,14 @@ def _run(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
-    debug = "--debug" in argv or os.environ.get("RESNET_DEBUG", "") not in ("", "0")
-    argv = [a for a in argv if a != "--debug"]
-    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+    _, words = debug_requested(argv)
+    if not words or words[0] in ("-h", "--help") or words[0] not in COMMANDS:
         _usage()
-        if argv and argv[0] not in ("-h", "--help"):
-            print(f"error: unknown command {argv[0]!r}; use one of: {', '.join(COMMANDS)}", file=sys.stderr)
-        return 0 if (not argv or argv[0] in ("-h", "--help")) else EXIT_USER_ERROR
-    if debug:
-        return _run(argv)
-    try:
-        return _run(argv)
-    except USER_ERRORS as e:
-        print(f"error: {_message(e)}", file=sys.stderr)
-        print("(add --debug or set RESNET_DEBUG=1 to see where it happened)", file=sys.stderr)
-        return EXIT_USER_ERROR
-    except KeyboardInterrupt:
-        resumes = " (training resumes from its last checkpoint when the same command runs again)"
-        print(f"interrupted{resumes if argv[0].startswith('train') else ''}", file=sys.stderr)
-        return EXIT_INTERRUPTED
-
-
-def _message(e: BaseException) -> str:
-    """The exception's own message; an OSError without one (``[Errno 28] No space left on device``)
-    gets the file it concerns."""
-    text = str(e) or type(e).__name__
-    if isinstance(e, json.JSONDecodeError):  # its message names neither the file nor the problem
-        text = f"a stored JSON file is damaged or was cut short ({text}); --debug shows which"
-    if isinstance(e, OSError) and e.filename and str(e.filename) not in text:
-        text += f": {e.filename}"
-    return text
+        if words and words[0] not in ("-h", "--help"):
+            print(f"error: unknown command {words[0]!r}; use one of: {', '.join(COMMANDS)}", file=sys.stderr)
+        return 0 if (not words or words[0] in ("-h", "--help")) else EXIT_USER_ERROR
+    resumes = " (training resumes from its last checkpoint when the same command runs again)"
+    return report_errors(_run, argv, interrupted=f"interrupted{resumes if words[0].startswith('train') else ''}")
 
 
 if __name__ == "__main__":

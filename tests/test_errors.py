@@ -140,6 +140,22 @@ def test_train_imagenet_refuses_a_class_without_training_images(tmp_path):
     assert not (tmp_path / "run").exists() or not any((tmp_path / "run").iterdir())
 
 
+def test_torchrun_entry_reports_bad_input_in_one_line_too(tmp_path):
+    """``torchrun ... -m resnet_lib.experiments.imagenet_train`` runs that module's ``__main__``: bad input is the
+    same one line as on ``python -m resnet_lib``, with no traceback of ours. torchrun itself then reports the failed
+    process in its own words (its ChildFailedError, with its launcher's traceback), which is not ours to change."""
+    env = {**os.environ, "RESNET_DEBUG": "", "OMP_NUM_THREADS": "1"}
+    bad = ["-m", "resnet_lib.experiments.imagenet_train", "--data", str(tmp_path / "missing")]
+    r = subprocess.run([sys.executable, *bad], capture_output=True, text=True, timeout=600, env=env)
+    assert_one_message(r, f"--data {tmp_path / 'missing'} does not exist")
+    t = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "1", *bad],
+                       capture_output=True, text=True, timeout=600, env=env, cwd=tmp_path)
+    assert t.returncode != 0
+    ours = [ln for ln in t.stderr.splitlines() if ln.startswith("error: ")]
+    assert len(ours) == 1 and "does not exist" in ours[0], t.stderr[-3000:]
+    assert "resnet_lib/experiments/imagenet_train.py" not in t.stderr, t.stderr[-3000:]  # no frame of ours
+
+
 def test_an_empty_class_is_an_error_naming_its_folder(tmp_path):
     _image_folder(tmp_path, {"a": 1, "b": 0})
     with pytest.raises(UserError, match=f"class folder {tmp_path / 'train' / 'b'} holds no images"):

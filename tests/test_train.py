@@ -7,7 +7,7 @@ import torch
 
 from resnet_lib.base.precision import resolve
 from resnet_lib.data.cifar import load_cifar10
-from resnet_lib.engine.checkpoint import load_model
+from resnet_lib.engine.checkpoint import RunStoreWarning, load_model
 from resnet_lib.engine.config import StepSchedule, TrainConfig, epochs_to_iters
 from resnet_lib.engine.loop import TrainingDiverged
 from resnet_lib.experiments.cifar_runs import CifarRun, paper_recipe, run_cifar
@@ -71,8 +71,13 @@ def test_stored_run_is_not_retrained(data, tmp_path):
     first = run_cifar(run, tmp_path, progress=False, data=data)
     again = run_cifar(run, tmp_path, progress=False, data=None)  # no data needed: nothing trains
     assert again["provenance"]["time_utc"] == first["provenance"]["time_utc"]
-    forced = run_cifar(run, tmp_path, progress=False, data=data, force=True)
+    with pytest.warns(RunStoreWarning, match="is replaced, as --force .* asked. It was moved aside"):
+        forced = run_cifar(run, tmp_path, progress=False, data=data, force=True)
     assert forced["history"]["train_loss"] == first["history"]["train_loss"]  # same seed, same result
+    # --force keeps the stored run, renamed, as a damaged file is kept: nothing is deleted
+    [kept] = (tmp_path / run.slug).glob("result.json.replaced-*")
+    assert json.loads(kept.read_text())["provenance"]["time_utc"] == first["provenance"]["time_utc"]
+    assert len(list((tmp_path / run.slug).glob("checkpoint.pt.replaced-*"))) == 1
 
 
 def test_divergence_stops_with_a_clear_message(data, tmp_path):

@@ -23,8 +23,18 @@ trained since each run's last checkpoint). ``--only-started`` finishes the runs 
 new one (for an hour on a slower machine); ``--only plain-20`` trains only the named nets' runs (a net that
 is quick on a CPU, while a GPU has the rest).
 
-Folder layout: ``DIR/campaign.json`` (the set, its options, the measured speeds and each call's
-log) and ``DIR/runs/<group>/<run slug>/`` (the engine's checkpoint and result files).
+A call is one *worker*, and any number of workers may train one folder at once (issue #30): processes on
+this machine (``--workers``, ``--devices``: ``workers``), array tasks on a Slurm cluster (``--slurm``: ``slurm``),
+or calls started by hand. A worker trains a job only while it holds the job's OS file lock, which the kernel
+releases when the worker ends in any way; a job another worker holds is skipped and tried again every
+``poll_s`` (so a dead worker's job is taken up, from its checkpoint), and with nothing else left the call waits
+for such jobs (``wait``) or leaves them to their workers. No job trains twice at once, so every run ends
+bitwise as one worker would have trained it (``shared``).
+
+Folder layout: ``DIR/campaign.json`` (the set, its options, the measured speeds and each call's log: its
+worker, the iterations it trained of each job; every worker merges its part in, ``shared.SharedLog``),
+``DIR/runs/<group>/<run slug>/`` (the engine's checkpoint and result files), ``DIR/locks/`` (a lock per job)
+and ``DIR/workers/`` (each worker's status: its device and the jobs it trains now; ``--status`` reads them).
 
 Sets (order = the order of work when time is short, issue #10):
   table6     in campaign.sets.TABLE6_PRECISION (fp32): one seed of ResNet-20/32/44/56/110, then
@@ -36,8 +46,6 @@ Sets (order = the order of work when time is short, issue #10):
 """
 from __future__ import annotations
 
-import argparse
-import json
 import signal
 import sys
 import threading
@@ -48,15 +56,21 @@ import torch
 from tqdm.auto import tqdm
 
 from ..base.device import pick_device
-from ..base.io import atomic_write_json, utc_now
-from ..base.precision import POLICIES, resolve
+from ..base.io import ensure_writable_dir, utc_now
+from ..base.precision import resolve
 from ..data.cifar import load_cifar10
-from ..engine.checkpoint import CHECKPOINT, RESULT
 from ..engine.lanes import Lanes
 from ..engine.loop import TrainingDiverged
 from ..experiments.cifar_runs import cifar_trainer, run_cifar  # noqa: F401 (run_cifar: tests)
-from ..experiments.shipped import export_campaign
-from .fused_runs import fused_slug, fused_trainer
+from .fused_runs import fused_trainer
+from .progress import (  # noqa: F401 (API)
+    WHY_STOPPED,
+    format_summary,
+    iteration_of,
+    job_iteration,
+    run_dir,
+    summarize,
+)
 from .sets import (  # noqa: F401 (API)
     SETS,
     TABLE6_DEPTHS,
@@ -69,60 +83,7 @@ from .sets import (  # noqa: F401 (API)
     campaign_jobs,
     cost_units,
 )
-
-STATE = "campaign.json"
-WHY_STOPPED = {"budget": "stopped by its budget", "interrupted": "interrupted; the same command continues",
-               "finished": "nothing more to do", None: "killed before it could stop"}
-# ----------------------------------------------------------------------------- progress and speed
-
-def run_dir(out: Path, e: Entry) -> Path:
-    return Path(out) / "runs" / e.group / e.run.slug
-
-
-def _checkpoint_state(path: Path, what: str) -> dict:
-    try:  # the checkpoint holds only tensors and plain containers: no pickle needed to read it
-        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)["state"]
-    except Exception as err:  # a damaged checkpoint: the engine's own check on resume names the fix
-        raise ValueError(f"cannot read the checkpoint of {what} at {path} ({err}); delete it to retrain "
-                         "from the start") from err
-
-
-def _checkpoint_iteration(path: Path, what: str) -> int:
-    return int(_checkpoint_state(path, what)["iteration"])
-
-
-def iteration_of(out: Path, e: Entry) -> int:
-    """How far a run has got: its iterations when finished, its checkpoint's iteration, else 0."""
-    d = run_dir(out, e)
-    if (d / RESULT).exists():
-        return e.run.train.iters
-    if (d / CHECKPOINT).exists():
-        return _checkpoint_iteration(d / CHECKPOINT, e.label)
-    return 0
-
-
-def _job_checkpoint(out: Path, job: Job) -> Path | None:
-    """The checkpoint a job trains on from: as ``run_fused`` sees it, the runs not finished go on from the
-    fused checkpoint, else (before it, or alone) from their own, the least advanced one's. None: none yet."""
-    todo = [e for e in job.entries if not (run_dir(out, e) / RESULT).exists()]
-    path = Path(out) / "runs" / job.group / fused_slug([e.run for e in todo]) / CHECKPOINT if todo else None
-    if len(todo) > 1 and path.exists():
-        return path
-    own = [run_dir(out, e) / CHECKPOINT for e in todo]
-    if not own or not all(p.exists() for p in own):
-        return None  # a run not started yet: the job starts from 0
-    return min(own, key=lambda p: _checkpoint_iteration(p, job.label))
-
-
-def job_iteration(out: Path, job: Job) -> int:
-    """How far a job has got: its iterations when all its runs finished, else its checkpoint's iteration
-    (``_job_checkpoint``), else 0."""
-    todo = [e for e in job.entries if not (run_dir(out, e) / RESULT).exists()]
-    if not todo:
-        return job.iters
-    path = _job_checkpoint(out, job)
-    return _checkpoint_iteration(path, job.label) if path else 0
-
+from .shared import STATE, JobClaims, SharedLog, failed_now, worker_id, write_status  # noqa: F401 (STATE: API)
 
 # ----------------------------------------------------------------------------- the campaign
 
@@ -132,6 +93,12 @@ def _check_state(state: dict, want: dict, path: Path) -> None:
     if have != want:
         raise ValueError(f"{path} belongs to another campaign ({have}), not {want}. Continue it with its own "
                          "options, or give this campaign another --out folder.")
+
+
+def campaign_want(name: str, seeds, scale: float, subset: int, test_subset: int, fuse: bool, precision: str) -> dict:
+    """What a campaign folder is for (kept in ``campaign.json``): a call with other options is refused."""
+    return {"name": name, "seeds": list(seeds), "scale": scale, "subset": subset, "test_subset": test_subset,
+            "fuse": fuse, "precision": precision}
 
 
 def lanes_for(together, dev: torch.device) -> int:
@@ -154,21 +121,29 @@ def job_trainer(job: Job, out: Path, dev, data):
 
 
 class StopRequest:
-    """While entered (in the main thread): SIGINT and SIGTERM set ``requested`` instead of interrupting, so
-    the caller stops between two steps; a second SIGINT raises KeyboardInterrupt as usual."""
-    requested = False
+    """While entered (in the main thread): SIGINT and SIGTERM (and any of ``also``, e.g. Slurm's preemption signal)
+    set ``requested`` instead of interrupting, so the caller stops between two steps; a second SIGINT raises
+    KeyboardInterrupt as usual. ``reason``: "preempted" when the first was one of ``also``, else "interrupted"."""
+    requested, signum = False, None
+
+    def __init__(self, also=()):
+        self.also = tuple(also)
+
+    @property
+    def reason(self) -> str:
+        return "preempted" if self.signum in self.also else "interrupted"
 
     def _handle(self, signum, frame):
         if self.requested and signum == signal.SIGINT:
             raise KeyboardInterrupt
-        self.requested = True
+        self.requested, self.signum = True, self.signum or signum
         print(f"campaign: {signal.Signals(signum).name} received: stopping after this step, with checkpoints "
               "(Ctrl-C again to stop at once)", file=sys.stderr, flush=True)
 
     def __enter__(self):
         self.old = None
         if threading.current_thread() is threading.main_thread():
-            self.old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)
+            self.old = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM, *self.also)
                         if signal.getsignal(s) is not signal.SIG_IGN}  # an ignored signal (nohup, &) stays so
         return self
 
@@ -181,7 +156,7 @@ def run_campaign(name: str, out, budget_s: float, *, seeds=(1, 2, 3), scale: flo
                  test_subset: int = 0, fuse: bool = True, together="auto", device="auto", data=None,
                  startup_s: float | None = None, margin_s: float | None = None, clock=time.monotonic,
                  progress: bool = True, log=print, only_started: bool = False, only=(), stop=None,
-                 precision: str = TABLE6_PRECISION) -> dict:
+                 precision: str = TABLE6_PRECISION, wait: bool = True, poll_s: float = 2.0) -> dict:
     """Train campaign ``name`` in ``out`` for at most ``budget_s`` seconds (of ``clock``) and return its
     summary (``summarize``). Jobs start in order, ``together`` at a time (``lanes_for``), each advanced one
     step per round; ``margin_s`` before the budget ends, every run still training stops with a checkpoint,
@@ -189,34 +164,47 @@ def run_campaign(name: str, out, budget_s: float, *, seeds=(1, 2, 3), scale: flo
     already begun; ``only``: only the jobs of these nets (e.g. ``("plain-20",)``). ``stop``, a
     :class:`StopRequest` (default: a new one, which Ctrl-C and SIGTERM set), ends the call early, the same
     way, once its ``requested`` is true. ``precision``: the policy the ``table6`` and ``smoke`` sets train in
-    (default Table 6's; another policy's runs go to the group named after it)."""
+    (default Table 6's; another policy's runs go to the group named after it).
+
+    Other workers may train the same folder at once (``shared``): a job another worker holds is skipped and
+    tried again every ``poll_s`` seconds; with nothing else left, this call ``wait``s for such jobs (taking one
+    over, from its checkpoint, if its worker dies) until they end or the budget does, or (``wait=False``)
+    leaves them to their workers."""
     t0 = clock()
-    want = {"name": name, "seeds": list(seeds), "scale": scale, "subset": subset, "test_subset": test_subset,
-            "fuse": fuse, "precision": precision}
+    want = campaign_want(name, seeds, scale, subset, test_subset, fuse, precision)
     dev = pick_device(device)
     resolve(dev, precision)  # a policy this device cannot run fails here, before anything trains
     c = CampaignCall(name, Path(out), campaign_jobs(name, seeds, scale, subset, test_subset, fuse, precision), want, dev,
                      lanes_for(together, dev), budget_s, data, progress, log, only_started, only)
     startup = (3.0 if dev.type == "cuda" else 0.5) if startup_s is None else startup_s
     margin = max(5.0, 0.03 * budget_s) if margin_s is None else margin_s
-    t = clock()
-    with stop or StopRequest() as stop:
-        while c.queue or c.lanes.live:
-            left = budget_s - (t - t0) - margin
-            if left <= 0 or stop.requested:
-                c.call["stopped"] = "interrupted" if stop.requested else "budget"
-                break
-            c.start_jobs(room=left > startup)
-            if not c.lanes.live:
-                break
-            t = c.round(clock, t)
-        c.call["stopped"] = c.call["stopped"] or "finished"
-        return c.close(clock() - t0)
+    c.poll_s, t = poll_s, clock()
+    try:
+        with stop or StopRequest() as stop:
+            while c.queue or c.lanes.live or c.waiting:
+                left = budget_s - (t - t0) - margin
+                if left <= 0 or stop.requested:
+                    c.call["stopped"] = stop.reason if stop.requested else "budget"
+                    break
+                c.start_jobs(room=left > startup, now=t)
+                if not c.lanes.live:
+                    if not (c.waiting and wait and left > startup):
+                        break
+                    time.sleep(poll_s)  # every job left is another worker's now: wait to see it end (or its worker die)
+                    t = clock()
+                    continue
+                t = c.round(clock, t)
+            c.call["stopped"] = c.call["stopped"] or ("budget" if c.queue else "left to others" if c.waiting
+                                                      else "finished")  # queue: too little left to start a job
+            return c.close(clock() - t0)
+    finally:
+        c.claims.release_all()  # an error too: the process may live on, and its jobs must not stay held
 
 
 class CampaignCall:
-    """One call of a campaign: its queue of jobs, the lanes training some of them, the measured speeds and
-    the state file (``campaign.json``), kept up to date as jobs end."""
+    """One call of a campaign: its queue of jobs, the lanes training some of them, the jobs it holds (one lock
+    each, ``shared.JobClaims``), the measured speeds and the state file (``campaign.json``, shared with any
+    other worker: ``shared.SharedLog``), kept up to date as jobs end."""
 
     def __init__(self, name: str, out: Path, jobs: list[Job], want: dict, dev: torch.device, n_lanes: int,
                  budget_s: float, data, progress: bool, log, only_started: bool = False, only=()):
@@ -226,38 +214,56 @@ class CampaignCall:
         only = [{n.lower(): n for n in nets}.get(o.lower(), o) for o in only]  # resnet-56 is ResNet-56
         if set(only) - nets:
             raise ValueError(f"campaign {name} has no net {sorted(set(only) - nets)}; its nets: {sorted(nets)}")
-        self.state_path = out / STATE
-        self.state = json.loads(self.state_path.read_text()) if self.state_path.exists() else \
-            {**want, "speeds": {}, "calls": []}
-        _check_state(self.state, want, self.state_path)
-        self.dev_name = campaign_device(dev)
-        self.speeds = Speeds(self.state["speeds"])
-        self.failed = self.state.setdefault("failed", {})  # job key -> why it stopped (diverged): not retried
-        at = {j.key: job_iteration(out, j) for j in jobs}
+        ensure_writable_dir(out, fix="choose another --out folder")
+        self.dev_name, self.worker = campaign_device(dev), worker_id()
         self.call = {"device": self.dev_name, "torch": str(torch.__version__), "budget_s": budget_s,
-                     "together": n_lanes, "started_utc": utc_now(), "iterations": 0,
+                     "together": n_lanes, "started_utc": utc_now(), "iterations": 0, "worker": self.worker,
+                     "jobs": {},  # job key -> [iteration it started from here, iteration reached]
                      "stopped": None}  # until the call ends: None in the log means it was killed
-        self.state["calls"].append(self.call)
+        self.shared = SharedLog(out, want, _check_state)
+        state = self.shared.open(self.call)
+        self.speeds = Speeds(state["speeds"])
+        self.failed = state.get("failed", {})  # job key -> why it stopped (diverged): not retried
+        at = {j.key: job_iteration(out, j) for j in jobs}
         self.bar = tqdm(total=sum(j.iters * len(j.entries) for j in jobs),  # run-iterations: K a fused step
                         initial=sum(at[j.key] * len(j.entries) for j in jobs), desc=f"campaign {name}", unit="it",
                         disable=not progress, dynamic_ncols=True)
         self.queue = [j for j in jobs if at[j.key] < j.iters and j.key not in self.failed
                       and (at[j.key] > 0 or not only_started) and (not only or j.runs[0].name in only)]
-        self.lanes = Lanes(dev)
-        self.last_save = None
+        self.order = {j.key: i for i, j in enumerate(jobs)}
+        self.waiting: list[Job] = []  # jobs another worker holds: tried again every poll_s
+        self.claims, self.lanes = JobClaims(out), Lanes(dev)
+        self.last_save = self.last_status = self.retried = None
+        self.status()
 
-    def start_jobs(self, room: bool) -> None:
-        """Fill free lanes with the next jobs in the queue (while there is ``room`` in the budget)."""
+    def start_jobs(self, room: bool, now: float = 0.0) -> None:
+        """Fill free lanes with the next jobs in the queue (while there is ``room`` in the budget) that no other
+        worker holds; those held are tried again every ``poll_s`` (their worker may have ended or died)."""
+        if self.waiting and (self.retried is None or now - self.retried >= self.poll_s):
+            self.queue = sorted([*self.waiting, *self.queue], key=lambda j: self.order[j.key])
+            self.waiting, self.retried = [], now
+        started = False
         while self.queue and len(self.lanes.live) < self.n_lanes and room:
             job = self.queue.pop(0)
-            self.data = self.data or load_cifar10()
-            trainer = job_trainer(job, self.out, self.dev, self.data)
-            if trainer is None:  # finished meanwhile (e.g. by hand): nothing to train
+            if not self.claims.claim(job.key):
+                self.waiting.append(job)
+                continue
+            trainer = None if job.key in failed_now(self.out) else self._trainer(job)
+            if trainer is None:  # finished meanwhile (by another worker, or by hand), or set aside by another
+                self.claims.release(job.key)
                 continue
             trainer.extra["trained_together"] = self.n_lanes  # the most runs at once (--together) in its last call
             k = getattr(trainer, "k", 1)  # a FusedTrainer's runs, else 1 (a run alone, maybe part of a job)
             self.lanes.add(job.key, trainer, job=job, k=k, at=trainer.state.iteration,
                            **{"as": job if k == len(job.entries) else Job(job.entries[:1])})
+            self.call["jobs"].setdefault(job.key, [trainer.state.iteration, trainer.state.iteration])
+            started = True
+        if started or (self.waiting and not self.lanes.live):  # waiting: the display says for what
+            self.status()
+
+    def _trainer(self, job: Job):
+        self.data = self.data or load_cifar10()
+        return job_trainer(job, self.out, self.dev, self.data)
 
     def round(self, clock, t: float) -> float:
         """One step of every lane; then the lanes that ended are finished (or their job requeued, or set
@@ -273,10 +279,13 @@ class CampaignCall:
             self.speeds.add(self.dev_name, lane.meta["as"], it - lane.meta["at"], share * units[lane.key])
             self.bar.update((it - lane.meta["at"]) * lane.meta["k"])
             self.call["iterations"] += it - lane.meta["at"]
-            lane.meta["at"] = it
+            self.call["jobs"][lane.key][1] = lane.meta["at"] = it
         if ended or self.last_save is None or now - self.last_save > 60:
             self.last_save = now
             self.save()
+        if ended or self.last_status is None or now - self.last_status > 5:
+            self.last_status = now
+            self.status()
         return now
 
     def _ended(self, lane) -> None:
@@ -288,102 +297,39 @@ class CampaignCall:
         if lane.error is not None:  # diverged: the others go on; this job is left as it stands, with the reason
             self.lanes.settle(lane)
             self.failed[lane.key] = f"{type(lane.error).__name__}: {lane.error}"
+            self.claims.release(lane.key)
             if self.log:
                 self.log(f"campaign {self.name}: {lane.meta['job'].label} stopped: {self.failed[lane.key]}")
         elif lane.trainer.complete:
             self.lanes.finish(lane)
-        else:  # a planned stop (runs with the warm-up, before they are fused): the job's next part
+            self.claims.release(lane.key)
+        else:  # a planned stop (runs with the warm-up, before they are fused): the job's next part, still held
             self.lanes.settle(lane)
             self.queue.insert(0, lane.meta["job"])
 
     def save(self) -> None:
-        self.state["speeds"] = self.speeds.table
-        atomic_write_json(self.state_path, self.state)
+        state = self.shared.save(self.call, self.speeds.table, self.failed)
+        self.speeds.table, self.failed = state["speeds"], state["failed"]  # every worker's, from now on
+
+    def status(self) -> None:
+        """This worker's status file: where it runs, the jobs it trains now and how far each has got."""
+        jobs = [{"key": lane.key, "label": lane.meta["job"].label, "iteration": lane.trainer.state.iteration,
+                 "iters": lane.meta["job"].iters} for lane in self.lanes.live]
+        write_status(self.out, self.worker, {"campaign": self.name, "device": self.dev_name, "jobs": jobs,
+                                             "waiting_for": [j.key for j in self.waiting],
+                                             "stopped": self.call["stopped"]})
 
     def close(self, seconds: float) -> dict:
         """Stop every run still training (each with a checkpoint), record the call, summarize."""
         self.lanes.stop_all()
+        self.claims.release_all()
         self.bar.close()
         self.call["seconds"] = round(seconds, 1)
         self.save()
+        self.status()
         at = {j.key: job_iteration(self.out, j) for j in self.jobs}
         summary = {**summarize(self.jobs, at, self.speeds, self.dev_name), "failed": dict(self.failed),
                    "stopped": self.call["stopped"]}
         if self.log:
             self.log(format_summary(self.name, summary, self.call))
         return summary
-
-
-def summarize(jobs: list[Job], at: dict, speeds: Speeds, dev_name: str) -> dict:
-    """Which runs are done, in progress (with their iteration) and left, and the time still needed on
-    ``dev_name`` at the speed measured there in each job's precision policy; None where nothing was measured
-    so yet. A fused job's time is shared out equally between its runs."""
-    rows, left_s = [], 0.0
-    for job in jobs:
-        it, iters = at[job.key], job.iters
-        rate = speeds.estimate(dev_name, job)
-        need = None if rate is None else (iters - it) * rate
-        left_s = None if (need is None and it < iters) or left_s is None else left_s + (need or 0)
-        for e in job.entries:
-            rows.append({"run": e.label, "key": e.key, "job": job.label, "iteration": it, "iters": iters,
-                         "status": "done" if it >= iters else ("in progress" if it else "left"),
-                         "time_left_s": None if need is None else need / len(job.entries)})
-    count = {s: sum(r["status"] == s for r in rows) for s in ("done", "in progress", "left")}
-    return {"rows": rows, "count": count, "time_left_s": left_s, "device": dev_name}
-
-
-def format_summary(name: str, summary: dict, call: dict | None = None) -> str:
-    c = summary["count"]
-    lines = [f"campaign {name}: {c['done']} done, {c['in progress']} in progress, {c['left']} left"]
-    if call:
-        lines[0] += f" (this call: {call['iterations']} iterations in {call.get('seconds', 0):.0f} s, " \
-                    f"{WHY_STOPPED.get(call['stopped'], call['stopped'])})"
-    for r in summary["rows"]:
-        est = "" if r["time_left_s"] in (None, 0) else f"  ~{r['time_left_s'] / 60:.1f} min left"
-        fused = " (fused)" if r["job"].endswith("(fused)") else ""
-        lines.append(f"  {r['status']:11s} {r['run'] + fused:28s} {r['iteration']:>6d}/{r['iters']}{est}")
-    t = summary["time_left_s"]
-    for key, why in summary.get("failed", {}).items():
-        lines.append(f"  failed      {key}: {why}\n    (not retried; to retry, remove it from \"failed\" in campaign.json)")
-    lines.append(f"time still needed on {summary['device']}: " +
-                 ("unknown (no speed measured on this device yet)" if t is None else f"~{t / 60:.1f} min"))
-    return "\n".join(lines)
-
-
-def cli(argv: list[str]) -> int:
-    ap = argparse.ArgumentParser(prog="python -m resnet_lib campaign", description=__doc__.splitlines()[0])
-    ap.add_argument("name", choices=SETS)
-    ap.add_argument("--out", required=True, help="the campaign's folder (created, or continued)")
-    ap.add_argument("--budget-s", type=float, default=0, help="seconds this call may train (0: only summarize "
-                    "or export)")
-    ap.add_argument("--seeds", default="1,2,3", help="comma-separated seeds (the first for every net)")
-    ap.add_argument("--scale", type=float, default=1.0, help="scale the 64k-iteration schedule (tiny tests)")
-    ap.add_argument("--subset", type=int, default=0, help="stratified training subset (0: all 50k images)")
-    ap.add_argument("--test-subset", type=int, default=0, help="curve points on this many test images (0: all)")
-    ap.add_argument("--no-fuse", action="store_true", help="train every run alone (default: the further seeds "
-                    "of each net train together, fused into one net; a folder keeps the choice it started with)")
-    ap.add_argument("--together", default="auto", help="runs trained at once, each on its own CUDA stream "
-                    "(auto: 4 on a GPU, 1 on a CPU)")
-    ap.add_argument("--only-started", action="store_true", help="finish the runs in progress; start no new one")
-    ap.add_argument("--only", default="", help="train only these nets, comma-separated, e.g. plain-20,plain-32 (any case)")
-    ap.add_argument("--precision", default=TABLE6_PRECISION, choices=list(POLICIES),
-                    help="the policy table6 and smoke train in (default %(default)s, Table 6's: the precision study's "
-                         "choice, docs/precision.md); another policy's runs are kept in a group named after it")
-    ap.add_argument("--device", default="auto")
-    ap.add_argument("--export", default=None, metavar="DEST", help="then export the finished runs into DEST "
-                    "(results/cifar10: JSON per run, Fig. 7 responses, fp16 weights)")
-    a = ap.parse_args(argv)
-    try:
-        seeds = [int(s) for s in a.seeds.split(",") if s.strip()]
-    except ValueError:
-        ap.error(f"--seeds takes comma-separated integers, e.g. 1,2,3; got {a.seeds!r}")
-    summary = run_campaign(a.name, a.out, a.budget_s, seeds=seeds, scale=a.scale, subset=a.subset,
-                           test_subset=a.test_subset, fuse=not a.no_fuse, together=a.together, device=a.device,
-                           only_started=a.only_started, only=tuple(n.strip() for n in a.only.split(",") if n.strip()),
-                           precision=a.precision)
-    if summary["stopped"] == "interrupted":
-        return 130  # as a shell reports Ctrl-C; no export
-    if a.export:
-        written = export_campaign(a.out, a.export, device=a.device)
-        print(f"exported {len(written['runs'])} finished runs into {a.export}")
-    return 0

@@ -122,6 +122,7 @@ def campaign_entries(name: str, seeds=(1, 2, 3), scale: float = 1.0, subset: int
 
 
 SETS = ("table6", "precision", "smoke")
+SET_KEYS = ("seeds", "scale", "subset", "test_subset", "fuse", "precision")  # what makes a set's jobs (campaign_jobs)
 
 
 # ----------------------------------------------------------------------------- speeds, for the time still needed

@@ -90,15 +90,16 @@ def identity_diff(stored: dict | None, wanted: dict) -> dict:
 
 # ------------------------------------------------------------------------------- damaged files
 
-def move_aside(path: str | os.PathLike, why: str, rebuild: str | None = None) -> Path:
-    """Rename a damaged or foreign ``path`` to ``<name>.damaged-<UTC time>`` (never deleted) and warn,
-    naming it and the command that rebuilds it. Returns the new path."""
+def move_aside(path: str | os.PathLike, why: str, rebuild: str | None = None, tag: str = "damaged") -> Path:
+    """Rename a damaged or foreign ``path`` to ``<name>.<tag>-<UTC time>`` (never deleted) and warn,
+    naming it and the command that rebuilds it. Returns the new path. (``tag`` "replaced": a stored run
+    that ``force`` trains again is kept the same way.)"""
     path = Path(path)
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
-    new = path.with_name(f"{path.name}.damaged-{stamp}")
+    new = path.with_name(f"{path.name}.{tag}-{stamp}")
     n = 1
     while new.exists():
-        new, n = path.with_name(f"{path.name}.damaged-{stamp}-{n}"), n + 1
+        new, n = path.with_name(f"{path.name}.{tag}-{stamp}-{n}"), n + 1
     os.replace(path, new)
     warnings.warn(f"{path} {why}. It was moved aside to {new.name} (kept, not deleted) and the run is trained "
                   f"again{'; to rebuild it yourself: ' + rebuild if rebuild else ''}.", RunStoreWarning, stacklevel=3)

@@ -19,7 +19,7 @@ from ..base.io import WriteFailed, ensure_writable_dir
 from ..base.paths import output_dir
 from ..base.precision import SETTINGS
 from ..data.cifar import NORMALIZATIONS, TensorLoader, load_cifar10, make_loaders, stratified_indices
-from ..engine.checkpoint import CHECKPOINT, PREVIOUS, RESULT, identity_hash, read_result, run_identity
+from ..engine.checkpoint import CHECKPOINT, PREVIOUS, RESULT, identity_hash, move_aside, read_result, run_identity
 from ..engine.config import TrainConfig
 from ..engine.loop import Trainer, run_trainer
 from ..engine.step import resolve_formats
@@ -123,10 +123,11 @@ def cifar_trainer(run: CifarRun, root: str | os.PathLike | None = None, device="
     run = run.resolved(dev)  # "auto" precision named: the policy is part of the run's identity and slug
     run_dir = ensure_writable_dir(root / run.slug, fix="choose another folder (the CLI's --out, the notebook's "
                                                           "OUT_DIR)")
-    if force:
-        for f in (CHECKPOINT, PREVIOUS, RESULT):
-            (run_dir / f).unlink(missing_ok=True)
     rebuild = run.command(root)
+    if force:  # the stored run is kept, renamed, as a damaged file is (engine.checkpoint.move_aside): never deleted
+        for f in (CHECKPOINT, PREVIOUS, RESULT):
+            if (run_dir / f).exists():
+                move_aside(run_dir / f, "is replaced, as --force (force=True) asked", tag="replaced")
     if (stored := read_result(run_dir / RESULT, run.identity, rebuild, RUN_KEYS)) is not None:
         return stored
     src = run_sources(run, data or load_cifar10(), dev)
@@ -206,7 +207,8 @@ def _parser() -> argparse.ArgumentParser:
                          "policy found faithful on this device ('off' is the older name of fp32)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--out", default=None, help="runs folder (default: outputs/runs)")
-    ap.add_argument("--force", action="store_true", help="retrain even if the run is stored (its files are replaced)")
+    ap.add_argument("--force", action="store_true", help="retrain even if the run is stored (its files are kept, "
+                    "renamed <name>.replaced-<time>)")
     return ap
 
 

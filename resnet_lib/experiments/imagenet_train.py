@@ -37,6 +37,7 @@ import torch
 import torch.distributed as dist
 
 from ..base.device import pick_device, use_bf16
+from ..base.errors import report_errors
 from ..base.io import atomic_write_json
 from ..base.paths import output_dir, tiny_imagenet_dir
 from ..base.precision import SETTINGS
@@ -395,5 +396,5 @@ def cli(argv: list[str] | None = None) -> int:
     return 0
 
 
-if __name__ == "__main__":
-    raise SystemExit(cli())
+if __name__ == "__main__":  # torchrun's entry: bad input is one line per rank, as on python -m resnet_lib
+    raise SystemExit(report_errors(cli, sys.argv[1:], interrupted="interrupted (the same command resumes the run)"))
