@@ -105,3 +105,12 @@ def test_brief_runs_are_stored_found_and_reused(tmp_path):
     (root / "other").mkdir()
     (root / "other" / "result.json").write_text(json.dumps(longer))
     assert rs.stored_runs(root)[(8, True)]["config"]["iters"] == 99
+
+
+def test_nets_still_at_bn_initial_scale_are_named_as_such():
+    """Short runs whose responses all sit near BN's initial scale get the note; one trained net (0.70) removes it."""
+    near = {"plain-20": {"median": 1.012}, "ResNet-20": {"median": 1.044}, "ResNet-32": {"median": 0.957}}
+    note = rs.near_init_note(near)
+    assert "between 0.957 and 1.044" in note and "early training" in note
+    assert rs.near_init_note({**near, "ResNet-56": {"median": 0.70}}) == ""
+    assert rs.near_init_note({}) == ""

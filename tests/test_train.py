@@ -163,6 +163,22 @@ def test_depth_verdicts_one_run_each_use_the_paper_s_seed_spread_and_say_so():
     assert depth_verdicts(_grid(((0.08, 0.30, 0.0554, 0.0528),))[:2])[0]["status"] == "not shown"  # one depth pair
 
 
+def test_own_run_summary_sends_a_claim_to_the_shipped_runs_only_where_they_show_it():
+    """The reader's run shows claims 1-2 and contradicts 3; the shipped runs show 1 and not 3: claim 3 is named as
+    shown by neither, never as shown by the shipped runs."""
+    from resnet_lib.experiments.cifar_grid import depth_verdicts, own_run_summary
+    own = depth_verdicts(_grid(((0.60, 0.70, 0.58, 0.62), (0.61, 0.71, 0.57, 0.63))))
+    shipped = depth_verdicts(_grid(((0.08, 0.30, 0.0554, 0.0528),)), one_run_se=True)
+    assert [v["status"] for v in own] == ["shown", "shown", "contradicted"]
+    text = own_run_summary(own, shipped, "the shipped runs")
+    assert text.startswith("Your run shows 2 of the 3 claims")
+    assert "Shown by the shipped runs instead" not in text
+    assert f"Not shown here, nor at their own depths by the shipped runs: *{own[2]['claim']}*" in text
+    planted = [dict(v, status="shown") for v in shipped]
+    assert f"Shown by the shipped runs instead: *{shipped[2]['claim']}*" in own_run_summary(own, planted, "the shipped runs")
+    assert own_run_summary(planted, shipped) == "Your run shows 3 of the 3 claims."
+
+
 def _calibration_file(folder, name, setting, errs_by_seed, precision="fp32"):
     runs = [{"name": net, "seed": seed, "train_err": err, "cpu_path": {"precision": precision, "onednn_isa": "Intel AVX2"}}
             for seed, errs in errs_by_seed.items()

@@ -166,6 +166,25 @@ def depth_verdicts(results: list[dict], one_run_se: bool = False, what: str = ""
     return out
 
 
+def own_run_summary(own: list[dict], shipped: list[dict], shipped_name: str = "the shipped runs above") -> str:
+    """What the reader's run shows, and for each claim it does not show, whether ``shipped`` (the same claims
+    from longer runs, :func:`depth_verdicts`, in the same order) shows it: no claim is sent to the shipped runs
+    as its evidence unless they show it."""
+    shown = [v for v in own if v["status"] == "shown"]
+    head = f"Your run shows {len(shown)} of the {len(own)} claims"
+    if len(shown) == len(own):
+        return head + "."
+    rest = [(v, s) for v, s in zip(own, shipped) if v["status"] != "shown"]
+    there = [f"*{s['claim']}*" for v, s in rest if s["status"] == "shown"]
+    nowhere = [f"*{v['claim']}*" for v, s in rest if s["status"] != "shown"]
+    parts = [head + " (each line says why)."]
+    if there:
+        parts.append(f"Shown by {shipped_name} instead: {'; '.join(there)}.")
+    if nowhere:
+        parts.append(f"Not shown here, nor at their own depths by {shipped_name}: {'; '.join(nowhere)}.")
+    return " ".join(parts) + " Raise `ITERS` to test the others in your own run."
+
+
 def verdict_markdown(verdicts: list[dict]) -> str:
     return "\n".join(f"- **{v['claim']}**: {v['text']}" for v in verdicts)
 

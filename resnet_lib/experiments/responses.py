@@ -280,6 +280,19 @@ def fig7_verdicts(nets: dict[str, dict], chance: float = 90.0) -> list[dict]:
     return out
 
 
+def near_init_note(nets: dict[str, dict], tol: float = 0.1) -> str:
+    """A sentence when every net's median response std is within ``tol`` of 1, BN's output scale at
+    initialisation (gamma = 1): after a short run the gaps between such nets describe early training, not the
+    trained nets Fig. 7 is about. Empty otherwise."""
+    if not nets or any(abs(v["median"] - 1.0) > tol for v in nets.values()):
+        return ""
+    lo, hi = min(v["median"] for v in nets.values()), max(v["median"] for v in nets.values())
+    return (f"Every one of these nets has a median response std between {lo:.3f} and {hi:.3f}, within {tol:g} of 1, "
+            "the scale BN gives its output at initialisation (gamma = 1): training this short has barely moved "
+            "it, so the gaps above describe early training, not the trained nets of Fig. 7; the fully trained "
+            "nets above are the evidence for the paper's claims.")
+
+
 def verdict_markdown(verdicts: list[dict]) -> str:
     return "\n".join(f"- **{v['claim']}**: {v['text']}" for v in verdicts) or "- No pair of nets to compare."
 
