@@ -173,7 +173,7 @@ def test_own_run_summary_sends_a_claim_to_the_shipped_runs_only_where_they_show_
     text = own_run_summary(own, shipped, "the shipped runs")
     assert text.startswith("Your run shows 2 of the 3 claims")
     assert "Shown by the shipped runs instead" not in text
-    assert f"Not shown here, nor at their own depths by the shipped runs: *{own[2]['claim']}*" in text
+    assert f"Not shown at their own depths by the shipped runs either: *{own[2]['claim']}*" in text
     planted = [dict(v, status="shown") for v in shipped]
     assert f"Shown by the shipped runs instead: *{shipped[2]['claim']}*" in own_run_summary(own, planted, "the shipped runs")
     assert own_run_summary(planted, shipped) == "Your run shows 3 of the 3 claims."

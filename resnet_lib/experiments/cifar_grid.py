@@ -181,7 +181,7 @@ def own_run_summary(own: list[dict], shipped: list[dict], shipped_name: str = "t
     if there:
         parts.append(f"Shown by {shipped_name} instead: {'; '.join(there)}.")
     if nowhere:
-        parts.append(f"Not shown here, nor at their own depths by {shipped_name}: {'; '.join(nowhere)}.")
+        parts.append(f"Not shown at their own depths by {shipped_name} either: {'; '.join(nowhere)}.")
     return " ".join(parts) + " Raise `ITERS` to test the others in your own run."
 
 

@@ -30,7 +30,7 @@ from ..engine.state import resolve_pieces, trained_on
 from ..models.cifar import cifar_resnet
 from .responses import layer_responses, measure
 
-WEIGHT_NETS = ((20, True), (56, True), (110, True), (20, False), (56, False), (110, False))  # Fig. 7's nets
+WEIGHT_NETS = ((20, True), (56, True), (110, True), (20, False), (56, False), (110, False))  # Fig. 7's nets, and plain-110
 EMPTY = ("No paper-scale runs are shipped yet; run `bash bench/gpu_session.sh` on a GPU "
          "(it trains the `table6` campaign and exports it into results/cifar10).")
 
