@@ -92,16 +92,16 @@ def main() -> int:
     dev = pick_device(a.device)
     policies = a.policies or ["fp32", "bf16", "bf16-conv"] + (["tf32"] if dev.type == "cuda" else [])
     rows = []
+    extra = {"cpu_path": cpu_path()} if dev.type == "cpu" else {"gpu": torch.cuda.get_device_name(dev)}
     for depth in a.depths:
         for row in measure(depth, policies, a.iters, a.warmup, a.rounds, a.device, a.compile):
             print(json.dumps(row), flush=True)
             rows.append(row)
-    load = os.getloadavg()[0]
-    extra = {"cpu_path": cpu_path()} if dev.type == "cpu" else {"gpu": torch.cuda.get_device_name(dev)}
-    if a.out:
-        atomic_write_json(Path(a.out), {"rows": rows, "load_average_1min_at_end": round(load, 2),
-                                        "command": "python bench/precision_cost.py " + " ".join(sys.argv[1:]),
-                                        **extra, **provenance(dev)})
+        load = os.getloadavg()[0]
+        if a.out:  # after each depth, so that a bench stopped part-way keeps what it measured
+            atomic_write_json(Path(a.out), {"rows": rows, "load_average_1min_at_end": round(load, 2),
+                                            "command": "python bench/precision_cost.py " + " ".join(sys.argv[1:]),
+                                            **extra, **provenance(dev)})
     print(json.dumps({"load_average_1min_at_end": round(load, 2)}))
     return 0
 

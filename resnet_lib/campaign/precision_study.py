@@ -276,7 +276,9 @@ def _cost_key(c: dict) -> str:
     if "gpu" in c:
         return c["gpu"]
     path = c.get("cpu_path", {})
-    return f"CPU, {path.get('onednn_isa', '?')}" + ("" if path.get("fast_bf16") else " (no fast bf16)")
+    stand_in = str(path.get("onednn_max_isa", "")).upper() == "AVX2"  # a bf16 CPU capped to stand in for AVX2
+    return f"CPU, {path.get('onednn_isa', '?')}" + ("" if path.get("fast_bf16") else " (no fast bf16)") + \
+        (", stood in for with ONEDNN_MAX_CPU_ISA=AVX2" if stand_in else "")
 
 
 def cost_table(costs: list[dict]) -> str:
