@@ -161,7 +161,7 @@ def stored_runs(root) -> dict[tuple[int, bool], dict]:
     return best
 
 
-def train_brief(depth: int, residual: bool, root, iters: int = 600, batch_size: int = 32, subset: int = 0,
+def train_brief(depth: int, residual: bool, root, iters: int = 400, batch_size: int = 32, subset: int = 0,
                 lr: float | None = 0.02, device="auto", progress: bool = True, data=None) -> dict:
     """A short run of the paper's recipe (Sec. 4.2, with the warm-up for 110 layers), through notebook 03's
     runner (``cifar_runs.run_cifar``), stored under ``root``; an existing one is reused. ``lr``: a constant
