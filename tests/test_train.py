@@ -218,3 +218,14 @@ def test_final_on_subset_takes_the_last_curve_point_and_names_its_set(tmp_path, 
     assert res["eval_set"] == "test500"
     path = res["provenance"]["cpu_path"]  # precision "auto": the policy base.precision.AUTO names for a CPU
     assert res["precision"] == resolve(torch.device("cpu"), "auto").label and path["onednn_isa"]
+
+
+def test_the_final_training_error_window_is_never_a_sliver():
+    """400 iterations and 6 evaluations: evaluating every 66 left a last window of 4 iterations behind the final
+    training error (128 images); every 67 leaves 65, and train_images_behind counts the window that is there."""
+    from resnet_lib.experiments.cifar_grid import plan_runs, train_images_behind
+    run = plan_runs([20], ["resnet"], iters=400, evals=6, batch_size=32, lr_drops=[])[0]
+    assert run.train.eval_every == 67
+    assert train_images_behind({"config": {"iters": 400, "eval_every": 67, "batch_size": 32}}) == 65 * 32
+    assert train_images_behind({"config": {"iters": 400, "eval_every": 66, "batch_size": 32}}) == 4 * 32
+    assert train_images_behind({"config": {"iters": 16000, "eval_every": 2000, "batch_size": 128}}) == 2000 * 128
