@@ -42,7 +42,8 @@ def test_runner_check_names_the_fix():
     assert f"parameter EVALS should be int like its default {evals}, got str 'abc'; pass it as -p EVALS {evals}" in msg
     assert "unknown parameter 'DEPTH' (did you mean DEPTHS?)" in msg
     assert "unknown parameter 'evals' (did you mean EVALS?)" in msg
-    assert "DEPTHS should be list of int" in msg and '-y "DEPTHS: [20, 56]"' in msg
+    depths = read_parameters(path)["DEPTHS"]
+    assert "DEPTHS should be list of int" in msg and f'-y "DEPTHS: {depths}"' in msg
     assert isinstance(e.value, UserError) and isinstance(e.value, ValueError)
 
 
