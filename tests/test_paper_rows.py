@@ -144,6 +144,32 @@ def test_fig7_verdicts_refuse_a_net_that_did_not_learn(plain, why):
     assert [x["status"] for x in v] == ["not shown"] and why in v[0]["text"] and "plain-20" in v[0]["text"]
 
 
+def test_fig7_verdicts_refuse_nets_whose_bn_is_still_at_its_initial_scale():
+    """Short runs: every response sits near BN's initial std of 1. A clear gap (0.95 against 1.05) between such
+    nets is not counted; the same gap between nets whose gamma has moved is; a net refused only for its BN
+    scale is still drawn."""
+    young = {"plain-20": {**_net(1.05), "bn_scale": 0.99}, "ResNet-20": {**_net(0.95), "bn_scale": 1.02}}
+    v = rs.fig7_verdicts(young)
+    assert v[0]["status"] == "not shown" and "initial scale" in v[0]["text"] and "1.020" in v[0]["text"]
+    assert rs.refused(young) == []
+    # one seed of two at the initial scale is enough to refuse
+    mixed = {"plain-20": {**_net(1.05), "bn_scales": [0.7, 0.95]}, "ResNet-20": {**_net(0.95), "bn_scale": 0.6}}
+    assert rs.fig7_verdicts(mixed)[0]["status"] == "not shown"
+    grown = {"plain-20": {**_net(1.05), "bn_scale": 0.8}, "ResNet-20": {**_net(0.95), "bn_scale": 0.7}}
+    assert rs.fig7_verdicts(grown)[0]["status"] == "shown"
+
+
+def test_fig7_verdicts_use_the_spread_over_seeds_when_there_are_seeds():
+    """Two seeds each: the interval is the seeds' spread, not the (tiny) sampling error; a gap of 0.05 with
+    seeds 0.2 apart is not shown, with seeds 0.002 apart it is."""
+    def seeded(medians):
+        return {**_net(sum(medians) / len(medians), se=None), "medians": medians}
+    wide = rs.fig7_verdicts({"plain-20": seeded([0.95, 0.75]), "ResNet-20": seeded([0.70, 0.90])})
+    assert wide[0]["status"] == "not shown" and "over 2 and 2 seeds" in wide[0]["text"]
+    tight = rs.fig7_verdicts({"plain-20": seeded([0.851, 0.849]), "ResNet-20": seeded([0.801, 0.799])})
+    assert tight[0]["status"] == "shown" and "over 2 and 2 seeds" in tight[0]["text"]
+
+
 def test_fig7_verdicts_say_no_inside_the_interval_and_when_contradicted():
     inside = rs.fig7_verdicts({"plain-20": _net(0.702, se=0.01), "ResNet-20": _net(0.700, se=0.01)})
     assert inside[0]["status"] == "not shown" and "inside its interval" in inside[0]["text"]

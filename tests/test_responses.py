@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -97,20 +98,45 @@ def test_brief_runs_are_stored_found_and_reused(tmp_path):
     again = rs.train_brief(8, True, root, iters=2, batch_size=16, subset=100, device="cpu", progress=False)
     assert result_file.stat().st_mtime_ns == stamp and again["config"]["iters"] == 2
     found = rs.stored_runs(root)
-    assert set(found) == {(8, True)}
+    assert set(found) == {(8, True)} and len(found[(8, True)]) == 1
     assert rs.stored_runs(tmp_path / "nowhere") == {}
-    # a longer run of the same net wins
-    longer = json.loads(result_file.read_text())
-    longer["config"]["iters"] = 99
-    (root / "other").mkdir()
-    (root / "other" / "result.json").write_text(json.dumps(longer))
-    assert rs.stored_runs(root)[(8, True)]["config"]["iters"] == 99
+    first = json.loads(result_file.read_text())
+
+    def plant(name, iters, seed):
+        rec = json.loads(json.dumps(first))
+        rec["config"]["iters"] = rec["identity"]["train"]["iters"] = iters
+        rec["config"]["seed"] = rec["identity"]["train"]["seed"] = seed
+        (root / name).mkdir()
+        (root / name / "result.json").write_text(json.dumps(rec))
+
+    # every seed of the longest setting, in seed order; a shorter setting's seeds are not mixed in
+    plant("long_s1", 99, 1)
+    plant("long_s0", 99, 0)
+    plant("short_s2", 2, 2)
+    assert [(r["config"]["iters"], r["config"]["seed"]) for r in rs.stored_runs(root)[(8, True)]] == [(99, 0), (99, 1)]
 
 
-def test_nets_still_at_bn_initial_scale_are_named_as_such():
-    """Short runs whose responses all sit near BN's initial scale get the note; one trained net (0.70) removes it."""
-    near = {"plain-20": {"median": 1.012}, "ResNet-20": {"median": 1.044}, "ResNet-32": {"median": 0.957}}
-    note = rs.near_init_note(near)
-    assert "between 0.957 and 1.044" in note and "early training" in note
-    assert rs.near_init_note({**near, "ResNet-56": {"median": 0.70}}) == ""
-    assert rs.near_init_note({}) == ""
+def test_own_nets_average_the_seeds_and_keep_each(tmp_path):
+    """Two seeds of a net stored: the entry is their mean, with each seed's median, BN scale and error kept;
+    a net with no stored run is trained here, once."""
+    root = tmp_path / "runs"
+    run = rs.train_brief(8, True, root, iters=2, batch_size=16, subset=100, device="cpu", progress=False)
+    # the same weights under a second seed's record: its measurements must equal the first's
+    shutil.copytree(run["run_dir"], root / "seed1")
+    rec = json.loads((root / "seed1" / "result.json").read_text())
+    rec["config"]["seed"] = rec["identity"]["train"]["seed"] = 1
+    (root / "seed1" / "result.json").write_text(json.dumps(rec))
+    stored = rs.stored_runs(root)
+    source = [torch.randn(16, 3, 32, 32) for _ in range(2)]
+    nets = rs.own_nets([8], stored, tmp_path / "brief", source, iters=2, batch_size=16, subset=100, device="cpu",
+                       progress=False)
+    res = nets["ResNet-8"]
+    assert res["seeds"] == [0, 1] and res["origin"] == "notebook 03 (short run)" and res["se"] is None
+    assert res["medians"][0] == res["medians"][1] == pytest.approx(res["median"])
+    assert res["bn_scales"][0] == pytest.approx(1.0, abs=0.05)   # two steps leave gamma near its initial 1
+    assert nets["plain-8"]["origin"] == "trained here (brief run)" and nets["plain-8"]["seeds"] == [0]
+    assert (res["iters"], res["lr"], res["batch"]) == (2, 0.02, 16)
+    table = rs.nets_table(nets)
+    assert table[1]["seeds"] == "0, 1" and "BN scale (mean |gamma|, 1 at init)" in table[1]
+
+

@@ -15,6 +15,7 @@ torchvision's order (conv before its BN): the CIFAR nets of ``models.cifar`` and
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from torch import nn
 
 from ..base.device import autocast, pick_device, use_bf16
 from ..data.cifar import TensorLoader, load_cifar10, stratified_indices
+from ..engine.checkpoint import load_model
 from .cifar_runs import CifarRun, list_runs, paper_recipe, run_cifar
 from .evidence import CHANCE_MARGIN, NOT_SHOWN, Verdict, compare, diverged, near_chance
 
@@ -119,7 +121,13 @@ def measure(model: nn.Module, source, device="auto", precision="fp32", per_chann
     stds, per_batch = rec.stds(per_channel), np.median(rec.batch_stds(per_channel), axis=1)
     se = float(np.std(per_batch, ddof=1) / np.sqrt(len(per_batch))) if len(per_batch) > 1 else None
     return {"stds": [float(x) for x in stds], "median": float(np.median(stds)), "se": se,
-            "batches": len(per_batch)}
+            "batches": len(per_batch), "bn_scale": bn_scale(model)}
+
+
+def bn_scale(model: nn.Module) -> float:
+    """The median over the 3x3 layers' BNs of their mean |gamma|: 1 at initialisation, and moving (mostly
+    shrinking, under weight decay) as training shapes the net."""
+    return float(np.median([bn.weight.detach().abs().mean().item() for _, bn in conv3x3_bn_pairs(model)]))
 
 
 @torch.no_grad()
@@ -144,21 +152,34 @@ def sorted_by_magnitude(stds: np.ndarray) -> np.ndarray:
 
 # ----------------------------------------------------------------------------- trained nets for Fig. 7
 
-def stored_runs(root) -> dict[tuple[int, bool], dict]:
-    """The longest-trained finished CIFAR run of each (depth, residual) under ``root`` (e.g. notebook 03's
-    ``<OUT_DIR>/03_cifar10_plain_vs_residual/runs``); option-A shortcuts only, as in Fig. 7."""
-
-    best = {}
+def stored_runs(root) -> dict[tuple[int, bool], list[dict]]:
+    """The longest-trained finished CIFAR runs of each (depth, residual) under ``root`` (e.g. notebook 03's
+    ``<OUT_DIR>/03_cifar10_plain_vs_residual/runs``): every seed of that one setting (runs whose identity
+    differs only in the seed), in seed order; option-A shortcuts only, as in Fig. 7. Of two settings of equal
+    length, the one with more seeds."""
+    groups: dict[str, list[dict]] = {}
     if not Path(root).is_dir():
-        return best
+        return {}
     for r in list_runs(root):
         spec = r.get("spec") or {}
         if spec.get("kind", "cifar") != "cifar" or spec.get("shortcut", "A") != "A":
             continue
+        ident = r.get("identity") or {"spec": spec, "train": dict(r["config"])}
+        setting = json.dumps({**ident, "train": {k: v for k, v in ident["train"].items() if k != "seed"}},
+                             sort_keys=True)
+        groups.setdefault(setting, []).append(r)
+    best: dict[tuple[int, bool], list[dict]] = {}
+    for runs in groups.values():
+        spec = runs[0]["spec"]
         key = (int(spec["depth"]), bool(spec.get("residual", True)))
-        if key not in best or r["config"]["iters"] > best[key]["config"]["iters"]:
-            best[key] = r
+        rank = lambda rs_: (rs_[0]["config"]["iters"], len(rs_))  # noqa: E731
+        if key not in best or rank(runs) > rank(best[key]):
+            best[key] = sorted(runs, key=_seed)
     return best
+
+
+def _seed(run: dict) -> int:
+    return int((run.get("identity") or {}).get("train", run["config"]).get("seed", 0))
 
 
 def train_brief(depth: int, residual: bool, root, iters: int = 400, batch_size: int = 32, subset: int = 0,
@@ -189,6 +210,39 @@ def response_source(n: int = 500, batch_size: int = 250, device="cpu", data=None
     return TensorLoader(data.x_test[keep], data.y_test[keep], batch_size, mean=mean, device=device)
 
 
+def own_nets(depths, stored: dict, brief_root, source, *, iters: int = 400, batch_size: int = 32, subset: int = 0,
+             lr: float | None = 0.02, device="auto", per_channel: bool = False, progress: bool = True,
+             data=None) -> dict[str, dict]:
+    """Notebook 04's own nets: for each depth a plain net and a ResNet, from ``stored`` (:func:`stored_runs`,
+    every seed of the longest run of that net) where it has the net, else one brief run (:func:`train_brief`)
+    under ``brief_root``. Each net's entry is :func:`measure`'s, averaged over its seeds (``stds`` layer by
+    layer; ``median``, ``bn_scale`` and ``train_err_pct`` are the seeds' means), with the per-seed values
+    beside it (``seeds``, ``medians``, ``bn_scales``, ``train_errs``), the setting (``iters``, ``lr``,
+    ``batch``) and where it comes from (``origin``). With two seeds or more ``se`` is None: the verdicts then
+    use the spread over seeds (:func:`fig7_verdicts`)."""
+    out = {}
+    for depth in depths:
+        for residual in (False, True):
+            runs, origin = stored.get((depth, residual)), "notebook 03 (short run)"
+            if not runs:
+                runs = [train_brief(depth, residual, brief_root, iters=iters, batch_size=batch_size, subset=subset,
+                                    lr=lr, device=device, progress=progress, data=data)]
+                origin = "trained here (brief run)"
+            ms = [measure(load_model(r["run_dir"]), source, device=device, per_channel=per_channel) for r in runs]
+            cfg = runs[0]["config"]
+            out[net_label(depth, residual)] = {
+                "stds": [float(x) for x in np.mean([m["stds"] for m in ms], axis=0)],
+                "median": float(np.mean([m["median"] for m in ms])), "medians": [m["median"] for m in ms],
+                "se": ms[0]["se"] if len(ms) == 1 else None, "batches": min(m["batches"] for m in ms),
+                "bn_scale": float(np.mean([m["bn_scale"] for m in ms])), "bn_scales": [m["bn_scale"] for m in ms],
+                "train_err_pct": float(np.mean([100 * r["final"]["train_err"] for r in runs])),
+                "train_errs": [100 * r["final"]["train_err"] for r in runs],
+                "test_err_pct": float(np.mean([100 * r["final"]["test_err"] for r in runs])),
+                "seeds": [_seed(r) for r in runs], "origin": origin, "iters": cfg["iters"], "lr": cfg["lr"],
+                "batch": cfg["batch_size"]}
+    return out
+
+
 # ----------------------------------------------------------------------------- beside the paper (notebook 04)
 
 def net_label(depth: int, residual: bool) -> str:
@@ -196,10 +250,21 @@ def net_label(depth: int, residual: bool) -> str:
 
 
 def nets_table(nets: dict[str, dict]) -> list[dict]:
-    """One row per net: where it comes from, how long it trained, its final errors (%), its median response std."""
-    return [{"net": k, "from": v["origin"], "iterations": v["iters"], "training error %": round(v["train_err_pct"], 2),
-             "test error %": round(v["test_err_pct"], 2), "median response std": round(v["median"], 3)}
-            for k, v in nets.items()]
+    """One row per net: where it comes from, how long it trained (and at what lr and batch, for a short run),
+    its seeds, its final errors (%, the seeds' mean), its median response std and its BN scale."""
+    rows = []
+    for k, v in nets.items():
+        row = {"net": k, "from": v["origin"], "iterations": v["iters"]}
+        if "lr" in v:
+            row |= {"lr": v["lr"], "batch": v["batch"]}
+        if "seeds" in v:
+            row["seeds"] = ", ".join(map(str, v["seeds"]))
+        row |= {"training error %": round(v["train_err_pct"], 2), "test error %": round(v["test_err_pct"], 2),
+                "median response std": round(v["median"], 3)}
+        if "bn_scale" in v:
+            row["BN scale (mean |gamma|, 1 at init)"] = round(v["bn_scale"], 3)
+        rows.append(row)
+    return rows
 
 
 def drawable(stds: dict[str, list[float]], refused: tuple = ()) -> tuple[dict, list[str]]:
@@ -211,8 +276,9 @@ def drawable(stds: dict[str, list[float]], refused: tuple = ()) -> tuple[dict, l
 
 
 def refused(nets: dict[str, dict], chance: float = 90.0) -> list[str]:
-    """The nets the verdicts refuse (diverged, or near chance on their training error)."""
-    return [name for name, net in nets.items() if _refusal(name, net, chance)]
+    """The nets the figure leaves out: those the verdicts refuse as diverged or near chance on their training
+    error. Nets refused only for BNs still at their initial scale are drawn: their curves near 1 show why."""
+    return [name for name, net in nets.items() if _refusal(name, net, chance, init_scale=False)]
 
 
 def plot_fig7(panels: dict[str, dict[str, list[float]]], refused: tuple | dict = ()):
@@ -244,22 +310,34 @@ def plot_fig7(panels: dict[str, dict[str, list[float]]], refused: tuple | dict =
     return fig
 
 
-def _refusal(name: str, net: dict, chance: float) -> str | None:
-    """Why ``net`` cannot count as evidence (diverged, or near chance on its training error), else None."""
-    err = net.get("train_err_pct")
-    if diverged(net["stds"]) or (err is not None and not math.isfinite(err)):
+INIT_SCALE_TOL = 0.1   # a net whose BN scale (mean |gamma|) is within this of 1 is still at its initial scale
+
+
+def _refusal(name: str, net: dict, chance: float, init_scale: bool = True) -> str | None:
+    """Why ``net`` cannot count as evidence, else None: it diverged; or it is near chance on its training
+    error (in any seed); or its BNs are still at their initial scale (gamma = 1, in any seed), where every
+    BN's output has std near 1 whatever the architecture, so a gap says nothing about Fig. 7's trained nets."""
+    errs = net.get("train_errs") or ([net["train_err_pct"]] if net.get("train_err_pct") is not None else [])
+    if diverged(net["stds"]) or any(not math.isfinite(e) for e in errs):
         return f"{name} diverged (median response std {net['median']:.3g})"
-    if err is not None and near_chance(err, chance):
-        return (f"{name} ends at {err:.1f}% training error, within {CHANCE_MARGIN:g} points of "
+    if any(near_chance(e, chance) for e in errs):
+        return (f"{name} ends at {max(errs):.1f}% training error, within {CHANCE_MARGIN:g} points of "
                 f"chance ({chance:.0f}%): it has not learned, so its responses say nothing about the trained net")
+    scales = net.get("bn_scales") or ([net["bn_scale"]] if net.get("bn_scale") is not None else [])
+    if init_scale and scales and any(abs(g - 1.0) <= INIT_SCALE_TOL for g in scales):
+        return (f"{name}'s BNs are still at their initial scale (mean |gamma| "
+                f"{', '.join(f'{g:.3f}' for g in scales)}, within {INIT_SCALE_TOL:g} of the initial 1)")
     return None
 
 
 def fig7_verdicts(nets: dict[str, dict], chance: float = 90.0) -> list[dict]:
     """Fig. 7's two claims (Sec. 4.2) through :func:`evidence.compare`, on the median response std over
     layers: (1) at each depth the ResNet's is below the plain net's; (2) each deeper ResNet's is below the
-    shallower one's. ``nets``: name ("ResNet-56") -> :func:`measure`'s dict plus ``train_err_pct``; a net that
-    diverged or is near chance gives "not shown" for every claim it is in."""
+    shallower one's. ``nets``: name ("ResNet-56") -> :func:`measure`'s dict plus ``train_err_pct``, or
+    :func:`own_nets`' entry; a net :func:`_refusal` refuses (diverged, near chance, BN still at its initial
+    scale) gives "not shown" for every claim it is in. Two nets with two seeds or more each are compared on
+    the spread of their medians over seeds; otherwise on the test images' sampling, which says the
+    measurement is precise but not that another seed would agree."""
     depths = sorted({int(n.split("-")[1]) for n in nets})
     pairs = [(f"ResNet-{d}", f"plain-{d}", "smaller than the plain net's") for d in depths
              if f"ResNet-{d}" in nets and f"plain-{d}" in nets]
@@ -272,25 +350,15 @@ def fig7_verdicts(nets: dict[str, dict], chance: float = 90.0) -> list[dict]:
             v = Verdict(NOT_SHOWN, "Not shown by this run: " + "; ".join(why) + ".")
         else:
             a, b = nets[better], nets[worse]
-            v = compare(better, [a["median"]], worse, [b["median"]], unit="", digits=3,
-                        se=(a["se"] or 0.0, b["se"] or 0.0),
-                        se_source=f"the test images' sampling alone, over {min(a['batches'], b['batches'])} batches; "
-                                  "one trained net each, so the spread over seeds is not measured")
+            if min(len(a.get("medians", [])), len(b.get("medians", []))) >= 2:   # seeds: their spread
+                v = compare(better, a["medians"], worse, b["medians"], unit="", digits=3)
+            else:
+                v = compare(better, [a["median"]], worse, [b["median"]], unit="", digits=3,
+                            se=(a["se"] or 0.0, b["se"] or 0.0),
+                            se_source=f"the test images' sampling alone, over {min(a['batches'], b['batches'])} "
+                                      "batches; one trained net each, so the spread over seeds is not measured")
         out.append({"claim": f"{better}'s responses {claim} ({worse})", "status": v.status, "text": v.text})
     return out
-
-
-def near_init_note(nets: dict[str, dict], tol: float = 0.1) -> str:
-    """A sentence when every net's median response std is within ``tol`` of 1, BN's output scale at
-    initialisation (gamma = 1): after a short run the gaps between such nets describe early training, not the
-    trained nets Fig. 7 is about. Empty otherwise."""
-    if not nets or any(abs(v["median"] - 1.0) > tol for v in nets.values()):
-        return ""
-    lo, hi = min(v["median"] for v in nets.values()), max(v["median"] for v in nets.values())
-    return (f"Every one of these nets has a median response std between {lo:.3f} and {hi:.3f}, within {tol:g} of 1, "
-            "the scale BN gives its output at initialisation (gamma = 1): training this short has barely moved "
-            "it, so the gaps above describe early training, not the trained nets of Fig. 7; the fully trained "
-            "nets above are the evidence for the paper's claims.")
 
 
 def verdict_markdown(verdicts: list[dict]) -> str:
