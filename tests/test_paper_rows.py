@@ -195,6 +195,8 @@ def test_fig7_plot_leaves_out_a_diverged_net():
                        refused={"shipped": rs.refused(trained), "yours": rs.refused(nets)})
     assert "plain-20" in [ln.get_label() for ln in fig.axes[0].lines] and "not drawn" not in fig.axes[0].get_title()
     assert "plain-20" not in [ln.get_label() for ln in fig.axes[1].lines]
+    # the panels of a row share one y-scale, so that the short runs' stds near 1 read against the trained nets'
+    assert fig.axes[0].get_ylim() == fig.axes[1].get_ylim()
 
 
 # ------------------------------------------------------------------------------------------ notebook 05

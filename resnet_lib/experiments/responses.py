@@ -286,8 +286,8 @@ def plot_fig7(panels: dict[str, dict[str, list[float]]], refused: tuple | dict =
     order (top) and sorted by magnitude (bottom); plain nets dashed, ResNets solid, one colour per depth.
     Diverged nets and the ``refused`` ones (see :func:`refused`; a dict gives each panel's title its own, since
     the same name may be a trained net in one panel and an untrained one in another) are left out and named in
-    the panel's title."""
-    fig, axs = plt.subplots(2, len(panels), figsize=(6 * len(panels), 6.5), squeeze=False)
+    the panel's title. Panels of a row share their y-axis, so that nets from different panels compare by eye."""
+    fig, axs = plt.subplots(2, len(panels), figsize=(6 * len(panels), 6.5), squeeze=False, sharey="row")
     for j, (title, stds) in enumerate(panels.items()):
         keep, left_out = drawable(stds, tuple(refused.get(title, ()) if isinstance(refused, dict) else refused))
         depths = sorted({int(n.split("-")[1]) for n in stds})
