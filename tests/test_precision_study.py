@@ -10,9 +10,10 @@ from resnet_lib.campaign import precision_study as ps
 from resnet_lib.campaign.sets import TABLE6_PRECISION, Entry, paper_run
 
 
-def _rec(net, policy, seed, err, cut=ps.CUT):
-    return {"net": net, "policy": policy, "seed": seed, "pieces": [{"device": "GPU", "start": 0, "end": cut}],
-            "history": {"iteration": [cut // 2, cut], "train_err": [0.5, err / 100]}}
+def _rec(net, policy, seed, err, cut=ps.CUT, device="GPU"):
+    return {"net": net, "policy": policy, "seed": seed, "pieces": [{"device": device, "start": 0, "end": cut}],
+            "history": {"iteration": [cut // 2, cut], "train_err": [0.5, err / 100]}, "group": policy,
+            "slug": f"{net}_s{seed}"}
 
 
 def _arms(policy, gap, spread=0.3):
@@ -22,7 +23,7 @@ def _arms(policy, gap, spread=0.3):
 
 def test_a_policy_worse_beyond_the_seed_spread_in_a_deep_net_is_not_faithful():
     status, why = ps.decide(_arms("bf16", 6.0))["bf16"]
-    assert status == ps.NOT_FAITHFUL and any(w.startswith("Shown") for w in why)
+    assert status == ps.NOT_FAITHFUL and any(w.startswith("On GPU: Shown") for w in why)
 
 
 def test_a_policy_within_the_spread_is_faithful_and_the_fastest_faithful_one_is_chosen():
@@ -35,16 +36,44 @@ def test_a_policy_within_the_spread_is_faithful_and_the_fastest_faithful_one_is_
 def test_one_seed_or_a_missing_net_leaves_a_policy_undecided_and_fp32_chosen():
     one = [r for r in _arms("bf16", 6.0) if r["seed"] == 1]
     status, why = ps.decide(one)["bf16"]
-    assert status == ps.UNDECIDED and "one seed" in why[0]
+    assert status == ps.UNDECIDED and "one seed" in why[0] and why[0].startswith("On GPU:")
     no110 = [r for r in _arms("bf16", 0.1) if r["net"] == "ResNet-56"]
     assert ps.decide(no110)["bf16"][0] == ps.UNDECIDED and ps.chosen(ps.decide(no110), {"bf16": 1.0}) == "fp32"
+
+
+def test_runs_on_different_devices_are_not_compared():
+    """fp32 on one device and bf16 on another, 6 points apart over three seeds each: no verdict, since the gap
+    mixes the precision with the device; the same runs on one device decide. A run that moved between devices
+    is no same-device run either."""
+    arms = _arms("bf16", 6.0)
+    split = [dict(r, pieces=[{"device": "CPU" if r["policy"] == "fp32" else "GPU", "start": 0, "end": ps.CUT}])
+             for r in arms]
+    status, why = ps.decide(split)["bf16"]
+    assert status == ps.UNDECIDED and why == ["No device has trained ResNet-56 or ResNet-110 in both fp32 and bf16 yet."]
+    moved = [dict(r, pieces=[{"device": "GPU", "start": 0, "end": 100}, {"device": "CPU", "start": 100, "end": ps.CUT}])
+             if r["policy"] == "bf16" else r for r in arms]
+    assert ps.decide(moved)["bf16"][0] == ps.UNDECIDED and ps.device_of(moved[3]) == "CPU + GPU"
+    rows = ps.table_rows(split)
+    assert {r["trained on"] for r in rows} == {"CPU", "GPU"} and all(r["vs fp32 on that device (points)"] == ""
+                                                                      for r in rows)
+    assert "train err 2,000-4,000 (%)" in rows[0]
+    assert ps.decide(arms)["bf16"][0] == ps.NOT_FAITHFUL
+
+
+def test_all_records_gathers_every_export_folder_once(tmp_path):
+    import json
+    for folder, recs in (("runs", _arms("bf16", 0.0)[:4]), ("cpu/runs", _arms("bf16", 0.0)[2:6])):
+        (tmp_path / folder).mkdir(parents=True)
+        for i, r in enumerate(recs):
+            (tmp_path / folder / f"{i}.json").write_text(json.dumps(r))
+    assert len(ps.all_records(tmp_path)) == 6  # records 2 and 3 are in both folders
 
 
 def test_the_default_is_what_the_committed_study_decides():
     """base.precision.AUTO and the campaign's Table 6 policy follow the committed records (results/precision):
     a change of the records that changes the decision fails here until the default is changed with it."""
-    records = ps.load_records()
-    assert records, "results/precision/runs holds the study's records"
+    records = ps.all_records()
+    assert records, "results/precision holds the study's records"
     costs = {r["policy"]: r["ms_per_iter"] for c in ps.load_costs() if "gpu" in c for r in c["rows"]
              if r["net"] == "ResNet-56"}
     decided = ps.chosen(ps.decide(records), costs)

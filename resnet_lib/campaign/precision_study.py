@@ -7,8 +7,9 @@ initialisations and data order in every policy (``base.precision``): only the pr
 *is* the paper-scale run of its net, seed and policy (the same identity, in the campaign's folder layout), so
 the campaign continues it to 64k where that policy is Table 6's.
 
-What is compared: the training error over iterations ``cut/2``-``cut`` (the curve point at ``cut`` of the
-paper's 2k-iteration evaluations), as a function of depth, per policy, over seeds. The rule (:func:`decide`):
+What is compared: the training error over the stretch that ends at ``cut`` (the curve point at ``cut`` of the
+paper's 2k-iteration evaluations: iterations 2k-4k at the default cut), as a function of depth, per policy and
+device, over seeds. The rule (:func:`decide`), on one device at a time:
 fp32 is the paper's precision and faithful by definition; another policy is *faithful* when, for ResNet-56
 and ResNet-110, its early training error is not worse than fp32's by more than the interval of
 ``evidence.compare`` (twice the standard error over at least two seeds each); *not faithful* when it is;
@@ -169,8 +170,30 @@ def export(out, entries: list[Entry] | None = None, dest=None, command: str | No
 
 
 def load_records(root=None) -> list[dict]:
+    """The records in one export folder (default results/precision/runs)."""
     root = Path(root) if root else project_root() / "results" / "precision" / "runs"
     return [json.loads(p.read_text()) for p in sorted(root.glob("*.json"))]
+
+
+def all_records(root=None) -> list[dict]:
+    """Every committed record under ``root`` (default results/precision): ``runs/`` (the campaign's export)
+    and each ``<study>/runs/`` (a study exported on its own, e.g. on one CPU), a run exported twice kept once."""
+    root = Path(root) if root else project_root() / "results" / "precision"
+    seen, out = set(), []
+    for folder in [root / "runs", *sorted(p for p in root.glob("*/runs") if p.is_dir())]:
+        for r in load_records(folder):
+            key = (r.get("group"), r.get("slug"), device_of(r))
+            if key not in seen:
+                seen.add(key)
+                out.append(r)
+    return out
+
+
+def device_of(rec: dict, cut: int | None = None) -> str:
+    """Where ``rec`` trained (up to ``cut``): its device, or its devices joined by " + " when it moved."""
+    devs = sorted({(p.get("device") or "unrecorded device").replace("NVIDIA ", "") for p in rec["pieces"]
+                   if cut is None or p["start"] < cut})
+    return " + ".join(devs) or "unrecorded device"
 
 
 def early_error(rec: dict, cut: int = CUT) -> float | None:
@@ -179,29 +202,59 @@ def early_error(rec: dict, cut: int = CUT) -> float | None:
     return 100 * h["train_err"][h["iteration"].index(cut)] if cut in h["iteration"] else None
 
 
-def early_errors(records: list[dict], cut: int = CUT) -> dict:
-    """{(net, policy): [early training error of each seed that reached ``cut``]}, seeds in order."""
+def window(records: list[dict], cut: int = CUT) -> str:
+    """The iterations the early training error covers: from the curve point before ``cut`` to ``cut``."""
+    for r in records:
+        its = r["history"]["iteration"]
+        if cut in its:
+            return f"{([0] + its)[its.index(cut)]:,}-{cut:,}"
+    return f"up to {cut:,}"
+
+
+def early_errors(records: list[dict], cut: int = CUT, device: str | None = None) -> dict:
+    """{(net, policy): [early training error of each seed that reached ``cut``]}, seeds in order; only the
+    runs that trained on ``device`` (:func:`device_of`) when it is given."""
     out: dict = {}
     for r in sorted(records, key=lambda r: r["seed"]):
+        if device is not None and device_of(r, cut) != device:
+            continue
         if (v := early_error(r, cut)) is not None:
             out.setdefault((r["net"], r["policy"]), []).append(v)
     return out
 
 
+def devices(records: list[dict], cut: int = CUT) -> list[str]:
+    """The devices the records trained on to ``cut``, each run on one (a run that moved between devices is
+    no same-device comparison)."""
+    return sorted({device_of(r, cut) for r in records if early_error(r, cut) is not None} - {""},
+                  key=lambda d: (" + " in d, d))
+
+
 def decide(records: list[dict], cut: int = CUT) -> dict:
-    """{policy: (status, [one sentence per deciding net])} for every policy but fp32 (see the module docstring)."""
-    errs = early_errors(records, cut)
+    """{policy: (status, [one sentence per deciding net and device])} for every policy but fp32 (see the
+    module docstring). Each comparison is on one device, fp32 against the policy in runs that trained there
+    alone: not faithful when a deep net is worse beyond the interval on some device, faithful when both deep
+    nets are measured over seeds on some device and neither is, undecided otherwise."""
     out = {}
     for policy in sorted({r["policy"] for r in records} - {"fp32"}):
-        verdicts = {net: evidence.compare(f"{net} in fp32", errs.get((net, "fp32"), []), f"{net} in {policy}",
-                                          errs.get((net, policy), [])) for net in DECIDING}
-        if any(v.status == evidence.SHOWN for v in verdicts.values()):
-            status = NOT_FAITHFUL  # worse than fp32 beyond the interval in a deep net
-        elif all(v.interval is not None for v in verdicts.values()):
-            status = FAITHFUL      # both nets measured over seeds, neither worse beyond the interval
-        else:
-            status = UNDECIDED
-        out[policy] = (status, [v.text for v in verdicts.values()])
+        statuses, said = [], []
+        for dev in (d for d in devices(records, cut) if " + " not in d):
+            errs = early_errors(records, cut, dev)
+            if not any((net, policy) in errs and (net, "fp32") in errs for net in DECIDING):
+                continue
+            verdicts = {net: evidence.compare(f"{net} in fp32", errs.get((net, "fp32"), []), f"{net} in {policy}",
+                                              errs.get((net, policy), [])) for net in DECIDING}
+            if any(v.status == evidence.SHOWN for v in verdicts.values()):
+                statuses.append(NOT_FAITHFUL)  # worse than fp32 beyond the interval in a deep net
+            elif all(v.interval is not None for v in verdicts.values()):
+                statuses.append(FAITHFUL)      # both nets measured over seeds, neither worse beyond the interval
+            else:
+                statuses.append(UNDECIDED)
+            said += [f"On {dev}: {v.text}" for v in verdicts.values()]
+        if not said:
+            said = [f"No device has trained {' or '.join(DECIDING)} in both fp32 and {policy} yet."]
+        status = next((st for st in (NOT_FAITHFUL, FAITHFUL) if st in statuses), UNDECIDED)
+        out[policy] = (status, said)
     return out
 
 
@@ -222,47 +275,49 @@ def _nets(errs: dict) -> list[str]:
 
 
 def table_rows(records: list[dict], cut: int = CUT) -> list[dict]:
-    """Net by policy: early training error mean ± std (n seeds), the gap to fp32, and where the runs trained."""
-    errs, rows = early_errors(records, cut), []
-    where = {}
-    for r in records:
-        if early_error(r, cut) is not None:
-            devices = {p.get("device") or "unrecorded device" for p in r["pieces"] if p["start"] < cut} or {"unrecorded"}
-            where.setdefault((r["net"], r["policy"]), set()).update(d.replace("NVIDIA ", "") for d in devices)
-    for net in _nets(errs):
-        ref = errs.get((net, "fp32"))
-        for policy in [p for p in POLICIES if (net, p) in errs]:
-            m, s = evidence.mean_std(errs[(net, policy)])
-            gap = "" if policy == "fp32" or not ref else f"{m - evidence.mean_std(ref)[0]:+.2f}"
-            rows.append({"net": net, "policy": policy, f"train err {cut // 2:,}-{cut:,} (%)":
-                         f"{m:.2f}" + (f" ± {s:.2f}" if s is not None else ""), "seeds": len(errs[(net, policy)]),
-                         "vs fp32 (points)": gap, "trained on": "; ".join(sorted(where[(net, policy)]))})
+    """Net by policy by device: early training error mean ± std (n seeds), and the gap to fp32 on the same
+    device."""
+    rows = []
+    per_device = {dev: early_errors(records, cut, dev) for dev in devices(records, cut)}
+    nets = _nets({k: None for errs in per_device.values() for k in errs})
+    for net in nets:
+        for policy in POLICIES:
+            for dev, errs in per_device.items():
+                if (net, policy) not in errs:
+                    continue
+                m, s = evidence.mean_std(errs[(net, policy)])
+                ref = errs.get((net, "fp32"))
+                gap = "" if policy == "fp32" or not ref else f"{m - evidence.mean_std(ref)[0]:+.2f}"
+                rows.append({"net": net, "policy": policy, "trained on": dev,
+                             f"train err {window(records, cut)} (%)": f"{m:.2f}" + (f" ± {s:.2f}" if s is not None else ""),
+                             "seeds": len(errs[(net, policy)]), "vs fp32 on that device (points)": gap})
     return rows
 
 
 def plot(records: list[dict], cut: int = CUT):
-    """Early training error against depth, one line per policy (ResNets; plain nets as open squares), error
-    bars over seeds where there are several."""
+    """Early training error against depth, one line per policy and device (ResNets; plain nets as open
+    squares), error bars over seeds where there are several."""
     import matplotlib.pyplot as plt
-    errs = early_errors(records, cut)
-    fig, ax = plt.subplots(figsize=(6.4, 4))
-    policies = [p for p in POLICIES if any(k[1] == p for k in errs)]
-    for i, policy in enumerate(policies):
-        shift = (i - (len(policies) - 1) / 2) * 1.5  # side by side at each depth
-        color = f"C{i}"
+    fig, ax = plt.subplots(figsize=(7, 4.2))
+    lines = [(policy, dev, errs) for dev in devices(records, cut) if (errs := early_errors(records, cut, dev))
+             for policy in POLICIES if any(k[1] == policy for k in errs)]
+    depths = set()
+    for i, (policy, dev, errs) in enumerate(lines):
+        shift = (i - (len(lines) - 1) / 2) * 1.5  # side by side at each depth
         for residual, style in ((True, dict(marker="o", ls="-")), (False, dict(marker="s", ls=":", mfc="none"))):
             nets = [n for n in _nets(errs) if (n, policy) in errs and n.startswith("plain") != residual]
             if nets:
                 ms = [evidence.mean_std(errs[(n, policy)]) for n in nets]
+                depths.update(_depth(n) for n in nets)
                 ax.errorbar([_depth(n) + shift for n in nets], [m for m, _ in ms], yerr=[s or 0 for _, s in ms],
-                            color=color, capsize=3, label=f"{'ResNets' if residual else 'plain nets'}, {policy}",
+                            color=f"C{i}", capsize=3, label=f"{'ResNets' if residual else 'plain nets'}, {policy}, {dev}",
                             **style)
-    ax.set(xlabel="depth (layers)", ylabel=f"training error, iterations {cut // 2:,}-{cut:,} (%)",
-           title="Early training error by depth and precision\n(bars: std over seeds where n > 1; the devices each "
-                 "run trained on: the table)", xticks=sorted({_depth(n) for n, _ in errs}))
+    ax.set(xlabel="depth (layers)", ylabel=f"training error, iterations {window(records, cut)} (%)",
+           title="Early training error by depth, precision and device\n(bars: std over seeds where n > 1)",
+           xticks=sorted(depths))
     ax.set_ylim(bottom=0)  # the whole scale: gaps of a few points are not magnified
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     return fig
 
 
@@ -302,7 +357,7 @@ def section(root=None, cut: int = CUT) -> str:
     """"Precision and depth", in words computed from the committed records: the table, the rule and each
     policy's status under it, the default that follows, the cost of each policy, and what is still to run."""
     root = Path(root) if root else project_root() / "results" / "precision"
-    records = load_records(root / "runs")
+    records = all_records(root)
     if not records:
         return "No run of the precision study is committed yet (`python -m resnet_lib precision-study --export`)."
     rows = table_rows(records, cut)
@@ -316,19 +371,14 @@ def section(root=None, cut: int = CUT) -> str:
         said.append(f"- **{', '.join(untried)}: not run yet.**")
     costs = load_costs(root)
     default = chosen(decision, {})
-    devices = {}
-    for r in rows:
-        devices.setdefault(r["net"], set()).add(r["trained on"])
-    across = [n for n, d in devices.items() if len(d) > 1]
-    if across:
-        said.append(f"- Compared across devices, not on one: {', '.join(across)} (see *trained on*); the study asks "
-                    "for each comparison on one device, which a lent GPU does in minutes (`bench/gpu_session.sh`).")
-    text = [f"Training error over iterations {cut // 2:,}-{cut:,} of the paper's recipe (lr 0.1; ResNet-110 after its "
-            "warm-up at 0.01), by net and precision policy, the same seed, initialisation and data order in every "
-            "policy:", "", *lines, "",
-            f"The rule: fp32 is the paper's precision and faithful by definition; another policy is faithful when "
-            f"neither {' nor '.join(DECIDING)} trains worse in it than in fp32 by more than twice the standard error "
-            "over at least two seeds each, not faithful when one does, undecided until both are measured so.", "",
+    text = [f"Training error over iterations {window(records, cut)} of the paper's recipe (lr 0.1; ResNet-110 after "
+            "its warm-up at 0.01), by net, precision policy and the device the runs trained on, the same seed, "
+            "initialisation and data order in every policy:", "", *lines, "",
+            f"The rule: fp32 is the paper's precision and faithful by definition; another policy is faithful when, "
+            f"on one device, neither {' nor '.join(DECIDING)} trains worse in it than in fp32 by more than twice the "
+            "standard error over at least two seeds each; not faithful when one does; undecided until both are "
+            "measured so. Runs on different devices are not compared: their gap mixes the precision with the "
+            "device's arithmetic.", "",
             *said, "",
             f"So the default (`precision=\"auto\"`, the campaign's Table 6, the CLI's paper recipe) is **{default}**"
             + (", the paper's own, until a faster policy is shown faithful." if default == "fp32" else
