@@ -226,11 +226,17 @@ def test_table6_and_fig6_from_planted_records():
     assert ("ResNet-20 -0.55 (n=3, seed std 0.20, outside ±0.3 points of it, about twice the paper's ResNet-110 std "
             "over seeds); ResNet-110 -0.11 (n=1, within ±0.3 points") in gaps
     assert "fewer than 3 seeds (ResNet-110)" in gaps and shipped.gap_text(runs[-1:]) == ""
-    assert shipped.depth_trend_text(runs) == ("By depth, ResNet-20 / 110: mean test error here 8.20 → 6.50 %, in "
-                                              "the paper 8.75 → 6.61 %.")  # falls, as the paper's: no more said
+    trend = shipped.depth_trend_text(runs).split("\n")
+    assert trend[0] == ("By depth, ResNet-20 / 110: mean test error here 8.20 → 6.50 %, in the paper 8.75 → 6.61 %. "
+                        "Each step through the same rule as the verdicts:")
+    # one run of ResNet-110: the one-run standard error (its 10k test images' sampling, 0.25 > the paper's 0.16)
+    assert trend[1].startswith("- ResNet-20 → ResNet-110: Shown: ResNet-110 6.50% against ResNet-20 8.20% ± 0.20: "
+                               "gap +1.70 points, interval ±0.74 (one run each")
     worse = runs + [_planted(56, True, 1, 0.083), _planted(56, True, 2, 0.085)]
-    assert shipped.depth_trend_text(worse).endswith("Here the error rises from ResNet-20 to ResNet-56; the paper's "
-                                                    "falls at each of these steps (n=1-3 per depth here).")
+    steps = shipped.depth_trend_text(worse).split("\n")[1:]
+    assert steps[0].startswith("- ResNet-20 → ResNet-56: Not shown by this run: the gap is inside its interval")
+    assert "twice the standard error over 2 and 3 seeds" in steps[0]  # seeds on both sides: their spread
+    assert steps[1].startswith("- ResNet-56 → ResNet-110: Shown")
     assert shipped.depth_trend_text(runs[:3]) == ""
     odd = [_planted(8, True, 1, 0.2)]  # a depth the paper has no number for: no gap, in the table or the text
     assert shipped.table6_rows(odd)[0]["gap (points)"] is None and shipped.gap_text(odd) == ""

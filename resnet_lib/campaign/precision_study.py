@@ -35,6 +35,7 @@ from ..engine.checkpoint import CHECKPOINT, RESULT
 from ..engine.config import TrainConfig
 from ..engine.state import resolve_pieces
 from ..experiments import evidence
+from ..experiments.cifar_grid import CHANCE_PCT
 from ..experiments.cifar_runs import CifarRun, cifar_trainer
 from .driver import StopRequest, run_dir
 from .sets import TABLE6_PRECISION, Entry, paper_run
@@ -315,7 +316,10 @@ def plot(records: list[dict], cut: int = CUT):
     ax.set(xlabel="depth (layers)", ylabel=f"training error, iterations {window(records, cut)} (%)",
            title="Early training error by depth, precision and device\n(bars: std over seeds where n > 1)",
            xticks=sorted(depths))
-    ax.set_ylim(bottom=0)  # the whole scale: gaps of a few points are not magnified
+    ax.axhline(CHANCE_PCT, color="0.4", ls=":", lw=1.2)
+    ax.annotate("chance", (0.99, CHANCE_PCT), xycoords=("axes fraction", "data"), ha="right", va="bottom", fontsize=8,
+                color="0.4")
+    ax.set_ylim(0, 100)  # the whole scale: gaps of a few points are not magnified
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7)
     return fig

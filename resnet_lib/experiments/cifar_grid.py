@@ -17,7 +17,7 @@ from ..data.cifar import load_cifar10
 from ..engine.config import epochs_to_iters
 from ..models.cifar import cifar_resnet, count_parameters
 from .cifar_runs import CifarRun, paper_recipe, run_cifar
-from .evidence import CHANCE_MARGIN, NOT_SHOWN, binomial_se, compare, near_chance
+from .evidence import CHANCE_MARGIN, CONTRADICTED, NOT_SHOWN, SHOWN, binomial_se, compare, near_chance
 
 NETS = ("plain", "resnet")
 
@@ -140,22 +140,31 @@ def depth_verdicts(results: list[dict], one_run_se: bool = False, what: str = ""
     sampling error), and the verdict says so; ``what`` names the runs in that sentence (e.g. "one run each,
     seed 0")."""
     errs = _train_errs(results)
-    kind = {r["name"]: r["spec"]["residual"] for r in results}
     depths = sorted({r["spec"]["depth"] for r in results})
-    both = [d for d in depths if f"plain-{d}" in errs and f"ResNet-{d}" in errs]
-    if len(both) < 2:
-        return [{"claim": "degradation (Fig. 6)", "status": NOT_SHOWN,
-                 "text": "Not shown by these runs: they hold fewer than two depths with both a plain and a residual net."}]
-    lo, hi = both[0], both[-1]
-    claims = [(f"plain-{lo}", f"plain-{hi}", f"plain-{hi} ends with a higher training error than plain-{lo} "
-                                             "(degradation, Fig. 1 and Fig. 6 left)"),
-              (f"ResNet-{hi}", f"plain-{hi}", f"ResNet-{hi} ends below plain-{hi} (the shortcuts, Fig. 6)"),
-              (f"ResNet-{hi}", f"ResNet-{lo}", f"ResNet-{hi} ends below ResNet-{lo} (deeper is better, Fig. 6 middle)")]
+    plain = [d for d in depths if f"plain-{d}" in errs]
+    res = [d for d in depths if f"ResNet-{d}" in errs]
+    both = [d for d in depths if d in plain and d in res]
+    # the shallowest and deepest depths run as both kinds; where fewer than two are, each kind on its own
+    pl, rs = (both, both) if len(both) >= 2 else (plain, res)
+    claims = [("degradation", f"plain-{pl[0]}", f"plain-{pl[-1]}",
+               f"plain-{pl[-1]} ends with a higher training error than plain-{pl[0]} (degradation, Fig. 1 and Fig. 6 "
+               "left)") if len(pl) >= 2 else ("degradation", None, None, "degradation (Fig. 6 left): these runs hold "
+                                                                        "fewer than two depths of plain net"),
+              ("shortcuts", f"ResNet-{both[-1]}", f"plain-{both[-1]}",
+               f"ResNet-{both[-1]} ends below plain-{both[-1]} (the shortcuts, Fig. 6)") if both else
+              ("shortcuts", None, None, "the shortcuts (Fig. 6): these runs hold no depth with both kinds of net"),
+              ("deeper", f"ResNet-{rs[-1]}", f"ResNet-{rs[0]}",
+               f"ResNet-{rs[-1]} ends below ResNet-{rs[0]} (deeper is better, Fig. 6 middle)") if len(rs) >= 2 else
+              ("deeper", None, None, "deeper is better (Fig. 6 middle): these runs hold fewer than two depths of ResNet")]
     window = {r["name"]: train_images_behind(r) for r in results}
     ref = targets()["cifar10_table6_test_error_pct"]["ResNet-110"]
     seed_std = ref["std"]
     out = []
-    for better, worse, claim in claims:
+    for kind, better, worse, claim in claims:
+        if better is None:
+            out.append({"claim": claim.split(":")[0], "status": NOT_SHOWN, "kind": kind, "better": None, "worse": None,
+                        "residual": kind != "degradation", "text": f"Not shown by these runs: {claim.split(': ')[1]}."})
+            continue
         a, b = errs[better], errs[worse]
         se = None
         if one_run_se and len(a) == 1 and len(b) == 1:
@@ -166,27 +175,45 @@ def depth_verdicts(results: list[dict], one_run_se: bool = False, what: str = ""
                     se_source=f"{what or 'one run each'}, so the spread over seeds is not measured: the paper's own std "
                               f"over {ref['runs']} runs of ResNet-110 ({seed_std} points) stands in for each run's")
         out.append({"claim": claim, "status": v.status, "text": v.text, "better": better, "worse": worse,
-                    "residual": kind[better]})
+                    "residual": kind != "degradation", "kind": kind, "gap": v.gap})
     return out
 
 
-def own_run_summary(own: list[dict], shipped: list[dict], shipped_name: str = "the shipped runs above") -> str:
-    """What the reader's run shows, and for each claim it does not show, whether ``shipped`` (the same claims
-    from longer runs, :func:`depth_verdicts`, in the same order) shows it: no claim is sent to the shipped runs
-    as its evidence unless they show it."""
-    shown = [v for v in own if v["status"] == "shown"]
-    head = f"Your run shows {len(shown)} of the {len(own)} claims"
+def own_run_summary(own: list[dict], shipped: list[dict], shipped_name: str = "the shipped runs above",
+                    more: tuple = ()) -> str:
+    """What the reader's run shows, and for each claim it does not show, whether ``shipped`` (the same kinds
+    of claim from longer runs, :func:`depth_verdicts`, matched by kind, each at its own depths) or any of
+    ``more`` (pairs of a name and such verdicts) shows it: no claim is sent to shipped runs as its evidence
+    unless they show it. When the reader's deeper ResNet also ends behind, the plain nets' gap is said to be
+    one that any deeper net has early on."""
+    shown = [v for v in own if v["status"] == SHOWN]
+    against = [v for v in own if v["status"] == CONTRADICTED]
+    head = f"Your run shows {len(shown)} of the {len(own)} claims" + \
+        (f" and contradicts {len(against)}" if against else "")
     if len(shown) == len(own):
         return head + "."
-    rest = [(v, s) for v, s in zip(own, shipped) if v["status"] != "shown"]
-    there = [f"*{s['claim']}*" for v, s in rest if s["status"] == "shown"]
-    nowhere = [f"*{v['claim']}*" for v, s in rest if s["status"] != "shown"]
+    sources = [(shipped_name, {s.get("kind"): s for s in shipped})] + [(n, {s.get("kind"): s for s in vs})
+                                                                       for n, vs in more]
     parts = [head + " (each line says why)."]
-    if there:
-        parts.append(f"Shown by {shipped_name} instead: {'; '.join(there)}.")
-    if nowhere:
-        parts.append(f"Not shown at their own depths by {shipped_name} either: {'; '.join(nowhere)}.")
-    return " ".join(parts) + " Raise `ITERS` to test the others in your own run."
+    for v in own:
+        if v["status"] == SHOWN:
+            continue
+        found = [(n, by[v.get("kind")]) for n, by in sources if v.get("kind") in by]
+        there = [(n, s) for n, s in found if s["status"] == SHOWN]
+        if there:
+            parts.append(f"*{v['claim']}*: shown instead by " + " and by ".join(
+                f"{n}, at their own depths (*{s['claim']}*)" for n, s in there) + ".")
+        elif found:
+            parts.append(f"*{v['claim']}*: not shown by " + " or by ".join(
+                f"{n} either (*{s['claim']}*: {s['status']})" for n, s in found) + ".")
+    kinds = {v.get("kind"): v for v in own}
+    deg, deeper = kinds.get("degradation"), kinds.get("deeper")
+    if deg and deeper and deg["status"] == SHOWN and deeper["status"] == CONTRADICTED:
+        parts.append(f"Note that your ResNets lose with depth too ({deeper['worse']} is {-deeper['gap']:.2f} points "
+                     f"below {deeper['better']}): this early in training any deeper net is still behind, so your run "
+                     "cannot yet tell the paper's degradation (a deeper plain net that stays behind while the deeper "
+                     "ResNet catches up) from a slower start.")
+    return " ".join(parts) + " Raise `ITERS` to test the claims further in your own run."
 
 
 def verdict_markdown(verdicts: list[dict]) -> str:
