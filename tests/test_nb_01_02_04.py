@@ -25,7 +25,7 @@ def test_notebook_01_tiny(run_tiny, nb_out):
     # two seeds per stack, summarised as mean and std; the verdict goes through evidence.compare over them
     assert all(r["seeds"] == 2 and r["std over seeds"] is not None for r in res["degradation_summary"])
     verdicts = res["degradation_verdicts"]
-    assert [v["claim"].split(" ")[0] for v in verdicts] == ["plain-10", "residual-10"]
+    assert [v["claim"].split(" ")[0] for v in verdicts] == ["plain-10", "residual-10", "residual-10"]
     # 2 epochs on 300 images: stacks near chance are refused, whatever else the numbers say
     mean = {f"{r['block']}-{r['depth']}": r["train error % (mean)"] for r in res["degradation_summary"]}
     for v in verdicts:
@@ -36,6 +36,9 @@ def test_notebook_01_tiny(run_tiny, nb_out):
     assert len(res["flow"][0]["grad_norm"]) == 7  # 6n+2 = 8 layers: 7 3x3 convs
     assert [h["gate_bias"] for h in res["highway"]] == [-3.0, 3.0]
     assert res["highway"][0]["gate_init"] < 0.1 and res["highway"][1]["gate_init"] > 0.9
+    # the highway stacks run over SEEDS too, and each expectation is checked against the spread over them
+    assert [r["seeds"] for r in res["highway_summary"]] == [2, 2]  # HIGHWAY_DEPTH 6 is not among DEPTHS
+    assert len(res["highway_checks"]) == 2 and all("was not trained here" in c["text"] for c in res["highway_checks"])
     assert 0.45 < rows["highway gate parameters / residual block parameters"]["ours"] < 0.55
     assert res["multigrid"]["two_grid"][-1] < 1e-8 < res["multigrid"]["jacobi"][-1]
     for fig in ("degradation", "identity", "flow_at_init", "highway", "multigrid"):

@@ -21,8 +21,8 @@ def _found_01(plain=(30.0, 20.0, 45.0), residual=(31.0, 18.0, 17.5)):
             "flow": [{"block": "plain", "depth": 8, "grad_norm": [40.0, 2.0, 4.0], "act_std": [1.0, 3.0], "loss": 2.3},
                      {"block": "residual", "depth": 8, "grad_norm": [3.0, 2.0, 2.0], "act_std": [1.0, 1.5], "loss": 2.3}],
             "gate_cost": [{"extra_fraction": 0.5}, {"extra_fraction": 1.0}],
-            "highway": [{"gate_bias": -3.0, "final": 25.0, "gate_init": 0.05, "gate_final": 0.05},
-                        {"gate_bias": 3.0, "final": 60.04, "gate_init": 0.94, "gate_final": 0.95}],
+            "highway": [{"gate_bias": -3.0, "depth": 20, "final": 25.0, "gate_init": 0.05, "gate_final": 0.05},
+                        {"gate_bias": 3.0, "depth": 20, "final": 60.04, "gate_init": 0.94, "gate_final": 0.95}],
             "multigrid": {"jacobi": [1.0] * 12 + [0.5], "two_grid": [1.0, 1e-2, 1e-4, 1e-6, 1e-8]}}
 
 
@@ -53,7 +53,8 @@ def test_notebook_01_rows_carry_the_planted_numbers():
 def test_notebook_01_verdict_follows_the_numbers():
     text = rr.verdict(_found_01())
     assert "The plain stacks do best at 10 layers (20.0%)" in text
-    assert "their worst at 10 layers or more is 18.0%" in text
+    # the residual stacks' highest error is named by its depth, not by a "worst at N layers or more" range
+    assert "the highest of them is residual-4's 31.0%" in text and "or more is" not in text
     assert "plain: 8 layers 10;" in text and "residual: 8 layers 1.5." in text
     assert "The gate adds 50% parameters" in text and "+3: 60.0%" in text
     assert "the two-grid solver 1.0e-06" in text
@@ -64,8 +65,9 @@ def test_notebook_01_verdict_follows_the_numbers():
     assert "plain, 8 layers: 0.3600, no better than predicting the mean" in text
     assert "does not show that a plain stack *cannot* learn the identity" in text
     assert "residual, 8 layers: 0.0020" in text
-    # the planted gates did not move (0.05 -> 0.05, 0.94 -> 0.95), and the text says so plainly
-    assert "The gates did not move during training" in text
+    # the planted gates did not move (0.05 -> 0.05, 0.94 -> 0.95): the text says so, and draws no causal line
+    assert "No mean gate moved by 0.05 or more during training" in text
+    assert "decided" not in text and "not that they learned nothing" in text
     assert "Every stack trained" in text
 
 
@@ -74,7 +76,10 @@ def test_notebook_01_verdict_reads_the_seeds_when_given():
     found["sweeps"] = {0: found["degradation"],
                        1: [{**r, "final": r["final"] + (1.0 if r["block"] == "plain" else -0.5)} for r in found["degradation"]]}
     text = rr.verdict(found)
-    assert "With the first seed, the plain stacks" in text
+    # every number of the degradation bullet is a mean over the seeds, with its spread: no first-seed values
+    assert "Mean ± std over 2 seeds. The plain stacks do best at 10 layers (20.5% ± 0.7)" in text
+    assert "4 layers 30.8% ± 0.4, 10 layers 17.8% ± 0.4, 20 layers 17.2% ± 0.4" in text
+    assert "With the first seed" not in text and "(20.0%)" not in text
     assert "Over all seeds: Shown: plain-10 20.5% ± 0.7 against plain-20 45.5% ± 0.7" in text
 
 
@@ -84,8 +89,79 @@ def test_notebook_01_verdict_refuses_stacks_near_chance_and_sees_moving_gates():
     found["identity"] = {("plain", 4): [0.1] * 30, ("residual", 4): [0.002] * 30}
     text = rr.verdict(found)
     assert "so not trained at all: plain-20 (88.0%)" in text
-    assert "bias +3 moved by 0.05 or more, the others did not" in text
+    assert "bias +3 moved by 0.05 or more (in at least one seed), the others did not" in text
     assert "no better than predicting the mean" not in text
+
+
+def _sweeps_01(residual_by_seed, plain20=(50.0, 60.0), depths=(4, 20)):
+    """Two seeds of planted plain and residual stacks: ``residual_by_seed`` is one tuple per seed, one error
+    per depth of ``depths``."""
+    return {s: [{"block": b, "depth": d, "final": e, "params": 0}
+                for d, pr in zip(depths, res) for b, e in (("plain", 10.0 if d != 20 else plain20[s]), ("residual", pr))]
+            for s, res in enumerate(residual_by_seed)}
+
+
+def _highway_01(errors_by_bias, depth=20):
+    """``{bias: (error seed 0, error seed 1)}`` as two seeds of highway_sweep records."""
+    return {s: [{"block": "highway", "depth": depth, "gate_bias": b, "gate_init": 0.5, "gate_final": 0.5,
+                 "params": 1, "final": errs[s]} for b, errs in errors_by_bias.items()] for s in (0, 1)}
+
+
+def test_notebook_01_residual_stacks_get_a_verdict_on_degradation():
+    inside = rr.residual_degradation(_sweeps_01([(0.5, 0.2), (1.0, 3.5)]))  # 0.75 -> 1.85, spread 1.6
+    assert inside["status"] == "not shown" and inside["short"] == "no degradation shown (gap inside its interval)"
+    assert inside["text"].startswith("No degradation shown in the residual stacks, as the paper expects")
+    assert "Not shown by this run: the gap is inside its interval; residual-4 0.8% ± 0.4" in inside["text"]
+    worse = rr.residual_degradation(_sweeps_01([(1.0, 20.0), (1.2, 21.0)]))
+    assert worse["status"] == "shown" and worse["text"].startswith("The residual stacks degrade in this run")
+    better = rr.residual_degradation(_sweeps_01([(20.0, 1.0), (21.0, 1.2)]))
+    assert better["status"] == "contradicted" and "deeper is better" in better["text"]
+    one = rr.residual_degradation({0: _sweeps_01([(0.5, 0.2), (1.0, 3.5)])[0]})
+    assert one["status"] == "not shown" and one["text"].startswith("Whether the residual stacks degrade, this run cannot say")
+    # the verdicts list carries it third, and the results row says it in its note
+    sweeps = _sweeps_01([(0.5, 0.2), (1.0, 3.5)])
+    assert [v["claim"].split(" ")[0] for v in rr.degradation_verdicts(sweeps)] == ["plain-20", "residual-20", "residual-20"]
+    found = {**_found_01(), "sweeps": sweeps}
+    rows = {r["quantity"]: r for r in rr.paper_rows(found, SETTING_01)}
+    assert rows["toy train error, residual-4 -> residual-20"]["note"].endswith("no degradation shown (gap inside its interval)")
+
+
+def test_notebook_01_highway_reading_follows_the_numbers():
+    sweeps = _sweeps_01([(0.5, 0.2), (1.0, 3.5)], plain20=(50.0, 64.0))  # residual-20 1.85 ± 2.3, plain-20 57 ± 9.9
+    # the reader's run: the open gate far above residual, the half-open one below both ends
+    far = rr.highway_checks(_highway_01({-3.0: (31.5, 32.4), 0.0: (26.0, 27.1), 3.0: (56.7, 57.7)}), sweeps)
+    assert far[0]["status"] == "shown" and "close to residual-20; it did not: residual-20 trained lower" in far[0]["text"]
+    assert far[1]["status"] == "not shown" and "no gap to plain-20 beyond the interval, as expected" in far[1]["text"]
+    assert far[2]["status"] == "shown" and "it did not: its error is below both" in far[2]["text"]
+    # planted the way the prose expects: open gate near residual, half-open between the two ends
+    near = rr.highway_checks(_highway_01({-3.0: (1.5, 3.0), 0.0: (20.0, 22.0), 3.0: (55.0, 59.0)}), sweeps)
+    assert near[0]["status"] == "not shown" and "no gap to residual-20 beyond the interval, as expected" in near[0]["text"]
+    assert near[2]["status"] is None and "its mean is between theirs, as expected" in near[2]["text"]
+    # one seed: nothing is measured against the spread, and the text says the run cannot tell
+    one = rr.highway_checks({0: _highway_01({-3.0: (31.5, 0), 3.0: (56.7, 0)})[0]}, {0: sweeps[0]})
+    assert all(c["status"] == "not shown" and "this run cannot tell" in c["text"] for c in one)
+    # the highway depth not among the degradation depths: said, not compared
+    missing = rr.highway_checks(_highway_01({-3.0: (31.5, 32.4), 3.0: (56.7, 57.7)}, depth=6), sweeps)
+    assert all("was not trained here" in c["text"] for c in missing)
+    text = rr.highway_text(_highway_01({-3.0: (31.5, 32.5), 0.0: (26.0, 27.2), 3.0: (56.7, 57.7)}),
+                           _sweeps_01([(0.5, 0.2), (1.0, 3.6)]))
+    assert text.startswith("Training error, mean ± std over 2 seeds: highway, gate bias -3: 32.0% ± 0.7")
+    assert "residual-20: 1.9% ± 2.4" in text and "decided" not in text
+
+
+def test_notebook_01_highway_rows_and_plot_over_seeds():
+    hw = _highway_01({-3.0: (31.0, 33.0), 3.0: (56.0, 58.0)}, depth=6)
+    found = {**_found_01(), "highway_sweeps": hw}
+    rows = {r["quantity"]: r for r in rr.paper_rows(found, SETTING_01)}
+    assert rows["toy train error, highway-6, gate bias -3"]["ours"] == 32.0
+    assert rows["toy train error, highway-6, gate bias +3"]["note"].endswith("mean over 2 seeds")
+    assert "(mean ± std over 2 seeds): -3: 32.0% ± 1.4, +3: 57.0% ± 1.4" in rr.verdict(found)
+    summary = rr.highway_summary(hw, _sweeps_01([(0.5, 0.2), (1.0, 3.5)], depths=(4, 6)))
+    assert [r["stack"] for r in summary] == ["highway, gate bias -3", "highway, gate bias +3", "plain-6", "residual-6"]
+    fig = rr.plot_highway(summary, epochs=2, depth=6)
+    ax = fig.axes[0]
+    assert ax.get_xlim() == (0.0, 100.0)  # the whole range of an error
+    assert any(list(line.get_xdata()) == [90.0, 90.0] for line in ax.get_lines())  # chance: ten classes
 
 
 # ------------------------------------------------------------------------------------------ notebook 02

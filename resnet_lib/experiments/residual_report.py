@@ -4,7 +4,8 @@ experiments of ``residual_demo`` returned, and the gradient-flow figure and tabl
 ``found`` holds those returns: ``degradation`` (``degradation_sweep``), ``zero_err`` (largest |block(x) - x|
 with a zero branch), ``identity`` (``{(block, n_blocks): losses}`` from ``learn_identity``), ``flow``
 (``flow_sweep``), ``gate_cost`` (records of ``gate_cost``, the 3x3-conv one first), ``highway``
-(``highway_sweep``) and ``multigrid`` (``multigrid_demo``). ``setting`` names the run's sizes: ``subset,
+(``highway_sweep``, the first seed), ``highway_sweeps`` (``{seed: highway_sweep}``, optional), ``sweeps``
+(``{seed: degradation_sweep}``, optional) and ``multigrid`` (``multigrid_demo``). ``setting`` names the run's sizes: ``subset,
 image_size, epochs, identity_steps, flow_batch, highway_depth``.
 """
 from __future__ import annotations
@@ -14,7 +15,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .cifar_grid import CHANCE_PCT
-from .evidence import CHANCE_MARGIN, compare, near_chance
+from .evidence import CHANCE_MARGIN, CONTRADICTED, NOT_SHOWN, SHOWN, Verdict, compare, mean_std, near_chance
 
 MEAN_PREDICTOR_MSE = 1 - 2 / np.pi  # learning y = x for |N(0, 1)| inputs: predicting the mean scores 0.363
 
@@ -78,6 +79,13 @@ def paper_rows(found: dict, setting: dict) -> list[dict]:
             final.setdefault(r["block"], {})[r["depth"]] = r["train error % (mean)"]
     over = f", mean over {len(seeds)} seeds" if len(seeds) > 1 else ""
     shallow, deep = min(final["plain"]), max(final["plain"])
+    residual_note = f"same stacks with identity shortcuts{over}"
+    if seeds:
+        v = residual_degradation(seeds)
+        if v is not None:
+            residual_note += f"; {v['short']}"
+    hw = highway_summary(found.get("highway_sweeps") or {0: found["highway"]})
+    hw_over = f", mean over {hw[0]['seeds']} seeds" if hw and hw[0]["seeds"] > 1 else ""
     mg, extra = found["multigrid"], found["gate_cost"][0]["extra_fraction"]
     flows = (("plain", flow_ratios(found["flow"], "plain")), ("residual", flow_ratios(found["flow"], "residual")))
     return [
@@ -87,7 +95,7 @@ def paper_rows(found: dict, setting: dict) -> list[dict]:
          "note": f"MLP stacks, {s['subset']} CIFAR images at {s['image_size']}x{s['image_size']}, {s['epochs']} epochs{over}"},
         {"quantity": f"toy train error, residual-{shallow} -> residual-{deep}",
          "ours": f"{final['residual'][shallow]:.1f} -> {final['residual'][deep]:.1f}",
-         "paper": "no degradation (Fig. 4, 6)", "unit": "%", "note": f"same stacks with identity shortcuts{over}"},
+         "paper": "no degradation (Fig. 4, 6)", "unit": "%", "note": residual_note},
         {"quantity": "max |block(x) - x| with zero branch", "ours": found["zero_err"], "paper": 0.0, "unit": "",
          "note": "Sec. 3.1: identity by construction"},
         *[{"quantity": f"identity-learning MSE, {r['block']} {r['layers']} layers", "ours": round(r["final MSE"], 4),
@@ -98,21 +106,24 @@ def paper_rows(found: dict, setting: dict) -> list[dict]:
            "unit": "ratio", "note": f"one batch of {s['flow_batch']}, train-mode BN"} for b, f in flows for d, v in f.items()],
         {"quantity": "highway gate parameters / residual block parameters", "ours": round(extra, 3), "paper": None,
          "unit": "fraction", "note": "3x3 conv gate; the identity shortcut has none (Sec. 3.2)"},
-        *[{"quantity": f"toy train error, highway-{s['highway_depth']}, gate bias {r['gate_bias']:+g}",
-           "ours": round(r["final"], 1), "paper": None, "unit": "%", "note": "positive bias = shortcut closed"}
-          for r in found["highway"]],
+        *[{"quantity": f"toy train error, highway-{s['highway_depth']}, gate bias {r['gate bias']:+g}",
+           "ours": round(r["train error % (mean)"], 1), "paper": None, "unit": "%",
+           "note": f"positive bias = shortcut closed{hw_over}"} for r in hw],
         {"quantity": "relative residual after 12 sweeps: Jacobi vs two-grid",
          "ours": f"{mg['jacobi'][12]:.2e} vs {_two_grid_at_12(mg):.2e}", "paper": None, "unit": "",
          "note": "1-D Poisson, 127 points"},
     ]
 
 
-def _chance_note(final: dict[str, dict[int, float]], chance: float = CHANCE_PCT) -> str:
-    """Which stacks ended near chance: those did not train, and so are not the paper's degradation (a deeper
-    net that trains, to a higher error)."""
-    near = [f"{b}-{d} ({e:.1f}%)" for b, by in final.items() for d, e in sorted(by.items()) if near_chance(e, chance)]
+def _chance_note(final: dict[str, dict[int, list[float]]], chance: float = CHANCE_PCT) -> str:
+    """Which stacks ended near chance in any seed: those did not train, and so are not the paper's degradation
+    (a deeper net that trains, to a higher error). ``final``: ``{block: {depth: [error per seed]}}``."""
+    near = [f"{b}-{d} ({', '.join(f'{e:.1f}%' for e in errs)})" for b, by in final.items()
+            for d, errs in sorted(by.items()) if any(near_chance(e, chance) for e in errs)]
     if not near:
-        return f"Every stack trained: none ended within {CHANCE_MARGIN:g} points of chance ({chance:.0f}%)."
+        seeds = max(len(errs) for by in final.values() for errs in by.values())
+        return (f"Every stack trained: none ended within {CHANCE_MARGIN:g} points of chance ({chance:.0f}%)"
+                + (f" in any of the {seeds} seeds." if seeds > 1 else "."))
     return (f"Within {CHANCE_MARGIN:g} points of chance ({chance:.0f}%), so not trained at all: {', '.join(near)}; such a "
             "stack shows a net that fails to start, not the paper's degradation (a deeper net that trains, to a "
             "higher training error).")
@@ -142,41 +153,81 @@ def identity_text(identity: dict, margin: float = 0.05) -> str:
     return text
 
 
-def gates_text(highway: list[dict]) -> str:
-    """Whether training moved the highway gates, stack by stack, said plainly."""
-    moved = [abs(h["gate_final"] - h["gate_init"]) >= GATE_MOVED for h in highway]
-    each = "; ".join(f"bias {h['gate_bias']:+g}: {h['gate_init']:.2f} → {h['gate_final']:.2f}" for h in highway)
-    if not any(moved):
-        return (f"The gates did not move during training (mean gate T at init → after, {each}): each stack's outcome "
-                "was decided by its initial gate bias, not learned.")
-    return (f"Mean gate T at init → after: {each}; the gates of "
-            + ", ".join(f"bias {h['gate_bias']:+g}" for h, m in zip(highway, moved) if m)
-            + f" moved by {GATE_MOVED} or more, the others did not.")
+def _by_seed(highway) -> dict[int, list[dict]]:
+    """One seed's ``highway_sweep`` list, or ``{seed: list}``, as ``{seed: list}``."""
+    return highway if isinstance(highway, dict) else {0: highway}
+
+
+def gates_text(highway) -> str:
+    """Whether training moved the highway gates, stack by stack, said plainly: the mean gate at init and after
+    (means over seeds when ``highway`` is ``{seed: highway_sweep}``); a gate moved when any seed's mean moved by
+    :data:`GATE_MOVED` or more. Where the gates sat is all it says: not why a stack ended where it did."""
+    seeds = _by_seed(highway)
+    by: dict[float, list[dict]] = {}
+    for runs in seeds.values():
+        for h in runs:
+            by.setdefault(h["gate_bias"], []).append(h)
+    mean = lambda hs, k: float(np.mean([h[k] for h in hs]))
+    moved = {b: any(abs(h["gate_final"] - h["gate_init"]) >= GATE_MOVED for h in hs) for b, hs in by.items()}
+    each = "; ".join(f"bias {b:+g}: {mean(hs, 'gate_init'):.2f} → {mean(hs, 'gate_final'):.2f}" for b, hs in by.items())
+    over = f", mean over {len(seeds)} seeds" if len(seeds) > 1 else ""
+    if not any(moved.values()):
+        return (f"No mean gate moved by {GATE_MOVED:g} or more during training (mean gate T at init → after{over}, "
+                f"{each}): on average each stack kept the mix of x and H(x) that its initial bias set. This says where "
+                "the gates sat on average, not that they learned nothing: a mean over units and images can hide gates "
+                "that moved both ways.")
+    return (f"Mean gate T at init → after{over}: {each}; the gates of "
+            + ", ".join(f"bias {b:+g}" for b, m in moved.items() if m)
+            + f" moved by {GATE_MOVED:g} or more (in at least one seed), the others did not.")
+
+
+def _stack_errors(found: dict) -> dict[str, dict[int, list[float]]]:
+    """``{block: {depth: [final training error per seed]}}`` from ``found["sweeps"]`` (or the one seed of
+    ``found["degradation"]``), depths ascending."""
+    out: dict[str, dict[int, list[float]]] = {}
+    for runs in (found.get("sweeps") or {0: found["degradation"]}).values():
+        for r in runs:
+            out.setdefault(r["block"], {}).setdefault(r["depth"], []).append(r["final"])
+    return {b: dict(sorted(by.items())) for b, by in out.items()}
+
+
+def _ms(values: list[float]) -> str:
+    """``mean%`` with `` ± std`` over seeds where there are two or more."""
+    m, sd = mean_std(values)
+    return f"{m:.1f}%" + (f" ± {sd:.1f}" if sd is not None else "")
 
 
 def verdict(found: dict) -> str:
-    """What notebook 01's runs show, in Markdown bullets, with their numbers."""
-    final, mg = final_errors(found["degradation"]), found["multigrid"]
-    p, r = final["plain"], final["residual"]
-    best = min(p, key=p.get)
+    """What notebook 01's runs show, in Markdown bullets, with their numbers (means over seeds where
+    ``found`` has ``sweeps`` / ``highway_sweeps``)."""
+    errs, mg = _stack_errors(found), found["multigrid"]
+    p, r = errs["plain"], errs["residual"]
+    mean = lambda vals: float(np.mean(vals))
+    best = min(p, key=lambda d: mean(p[d]))
+    worst_r = max(r, key=lambda d: mean(r[d]))
     small = best > min(p)  # the shallowest plain stacks fit worse than a deeper one: too small for the images
     seeds = found.get("sweeps")
+    n = len(seeds) if seeds else 1
+    per = lambda by: ", ".join(f"{d} layers {_ms(v)}" for d, v in by.items())
     degradation = (
-        f"- **Degradation (Sec. 1).** {'With the first seed, t' if seeds else 'T'}he plain stacks do best at {best} "
-        f"layers ({p[best]:.1f}%) and get worse beyond: " + _per_depth(p, ".1f", "%")
-        + ". The residual stacks of the same depths reach " + _per_depth(r, ".1f", "%")
-        + f"; their worst at {best} layers or more is {max(v for d, v in r.items() if d >= best):.1f}%. "
+        "- **Degradation (Sec. 1).** " + (f"Mean ± std over {n} seeds. " if n > 1 else "")
+        + f"The plain stacks do best at {best} layers ({_ms(p[best])}); by depth: {per(p)}. The residual stacks of "
+        f"the same depths reach {per(r)}; the highest of them is residual-{worst_r}'s {_ms(r[worst_r])}. "
         + ("(Stacks of only a few layers are simply too small to fit the images, plain or not.) " if small else "")
-        + _chance_note(final))
+        + _chance_note(errs))
     if seeds:
         degradation += " Over all seeds: " + " ".join(v["text"] for v in degradation_verdicts(seeds))
+    hw_seeds = found.get("highway_sweeps") or {0: found["highway"]}
+    hw = highway_summary(hw_seeds)
     lines = [
         degradation,
         f"- **Residual vectors (Sec. 2).** After 12 fine-grid sweeps Jacobi alone leaves {mg['jacobi'][12]:.1e} of the "
         f"residual, the two-grid solver {_two_grid_at_12(mg):.1e}.",
         f"- **Highway (Sec. 2).** The gate adds {100 * found['gate_cost'][0]['extra_fraction']:.0f}% parameters to a "
-        "block. Training error by initial gate bias: "
-        + ", ".join(f"{h['gate_bias']:+g}: {h['final']:.1f}%" for h in found["highway"]) + ". " + gates_text(found["highway"]),
+        "block. Training error by initial gate bias" + (f" (mean ± std over {len(hw_seeds)} seeds)" if len(hw_seeds) > 1 else "")
+        + ": " + ", ".join(f"{h['gate bias']:+g}: {_ms(h['errors'])}" for h in hw) + ". "
+        + " ".join(c["text"] for c in highway_checks(hw_seeds, seeds or {0: found["degradation"]}))
+        + " " + gates_text(hw_seeds),
         f"- **Identity (Sec. 3.1).** A zero branch gives |block(x) - x| = {found['zero_err']:g}. "
         + identity_text(found["identity"]),
         "- **Gradient flow (Sec. 4.1).** First/last-layer gradient ratio at initialisation, plain: "
@@ -239,7 +290,180 @@ def degradation_verdicts(sweeps: dict[int, list[dict]]) -> list[dict]:
                                  (f"residual-{hi}", f"plain-{hi}", f"residual-{hi} ends below plain-{hi} (the shortcuts)")):
         v = compare(better, errs[better], worse, errs[worse], chance=CHANCE_PCT, digits=1)
         out.append({"claim": claim, "status": v.status, "text": v.text})
+    res = residual_degradation(sweeps)
+    if res is not None:
+        out.append({k: res[k] for k in ("claim", "status", "text")})
     return out
+
+
+def _inside(v: Verdict) -> bool:
+    """A "not shown" verdict whose gap was measured and fell inside its interval (rather than one refused
+    for a near-chance arm, a divergence or a single seed)."""
+    return v.status == NOT_SHOWN and v.interval is not None
+
+
+def residual_degradation(sweeps: dict[int, list[dict]]) -> dict | None:
+    """The residual stacks against the paper's "no degradation" (Fig. 4, 6): does the deepest residual stack
+    end above the shallowest one, through :func:`evidence.compare` over seeds? ``claim``, ``status`` (compare's,
+    for the degradation), ``text`` (a plain reading, then compare's sentence) and ``short`` (for the results
+    table); None with fewer than two depths."""
+    errs = {}
+    for runs in sweeps.values():
+        for r in runs:
+            if r["block"] == "residual":
+                errs.setdefault(r["depth"], []).append(r["final"])
+    if len(errs) < 2:
+        return None
+    lo, hi = min(errs), max(errs)
+    v = compare(f"residual-{lo}", errs[lo], f"residual-{hi}", errs[hi], chance=CHANCE_PCT, digits=1)
+    if v.status == SHOWN:
+        short = "degradation shown, unlike the paper's ResNets"
+        said = (f"The residual stacks degrade in this run: residual-{hi} ends above residual-{lo} by more than the "
+                "interval, which the paper does not find in its ResNets.")
+    elif v.status == CONTRADICTED:
+        short = "no degradation: the deeper one is lower, beyond the interval"
+        said = (f"No degradation in the residual stacks: residual-{hi} ends below residual-{lo} by more than the "
+                "interval, deeper is better, as in the paper's ResNets.")
+    elif _inside(v):
+        short = "no degradation shown (gap inside its interval)"
+        said = (f"No degradation shown in the residual stacks, as the paper expects: the gap from residual-{lo} to "
+                f"residual-{hi} is inside its interval, so this run cannot tell a small degradation from none.")
+    else:
+        short = "this run cannot say whether they degrade"
+        said = "Whether the residual stacks degrade, this run cannot say."
+    return {"claim": f"residual-{hi} ends above residual-{lo} (degradation in the residual stacks; the paper: none)",
+            "status": v.status, "short": short,
+            "text": f"{said} (Tested as the claim that residual-{hi} ends above residual-{lo}: {v.text})"}
+
+
+# ----------------------------------------------------------------------------- the highway stacks over seeds
+
+def highway_summary(highway_sweeps: dict[int, list[dict]], sweeps: dict[int, list[dict]] | None = None) -> list[dict]:
+    """One row per highway stack (by gate bias): mean gate at init and after, params, training error (%) as
+    mean and std over seeds and the per-seed ``errors``; then, from ``sweeps``, the plain and residual stacks of
+    the highway depth where they were trained."""
+    by: dict[float, list[dict]] = {}
+    for runs in highway_sweeps.values():
+        for h in runs:
+            by.setdefault(h["gate_bias"], []).append(h)
+    rows = []
+    for b, hs in by.items():
+        errs = [h["final"] for h in hs]
+        m, sd = mean_std(errs)
+        rows.append({"stack": f"highway, gate bias {b:+g}", "gate bias": b,
+                     "mean gate T at init": float(np.mean([h["gate_init"] for h in hs])),
+                     "mean gate T after": float(np.mean([h["gate_final"] for h in hs])), "params": hs[0].get("params"),
+                     "train error % (mean)": m, "std over seeds": sd, "seeds": len(errs), "errors": errs})
+    depth = next(iter(by.values()))[0].get("depth") if by else None
+    for block in ("plain", "residual"):
+        runs = [r for rs in (sweeps or {}).values() for r in rs if r["block"] == block and r["depth"] == depth]
+        if runs:
+            errs = [r["final"] for r in runs]
+            m, sd = mean_std(errs)
+            rows.append({"stack": f"{block}-{depth}", "gate bias": None, "mean gate T at init": None,
+                         "mean gate T after": None, "params": runs[0].get("params"), "train error % (mean)": m,
+                         "std over seeds": sd, "seeds": len(errs), "errors": errs})
+    return rows
+
+
+def plot_highway(summary: list[dict], epochs: int, depth: int, chance: float = CHANCE_PCT) -> Figure:
+    """Training error of each highway stack and of the plain and residual ones of the same depth: bars at the
+    mean over seeds with the std as error bars, chance dotted, the whole 0-100% range."""
+    fig, ax = plt.subplots(figsize=(6, 3))
+    means = [r["train error % (mean)"] for r in summary]
+    bars = ax.barh([r["stack"] for r in summary], means, xerr=[r["std over seeds"] or 0 for r in summary],
+                   color="#9ecae1", capsize=3)
+    ax.bar_label(bars, labels=[f"{m:.1f}" for m in means], padding=4)
+    ax.axvline(chance, color="0.4", ls=":", lw=1.2, label=f"chance ({chance:.0f}%)")
+    ax.set_xlim(0, 100)
+    ax.invert_yaxis()
+    ax.set_xlabel(f"training error after {epochs} epochs (%), depth {depth}")
+    seeds = summary[0]["seeds"] if summary else 0
+    ax.set_title(f"mean over {seeds} seed(s)" + (", bars: std" if seeds > 1 else ""), fontsize=9)
+    ax.legend(loc="lower right", fontsize=8)
+    return fig
+
+
+def _reading(v: Verdict, shown: str, contradicted: str, inside: str) -> str:
+    if v.status == SHOWN:
+        return shown
+    if v.status == CONTRADICTED:
+        return contradicted
+    return inside if _inside(v) else "this run cannot tell"
+
+
+def highway_checks(highway_sweeps: dict[int, list[dict]], sweeps: dict[int, list[dict]] | None) -> list[dict]:
+    """What the highway section expected beside what the run shows, each through :func:`evidence.compare` over
+    seeds: the most open gate (most negative bias) should train close to the residual stack of its depth, the
+    most closed one (most positive bias) like the plain stack, and a gate in between between those two.
+    One dict per expectation: ``expected``, ``status`` (compare's, for the gap it tested; None where the gate in
+    between has its mean between the two and nothing was tested) and ``text`` (the expectation, what the run shows,
+    and compare's sentence with the numbers)."""
+    rows = highway_summary(highway_sweeps, sweeps)
+    hw = sorted((r for r in rows if r["gate bias"] is not None), key=lambda r: r["gate bias"])
+    ref = {r["stack"].split("-")[0]: r for r in rows if r["gate bias"] is None}
+    if not hw:
+        return []
+    depth = next(iter(highway_sweeps.values()))[0].get("depth")
+    name = lambda r: f"highway-{depth} (bias {r['gate bias']:+g})"
+    out = []
+    ends = [(hw[0], "residual", "open", "close to residual")] if hw[0]["gate bias"] < 0 else []
+    ends += [(hw[-1], "plain", "closed", "like plain")] if hw[-1]["gate bias"] > 0 else []
+    for h, block, how, expected in ends:
+        if block not in ref:
+            out.append({"expected": f"{how} gate {expected}-{depth}", "status": NOT_SHOWN,
+                        "text": f"The {how} gate (bias {h['gate bias']:+g}) was expected to train {expected}-{depth}; "
+                                f"{block}-{depth} was not trained here (the highway depth is not among the depths of "
+                                "the degradation section), so this run cannot compare them."})
+            continue
+        b = ref[block]
+        v = compare(f"{block}-{depth}", b["errors"], name(h), h["errors"], chance=CHANCE_PCT, digits=1)
+        if block == "residual":
+            said = _reading(v, f"it did not: residual-{depth} trained lower, by more than the interval",
+                            f"it trained lower than residual-{depth}, by more than the interval",
+                            f"no gap to residual-{depth} beyond the interval, as expected")
+        else:
+            said = _reading(v, f"it did not: it trained worse than plain-{depth}, by more than the interval",
+                            f"it did not: it trained better than plain-{depth}, by more than the interval",
+                            f"no gap to plain-{depth} beyond the interval, as expected (which does not make them equal)")
+        out.append({"expected": f"{how} gate {expected}-{depth}", "status": v.status,
+                    "text": f"The {how} gate (bias {h['gate bias']:+g}) was expected to train {expected}-{depth}; "
+                            f"{said}. {v.text}"})
+    if len(hw) > 2:
+        lo_r, hi_r = hw[0], hw[-1]
+        lo_m, hi_m = sorted((lo_r["train error % (mean)"], hi_r["train error % (mean)"]))
+        for h in hw[1:-1]:
+            m = h["train error % (mean)"]
+            head = (f"The gate in between (bias {h['gate bias']:+g}, {_ms(h['errors'])}) was expected to train between "
+                    f"the biases {lo_r['gate bias']:+g} ({_ms(lo_r['errors'])}) and {hi_r['gate bias']:+g} "
+                    f"({_ms(hi_r['errors'])})")
+            if lo_m <= m <= hi_m:
+                out.append({"expected": "in between", "status": None,
+                            "text": f"{head}; its mean is between theirs, as expected."})
+                continue
+            below = m < lo_m
+            near = min((lo_r, hi_r), key=lambda r: abs(r["train error % (mean)"] - m))
+            v = (compare(name(h), h["errors"], name(near), near["errors"], chance=CHANCE_PCT, digits=1) if below else
+                 compare(name(near), near["errors"], name(h), h["errors"], chance=CHANCE_PCT, digits=1))
+            where = "below" if below else "above"
+            said = _reading(v, f"it did not: its error is {where} both, the best of the highway stacks"
+                               if below else f"it did not: its error is {where} both, the worst of the highway stacks",
+                            "its error is between theirs after all",
+                            f"its mean is {where} both, but within the interval of the nearer one")
+            out.append({"expected": "in between", "status": v.status,
+                        "text": f"{head}; {said}. {v.text}"})
+    return out
+
+
+def highway_text(highway_sweeps: dict[int, list[dict]], sweeps: dict[int, list[dict]] | None) -> str:
+    """The highway section's reading in Markdown: each stack's training error (mean ± std over seeds), each
+    expectation beside what the run shows (:func:`highway_checks`), and where the gates sat (:func:`gates_text`)."""
+    rows = highway_summary(highway_sweeps, sweeps)
+    n = len(highway_sweeps)
+    head = ("Training error" + (f", mean ± std over {n} seeds" if n > 1 else " (one seed, so no spread)") + ": "
+            + "; ".join(f"{r['stack']}: {_ms(r['errors'])}" for r in rows) + ".")
+    return "\n".join([head, ""] + [f"- {c['text']}" for c in highway_checks(highway_sweeps, sweeps)]
+                     + ["", gates_text(highway_sweeps) + " The identity shortcut needs no such choice and no parameters."])
 
 
 def verdict_markdown(verdicts: list[dict]) -> str:
