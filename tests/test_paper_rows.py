@@ -227,7 +227,9 @@ def test_fig7_verdicts_refuse_nets_whose_bn_is_still_at_its_initial_scale():
     young = {"plain-20": {**_net(1.05), "bn_scale": 0.99}, "ResNet-20": {**_net(0.95), "bn_scale": 1.02}}
     v = rs.fig7_verdicts(young)
     assert v[0]["status"] == "not shown" and "initial scale" in v[0]["text"] and "1.020" in v[0]["text"]
-    assert rs.refused(young) == []
+    assert rs.refused(young) == [] and rs.at_initial_scale(young) == ["plain-20", "ResNet-20"]
+    fig = rs.plot_fig7({"yours": {k: v["stds"] for k, v in young.items()}}, notes={"yours": "refused: plain-20"})
+    assert "refused: plain-20" in fig.axes[0].get_title() and len(fig.axes[0].lines) == 2
     # one seed of two at the initial scale is enough to refuse
     mixed = {"plain-20": {**_net(1.05), "bn_scales": [0.7, 0.95]}, "ResNet-20": {**_net(0.95), "bn_scale": 0.6}}
     assert rs.fig7_verdicts(mixed)[0]["status"] == "not shown"

@@ -164,26 +164,27 @@ def test_depth_verdicts_one_run_each_use_the_paper_s_seed_spread_and_say_so():
 
 
 def test_own_run_summary_sends_a_claim_to_the_shipped_runs_only_where_they_show_it():
-    """The reader's run shows claims 1-2 and contradicts 3; the shipped runs show 1 and not 3: claim 3 is named as
-    shown by neither, never as shown by the shipped runs; claims are matched by kind, not by position."""
+    """The reader's run: plain and ResNet both lose with depth (a slow start), so degradation is refused and
+    deeper-is-better contradicted; the shipped runs show degradation and not deeper-is-better. Each claim is
+    matched by kind (not position) and every source's verdict is named."""
     from resnet_lib.experiments.cifar_grid import depth_verdicts, own_run_summary
     own = depth_verdicts(_grid(((0.60, 0.70, 0.58, 0.62), (0.61, 0.71, 0.57, 0.63))))
     shipped = depth_verdicts(_grid(((0.08, 0.30, 0.0554, 0.0528),)), one_run_se=True)
-    assert [v["status"] for v in own] == ["shown", "shown", "contradicted"]
+    assert [v["status"] for v in own] == ["not shown", "shown", "contradicted"]
+    assert "cannot be told from a slower start" in own[0]["text"] and "ResNet-20 is 5.00 points below" in own[0]["text"]
     text = own_run_summary(own, shipped, "the shipped runs")
-    assert text.startswith("Your run shows 2 of the 3 claims and contradicts 1")
-    assert "shown instead" not in text
-    assert (f"*{own[2]['claim']}*: not shown by the shipped runs either (*{shipped[2]['claim']}*: not shown)"
-            in text)
-    # the plain nets' gap beside a deeper ResNet that is behind too: said to be a slow start, not yet degradation
-    assert "your ResNets lose with depth too (ResNet-20 is 5.00 points below ResNet-56)" in text
+    assert text.startswith("Your run shows 1 of the 3 claims and contradicts 1")
+    assert f"*{own[0]['claim']}*: shown by the shipped runs, at their own depths (*{shipped[0]['claim']}*)" in text
+    assert f"*{own[2]['claim']}*: not shown by the shipped runs, at their own depths (*{shipped[2]['claim']}*)" in text
     planted = [dict(v, status="shown") for v in shipped]
-    assert (f"*{own[2]['claim']}*: shown instead by the shipped runs, at their own depths (*{shipped[2]['claim']}*)"
+    assert (f"*{own[2]['claim']}*: shown by the shipped runs, at their own depths (*{shipped[2]['claim']}*)"
             in own_run_summary(list(reversed(own)), list(reversed(planted)), "the shipped runs"))
     assert own_run_summary(planted, shipped) == "Your run shows 3 of the 3 claims."
-    # a second source that shows it: named as well
-    assert "shown instead by the 64k runs" in own_run_summary(own, shipped, "the shipped runs",
-                                                                more=[("the 64k runs", planted)])
+    both = own_run_summary(own, shipped, "the shipped runs", more=[("the 64k runs", planted)])
+    assert "not shown by the shipped runs, at their own depths" in both and "; shown by the 64k runs" in both
+    # without the ResNets' own loss with depth, the plain nets' gap stands as degradation
+    plain_only = depth_verdicts(_grid(((0.60, 0.70, 0.58, 0.57), (0.61, 0.71, 0.57, 0.56))))
+    assert plain_only[0]["status"] == "shown"
 
 
 def test_depth_verdicts_on_runs_of_one_plain_depth_still_test_the_resnets():
@@ -194,7 +195,8 @@ def test_depth_verdicts_on_runs_of_one_plain_depth_still_test_the_resnets():
     v = {x["kind"]: x for x in depth_verdicts(runs, one_run_se=True)}
     assert v["degradation"]["status"] == "not shown" and "fewer than two depths of plain net" in v["degradation"]["text"]
     assert v["shortcuts"]["claim"].startswith("ResNet-20 ends below plain-20")
-    assert v["deeper"]["claim"].startswith("ResNet-56 ends below ResNet-20") and v["deeper"]["status"] == "shown"
+    assert v["deeper"]["claim"].startswith("ResNet-56 ends with a lower training error than ResNet-20")
+    assert v["deeper"]["status"] == "shown"
     assert depth_verdicts(runs[:2])[2]["text"] == ("Not shown by these runs: these runs hold fewer than two depths "
                                                     "of ResNet.")
 

@@ -112,7 +112,14 @@ def final_errors(results: list[dict]) -> list[dict]:
     """One row per run: net, seed, length, final training and held-out error (%)."""
     return [{"net": r["name"], "seed": r["config"]["seed"], "iterations": r["config"]["iters"],
              "training error %": round(100 * r["final"]["train_err"], 2),
-             f"{error_set(r)} error %": round(100 * r["final"]["test_err"], 2)} for r in results]
+             f"{error_set(r)} error %": round(100 * r["final"]["test_err"], 2),
+             **({"trained on": _trained_on(r)} if _trained_on(r) else {})} for r in results]
+
+
+def _trained_on(r: dict) -> str:
+    """Where a shipped run trained (its pieces' devices, or its recorded GPU); empty for the reader's runs."""
+    devices = sorted({(p.get("device") or "?").replace("NVIDIA ", "") for p in r.get("pieces") or []})
+    return " + ".join(devices) if devices and "gpu" in r else (r.get("gpu") or "").replace("NVIDIA ", "")
 
 
 def train_images_behind(result: dict) -> int:
@@ -154,7 +161,8 @@ def depth_verdicts(results: list[dict], one_run_se: bool = False, what: str = ""
                f"ResNet-{both[-1]} ends below plain-{both[-1]} (the shortcuts, Fig. 6)") if both else
               ("shortcuts", None, None, "the shortcuts (Fig. 6): these runs hold no depth with both kinds of net"),
               ("deeper", f"ResNet-{rs[-1]}", f"ResNet-{rs[0]}",
-               f"ResNet-{rs[-1]} ends below ResNet-{rs[0]} (deeper is better, Fig. 6 middle)") if len(rs) >= 2 else
+               f"ResNet-{rs[-1]} ends with a lower training error than ResNet-{rs[0]} (deeper is better, Fig. 6 "
+               "middle)") if len(rs) >= 2 else
               ("deeper", None, None, "deeper is better (Fig. 6 middle): these runs hold fewer than two depths of ResNet")]
     window = {r["name"]: train_images_behind(r) for r in results}
     ref = targets()["cifar10_table6_test_error_pct"]["ResNet-110"]
@@ -176,6 +184,17 @@ def depth_verdicts(results: list[dict], one_run_se: bool = False, what: str = ""
                               f"over {ref['runs']} runs of ResNet-110 ({seed_std} points) stands in for each run's")
         out.append({"claim": claim, "status": v.status, "text": v.text, "better": better, "worse": worse,
                     "residual": kind != "degradation", "kind": kind, "gap": v.gap})
+    by = {v["kind"]: v for v in out}
+    deg, deeper = by["degradation"], by["deeper"]
+    if deg["status"] == SHOWN and deeper["status"] == CONTRADICTED:
+        # the ResNets lose with depth too, beyond their interval: a deeper net of either kind is behind this early,
+        # so the plain nets' gap cannot be told from a slower start
+        deg.update(status=NOT_SHOWN, text=(
+            f"Not shown by this run: the plain nets' gap ({deg['text'].split(': ', 1)[1].rstrip('.')}) comes with "
+            f"the ResNets losing with depth too ({deeper['worse']} is {-deeper['gap']:.2f} points below "
+            f"{deeper['better']}, beyond its interval): this early in training any deeper net is still behind, so "
+            "the gap cannot be told from a slower start; the paper's degradation is a deeper plain net that stays "
+            "behind while the deeper ResNet does not."))
     return out
 
 
@@ -184,8 +203,7 @@ def own_run_summary(own: list[dict], shipped: list[dict], shipped_name: str = "t
     """What the reader's run shows, and for each claim it does not show, whether ``shipped`` (the same kinds
     of claim from longer runs, :func:`depth_verdicts`, matched by kind, each at its own depths) or any of
     ``more`` (pairs of a name and such verdicts) shows it: no claim is sent to shipped runs as its evidence
-    unless they show it. When the reader's deeper ResNet also ends behind, the plain nets' gap is said to be
-    one that any deeper net has early on."""
+    unless they show it, and every source's verdict is named."""
     shown = [v for v in own if v["status"] == SHOWN]
     against = [v for v in own if v["status"] == CONTRADICTED]
     head = f"Your run shows {len(shown)} of the {len(own)} claims" + \
@@ -199,20 +217,10 @@ def own_run_summary(own: list[dict], shipped: list[dict], shipped_name: str = "t
         if v["status"] == SHOWN:
             continue
         found = [(n, by[v.get("kind")]) for n, by in sources if v.get("kind") in by]
-        there = [(n, s) for n, s in found if s["status"] == SHOWN]
-        if there:
-            parts.append(f"*{v['claim']}*: shown instead by " + " and by ".join(
-                f"{n}, at their own depths (*{s['claim']}*)" for n, s in there) + ".")
-        elif found:
-            parts.append(f"*{v['claim']}*: not shown by " + " or by ".join(
-                f"{n} either (*{s['claim']}*: {s['status']})" for n, s in found) + ".")
-    kinds = {v.get("kind"): v for v in own}
-    deg, deeper = kinds.get("degradation"), kinds.get("deeper")
-    if deg and deeper and deg["status"] == SHOWN and deeper["status"] == CONTRADICTED:
-        parts.append(f"Note that your ResNets lose with depth too ({deeper['worse']} is {-deeper['gap']:.2f} points "
-                     f"below {deeper['better']}): this early in training any deeper net is still behind, so your run "
-                     "cannot yet tell the paper's degradation (a deeper plain net that stays behind while the deeper "
-                     "ResNet catches up) from a slower start.")
+        if found:
+            said = [f"{'shown' if s['status'] == SHOWN else s['status']} by {n}, at their own depths (*{s['claim']}*)"
+                    for n, s in found]
+            parts.append(f"*{v['claim']}*: " + "; ".join(said) + ".")
     return " ".join(parts) + " Raise `ITERS` to test the claims further in your own run."
 
 
@@ -278,7 +286,7 @@ def plot_fig6(results: list[dict], title: str):
     return fig
 
 
-def plot_fig1(shallow: dict, deep: dict):
+def plot_fig1(shallow: dict, deep: dict, what: str = ""):
     """Fig. 1: a shallow and a deep plain net, training error (left) and test error (right), chance dotted."""
     fig, axs = plt.subplots(1, 2, figsize=(11, 3.8), sharey=True)
     for ax, key, what in zip(axs, ("train_err", "test_err"), ("training error (%)", f"{error_set(deep)} error (%)")):
@@ -290,7 +298,7 @@ def plot_fig1(shallow: dict, deep: dict):
         _chance(ax)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(f"Fig. 1: {shallow['name']} against {deep['name']}")
+    fig.suptitle(f"Fig. 1: {shallow['name']} against {deep['name']}" + (f" ({what})" if what else ""))
     fig.tight_layout()
     return fig
 

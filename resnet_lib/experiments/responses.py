@@ -281,12 +281,19 @@ def refused(nets: dict[str, dict], chance: float = 90.0) -> list[str]:
     return [name for name, net in nets.items() if _refusal(name, net, chance, init_scale=False)]
 
 
-def plot_fig7(panels: dict[str, dict[str, list[float]]], refused: tuple | dict = ()):
+def at_initial_scale(nets: dict[str, dict]) -> list[str]:
+    """The nets drawn but refused by the verdicts: their BNs are still at their initial scale."""
+    return [name for name, net in nets.items()
+            if _refusal(name, net, 90.0) and not _refusal(name, net, 90.0, init_scale=False)]
+
+
+def plot_fig7(panels: dict[str, dict[str, list[float]]], refused: tuple | dict = (), notes: dict | None = None):
     """Fig. 7 on the paper's linear scale: per panel (title -> {net name: per-layer stds}), the stds in layer
     order (top) and sorted by magnitude (bottom); plain nets dashed, ResNets solid, one colour per depth.
     Diverged nets and the ``refused`` ones (see :func:`refused`; a dict gives each panel's title its own, since
     the same name may be a trained net in one panel and an untrained one in another) are left out and named in
-    the panel's title. Panels of a row share their y-axis, so that nets from different panels compare by eye."""
+    the panel's title; ``notes`` (title -> text) adds a line to a panel's title. Panels of a row share their
+    y-axis, so that nets from different panels compare by eye."""
     fig, axs = plt.subplots(2, len(panels), figsize=(6 * len(panels), 6.5), squeeze=False, sharey="row")
     for j, (title, stds) in enumerate(panels.items()):
         keep, left_out = drawable(stds, tuple(refused.get(title, ()) if isinstance(refused, dict) else refused))
@@ -296,8 +303,8 @@ def plot_fig7(panels: dict[str, dict[str, list[float]]], refused: tuple | dict =
                       label=name)
             axs[0, j].plot(np.arange(1, len(s) + 1), s, **kw)
             axs[1, j].plot(np.arange(1, len(s) + 1), sorted_by_magnitude(s), **kw)
-        axs[0, j].set_title(title + (f"\n(not drawn, diverged or not learned: {', '.join(left_out)})" if left_out else ""),
-                            fontsize=10)
+        axs[0, j].set_title(title + (f"\n(not drawn, diverged or not learned: {', '.join(left_out)})" if left_out else "")
+                            + (f"\n({notes[title]})" if notes and notes.get(title) else ""), fontsize=10)
         axs[0, j].set_xlabel("layer index (original order)")
         axs[1, j].set_xlabel("layer index (sorted by magnitude)")
         for ax in axs[:, j]:

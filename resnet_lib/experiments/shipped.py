@@ -126,9 +126,10 @@ def paper_scale_runs(root=None) -> tuple[list[dict], str]:
     stand_in = shipped_runs(root, STAND_IN)
     if not stand_in:
         return [], ""
-    return stand_in, ("Table 6's own runs (in fp32, the paper's precision, chosen by the precision study) are not "
-                      "trained yet; shown meanwhile: the earlier runs in bf16 autocast, which are the precision "
-                      "study's (bf16 may be what makes deeper ResNets train worse here; see Precision and depth).")
+    return stand_in, ("Table 6's own runs (in fp32, the paper's precision, which Table 6 keeps until the precision "
+                      "study shows a faster policy faithful) are not trained yet; shown meanwhile: the earlier runs in "
+                      "bf16 autocast, which are the precision study's (bf16 is the suspect for their deeper ResNets "
+                      "testing no better and starting slower; see Precision and depth).")
 
 
 def _paper_cell(depth: int) -> str:
