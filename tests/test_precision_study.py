@@ -58,6 +58,14 @@ def test_runs_on_different_devices_are_not_compared():
                                                                       for r in rows)
     assert "train err 2,000-4,000 (%)" in rows[0]
     assert ps.decide(arms)["bf16"][0] == ps.NOT_FAITHFUL
+    # the same net, seed and policy on two devices: named, with the gap, and outside the rule
+    twice = arms + [dict(r, pieces=[{"device": "CPU", "start": 0, "end": ps.CUT}],
+                         history={"iteration": [ps.CUT // 2, ps.CUT], "train_err": [0.5, 0.20]})
+                    for r in arms if r["net"] == "ResNet-56" and r["policy"] == "bf16" and r["seed"] == 1]
+    assert ps.across_devices(twice) == ["- ResNet-56, seed 1, bf16, on 2 devices: 20.00% on CPU, 29.30% on GPU "
+                                        "(9.30 points apart: the same seed and policy, so this gap is the devices' "
+                                        "arithmetic and code paths, one seed; not counted by the rule)."]
+    assert ps.across_devices(arms) == []
 
 
 def test_all_records_gathers_every_export_folder_once(tmp_path):
