@@ -131,7 +131,7 @@ def test_a_crafted_pickle_is_refused_on_every_path_that_loads(tmp_path, tiny):
     (tmp_path / "runs" / done.slug / ck.CHECKPOINT).write_bytes((run_dir / ck.CHECKPOINT).read_bytes())
     found = rs.stored_runs(tmp_path / "runs")
     with pytest.raises(ck.UnsafeCheckpoint, match=refused):
-        ck.load_model(found[(8, True)]["run_dir"])
+        ck.load_model(found[(8, True)][0]["run_dir"])
     # the command line: one message, exit code 2, nothing trained
     cli = subprocess.run([sys.executable, "-m", "resnet_lib", "train", *run.command().split()[4:], "--subset", "0",
                           "--out", str(tmp_path / "runs"), "--device", "cpu"], capture_output=True, text=True,
