@@ -199,6 +199,12 @@ def test_depth_verdicts_on_runs_of_one_plain_depth_still_test_the_resnets():
     assert v["deeper"]["status"] == "shown"
     assert depth_verdicts(runs[:2])[2]["text"] == ("Not shown by these runs: these runs hold fewer than two depths "
                                                     "of ResNet.")
+    assert "devices" not in v["deeper"]["text"]  # no device recorded (the reader's runs): nothing said
+    # shipped runs on two devices: the verdict says the gap also holds the devices' arithmetic
+    for r, gpu in zip(runs, ("cpu (x86_64, 2 threads)", "NVIDIA H200", "NVIDIA H100 80GB HBM3")):
+        r.update(gpu=gpu, pieces=[{"device": gpu, "start": 0, "end": 1000}])
+    v = {x["kind"]: x for x in depth_verdicts(runs, one_run_se=True)}
+    assert "ResNet-56 trained on H100 80GB HBM3 and ResNet-20 on H200, so the gap also holds" in v["deeper"]["text"]
 
 
 def _calibration_file(folder, name, setting, errs_by_seed, precision="fp32"):

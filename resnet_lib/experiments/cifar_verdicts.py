@@ -9,6 +9,12 @@ from .evidence import CONTRADICTED, NOT_SHOWN, SHOWN, binomial_se, compare
 CHANCE_PCT = 90.0  # CIFAR-10's error when a net has learned nothing: ten classes
 
 
+def _trained_on(r: dict) -> str:
+    """Where a shipped run trained (its pieces' devices, or its recorded GPU); empty for the reader's runs."""
+    devices = sorted({(p.get("device") or "?").replace("NVIDIA ", "") for p in r.get("pieces") or []})
+    return " + ".join(devices) if devices and "gpu" in r else (r.get("gpu") or "").replace("NVIDIA ", "")
+
+
 def train_images_behind(result: dict) -> int:
     """How many training images a run's final training error is averaged over: the batches since the last
     evaluation before the end (the engine's window), so its sampling error is :func:`evidence.binomial_se` of this."""
@@ -66,11 +72,27 @@ def depth_verdicts(results: list[dict], one_run_se: bool = False, what: str = ""
             # one run each: the spread over seeds is not measured here, and the training images behind an error
             # are not independent draws (the same 50k, augmented); the paper's own spread over seeds stands in
             se = (max(seed_std, binomial_se(a[0], window[better])), max(seed_std, binomial_se(b[0], window[worse])))
+        apart = _devices_apart(results, better, worse)
         v = compare(better, a, worse, b, chance=CHANCE_PCT, se=se,
                     se_source=f"{what or 'one run each'}, so the spread over seeds is not measured: the paper's own std "
-                              f"over {ref['runs']} runs of ResNet-110 ({seed_std} points) stands in for each run's")
+                              f"over {ref['runs']} runs of ResNet-110 ({seed_std} points) stands in for each run's{apart}")
         out.append({"claim": claim, "status": v.status, "text": v.text, "better": better, "worse": worse,
                     "residual": kind != "degradation", "kind": kind, "gap": v.gap})
+    _refuse_a_slow_start(out)
+    return out
+
+
+def _devices_apart(results: list[dict], better: str, worse: str) -> str:
+    """A clause for a verdict whose two nets trained on different devices (shipped runs); empty otherwise."""
+    where = {n: {_trained_on(r) for r in results if r["name"] == n} for n in (better, worse)}
+    if where[better] == where[worse] or not all(where.values()):
+        return ""
+    return (f"; {better} trained on {' + '.join(sorted(where[better]))} and {worse} on "
+            f"{' + '.join(sorted(where[worse]))}, so the gap also holds the devices' arithmetic")
+
+
+def _refuse_a_slow_start(out: list[dict]) -> None:
+    """Degradation is not counted when the ResNets lose with depth too, beyond their interval (in place)."""
     by = {v["kind"]: v for v in out}
     deg, deeper = by["degradation"], by["deeper"]
     if deg["status"] == SHOWN and deeper["status"] == CONTRADICTED:
@@ -82,7 +104,6 @@ def depth_verdicts(results: list[dict], one_run_se: bool = False, what: str = ""
             f"{deeper['better']}, beyond its interval): this early in training any deeper net is still behind, so "
             "the gap cannot be told from a slower start; the paper's degradation is a deeper plain net that stays "
             "behind while the deeper ResNet does not."))
-    return out
 
 
 def own_run_summary(own: list[dict], shipped: list[dict], shipped_name: str = "the shipped runs above",
