@@ -281,10 +281,10 @@ def refused(nets: dict[str, dict], chance: float = 90.0) -> list[str]:
     return [name for name, net in nets.items() if _refusal(name, net, chance, init_scale=False)]
 
 
-def at_initial_scale(nets: dict[str, dict]) -> list[str]:
+def at_initial_scale(nets: dict[str, dict], chance: float = 90.0) -> list[str]:
     """The nets drawn but refused by the verdicts: their BNs are still at their initial scale."""
     return [name for name, net in nets.items()
-            if _refusal(name, net, 90.0) and not _refusal(name, net, 90.0, init_scale=False)]
+            if _refusal(name, net, chance) and not _refusal(name, net, chance, init_scale=False)]
 
 
 def plot_fig7(panels: dict[str, dict[str, list[float]]], refused: tuple | dict = (), notes: dict | None = None):
