@@ -171,7 +171,7 @@ def test_own_run_summary_sends_a_claim_to_the_shipped_runs_only_where_they_show_
     own = depth_verdicts(_grid(((0.60, 0.70, 0.58, 0.62), (0.61, 0.71, 0.57, 0.63))))
     shipped = depth_verdicts(_grid(((0.08, 0.30, 0.0554, 0.0528),)), one_run_se=True)
     assert [v["status"] for v in own] == ["not shown", "shown", "contradicted"]
-    assert "cannot be told from a slower start" in own[0]["text"] and "ResNet-20 is 5.00 points below" in own[0]["text"]
+    assert "cannot be told from a slower start" in own[0]["text"] and "gap -5.00 points" in own[0]["text"]
     text = own_run_summary(own, shipped, "the shipped runs")
     assert text.startswith("Your run shows 1 of the 3 claims and contradicts 1")
     assert f"*{own[0]['claim']}*: shown by the shipped runs, at their own depths (*{shipped[0]['claim']}*)" in text

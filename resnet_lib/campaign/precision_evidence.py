@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..base.paths import project_root
 from ..base.precision import POLICIES
+from ..engine.state import device_names
 from ..experiments import evidence
 from ..experiments.cifar_grid import CHANCE_PCT
 
@@ -39,9 +40,7 @@ def all_records(root=None) -> list[dict]:
 
 def device_of(rec: dict, cut: int | None = None) -> str:
     """Where ``rec`` trained (up to ``cut``): its device, or its devices joined by " + " when it moved."""
-    devs = sorted({(p.get("device") or "unrecorded device").replace("NVIDIA ", "") for p in rec["pieces"]
-                   if cut is None or p["start"] < cut})
-    return " + ".join(devs) or "unrecorded device"
+    return device_names(rec["pieces"], cut) or "unrecorded device"
 
 
 def early_error(rec: dict, cut: int = CUT) -> float | None:

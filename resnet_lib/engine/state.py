@@ -84,6 +84,13 @@ def resolve_pieces(pieces: list | None, calls: list[dict]) -> list[dict]:
     return out
 
 
+def device_names(pieces: list[dict], cut: int | None = None) -> str:
+    """The devices ``pieces`` trained on (those starting before ``cut``), short names ("NVIDIA " dropped), sorted
+    and joined by " + " when a run moved; a piece with no device is an "unrecorded device"; empty with no pieces."""
+    return " + ".join(sorted({(p.get("device") or "unrecorded device").replace("NVIDIA ", "") for p in pieces
+                              if cut is None or p["start"] < cut}))
+
+
 def trained_on(pieces: list[dict], device: str | None) -> str | None:
     """Where a run trained: its one device, or each device with its share of the iterations."""
     devices = [p["device"] for p in pieces]

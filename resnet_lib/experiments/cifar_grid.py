@@ -19,7 +19,7 @@ from ..models.cifar import cifar_resnet, count_parameters
 from .cifar_runs import CifarRun, paper_recipe, run_cifar
 
 # the claims' verdicts live in cifar_verdicts; notebook 03 and the tests call them as cifar_grid's
-from .cifar_verdicts import CHANCE_PCT, _trained_on, depth_verdicts, own_run_summary, train_images_behind, verdict_markdown  # noqa: F401
+from .cifar_verdicts import CHANCE_PCT, depth_verdicts, own_run_summary, train_images_behind, trained_on, verdict_markdown  # noqa: F401
 from .evidence import CHANCE_MARGIN, near_chance
 
 NETS = ("plain", "resnet")
@@ -113,7 +113,7 @@ def final_errors(results: list[dict]) -> list[dict]:
     return [{"net": r["name"], "seed": r["config"]["seed"], "iterations": r["config"]["iters"],
              "training error %": round(100 * r["final"]["train_err"], 2),
              f"{error_set(r)} error %": round(100 * r["final"]["test_err"], 2),
-             **({"trained on": _trained_on(r)} if _trained_on(r) else {})} for r in results]
+             **({"trained on": t} if (t := trained_on(r)) else {})} for r in results]
 
 
 def _chance(ax, chance: float = CHANCE_PCT):

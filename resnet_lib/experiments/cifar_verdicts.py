@@ -4,15 +4,16 @@ reader's short run shows beside the shipped longer runs. The grid itself is ``ci
 from __future__ import annotations
 
 from ..base.paper import targets
-from .evidence import CONTRADICTED, NOT_SHOWN, SHOWN, binomial_se, compare
+from ..engine.state import device_names
+from .evidence import CONTRADICTED, NOT_SHOWN, SHOWN, Verdict, binomial_se, compare
 
 CHANCE_PCT = 90.0  # CIFAR-10's error when a net has learned nothing: ten classes
 
 
-def _trained_on(r: dict) -> str:
+def trained_on(r: dict) -> str:
     """Where a shipped run trained (its pieces' devices, or its recorded GPU); empty for the reader's runs."""
-    devices = sorted({(p.get("device") or "?").replace("NVIDIA ", "") for p in r.get("pieces") or []})
-    return " + ".join(devices) if devices and "gpu" in r else (r.get("gpu") or "").replace("NVIDIA ", "")
+    devices = device_names(r.get("pieces") or [])
+    return devices if devices and "gpu" in r else (r.get("gpu") or "").replace("NVIDIA ", "")
 
 
 def train_images_behind(result: dict) -> int:
@@ -60,11 +61,12 @@ def depth_verdicts(results: list[dict], one_run_se: bool = False, what: str = ""
     window = {r["name"]: train_images_behind(r) for r in results}
     ref = targets()["cifar10_table6_test_error_pct"]["ResNet-110"]
     seed_std = ref["std"]
-    out = []
-    for kind, better, worse, claim in claims:
+    out, verdicts = [], {}
+    for kind, better, worse, claim in reversed(claims):  # deeper-is-better first: degradation's check reads it
         if better is None:
-            out.append({"claim": claim.split(":")[0], "status": NOT_SHOWN, "kind": kind, "better": None, "worse": None,
-                        "residual": kind != "degradation", "text": f"Not shown by these runs: {claim.split(': ')[1]}."})
+            out.insert(0, {"claim": claim.split(":")[0], "status": NOT_SHOWN, "kind": kind, "better": None,
+                           "worse": None, "residual": kind != "degradation",
+                           "text": f"Not shown by these runs: {claim.split(': ')[1]}."})
             continue
         a, b = errs[better], errs[worse]
         se = None
@@ -76,34 +78,34 @@ def depth_verdicts(results: list[dict], one_run_se: bool = False, what: str = ""
         v = compare(better, a, worse, b, chance=CHANCE_PCT, se=se,
                     se_source=f"{what or 'one run each'}, so the spread over seeds is not measured: the paper's own std "
                               f"over {ref['runs']} runs of ResNet-110 ({seed_std} points) stands in for each run's{apart}")
-        out.append({"claim": claim, "status": v.status, "text": v.text, "better": better, "worse": worse,
-                    "residual": kind != "degradation", "kind": kind, "gap": v.gap})
-    _refuse_a_slow_start(out)
+        if kind == "degradation":
+            v = _unless_a_slow_start(v, verdicts.get("deeper"))
+        verdicts[kind] = v
+        out.insert(0, {"claim": claim, "status": v.status, "text": v.text, "better": better, "worse": worse,
+                       "residual": kind != "degradation", "kind": kind, "gap": v.gap})
     return out
 
 
 def _devices_apart(results: list[dict], better: str, worse: str) -> str:
     """A clause for a verdict whose two nets trained on different devices (shipped runs); empty otherwise."""
-    where = {n: {_trained_on(r) for r in results if r["name"] == n} for n in (better, worse)}
+    where = {n: {trained_on(r) for r in results if r["name"] == n} for n in (better, worse)}
     if where[better] == where[worse] or not all(where.values()):
         return ""
     return (f"; {better} trained on {' + '.join(sorted(where[better]))} and {worse} on "
             f"{' + '.join(sorted(where[worse]))}, so the gap also holds the devices' arithmetic")
 
 
-def _refuse_a_slow_start(out: list[dict]) -> None:
-    """Degradation is not counted when the ResNets lose with depth too, beyond their interval (in place)."""
-    by = {v["kind"]: v for v in out}
-    deg, deeper = by["degradation"], by["deeper"]
-    if deg["status"] == SHOWN and deeper["status"] == CONTRADICTED:
-        # the ResNets lose with depth too, beyond their interval: a deeper net of either kind is behind this early,
-        # so the plain nets' gap cannot be told from a slower start
-        deg.update(status=NOT_SHOWN, text=(
-            f"Not shown by this run: the plain nets' gap ({deg['text'].split(': ', 1)[1].rstrip('.')}) comes with "
-            f"the ResNets losing with depth too ({deeper['worse']} is {-deeper['gap']:.2f} points below "
-            f"{deeper['better']}, beyond its interval): this early in training any deeper net is still behind, so "
-            "the gap cannot be told from a slower start; the paper's degradation is a deeper plain net that stays "
-            "behind while the deeper ResNet does not."))
+def _unless_a_slow_start(degradation: Verdict, deeper: Verdict | None) -> Verdict:
+    """The plain nets' verdict, not counted when the ResNets (``deeper``: the deeper ResNet against the shallower)
+    lose with depth too, beyond their interval: this early any deeper net is behind, so the plain nets' gap cannot
+    be told from a slower start."""
+    if degradation.status != SHOWN or deeper is None or deeper.status != CONTRADICTED:
+        return degradation
+    return Verdict(NOT_SHOWN, (
+        f"Not shown by this run: the plain nets' gap ({degradation.numbers}) comes with the ResNets losing with "
+        f"depth too ({deeper.numbers}, beyond its interval): this early in training any deeper net is still behind, "
+        "so the gap cannot be told from a slower start; the paper's degradation is a deeper plain net that stays "
+        "behind while the deeper ResNet does not."), degradation.gap, degradation.interval, degradation.numbers)
 
 
 def own_run_summary(own: list[dict], shipped: list[dict], shipped_name: str = "the shipped runs above",

@@ -59,10 +59,17 @@ class Verdict:
     text: str                   # one sentence: what the numbers say, and why when not shown
     gap: float | None = None    # mean(worse) - mean(better): positive is the claim's way
     interval: float | None = None  # twice the standard error of the gap
+    numbers: str = ""           # the means, the gap and its interval, for a sentence built on this verdict
 
     @property
     def shown(self) -> bool:
         return self.status == SHOWN
+
+    @property
+    def inside_interval(self) -> bool:
+        """Not shown because the gap was measured and fell inside its interval (rather than refused for a
+        near-chance arm, a divergence or a single seed)."""
+        return self.status == NOT_SHOWN and self.interval is not None
 
     def __str__(self) -> str:
         return self.text
@@ -70,6 +77,12 @@ class Verdict:
 
 def _fmt(m: float, s: float | None, unit: str, digits: int) -> str:
     return f"{m:.{digits}f}{unit}" + (f" ± {s:.{digits}f}" if s is not None else "")
+
+
+def mean_text(values: list[float]) -> str:
+    """``mean%`` with `` ± std`` over seeds where there are two or more."""
+    m, sd = mean_std(values)
+    return f"{m:.1f}%" + (f" ± {sd:.1f}" if sd is not None else "")
 
 
 def compare(better: str, better_values, worse: str, worse_values, *, chance: float | None = None,
@@ -117,7 +130,7 @@ def compare(better: str, better_values, worse: str, worse_values, *, chance: flo
     if se is None and min(len(a), len(b)) < 4:
         tail += f"; with {min(len(a), len(b))} seeds that is a rough interval, not a 95% one"
     if gap > interval:
-        return Verdict(SHOWN, f"Shown: {tail}.", gap, interval)
+        return Verdict(SHOWN, f"Shown: {tail}.", gap, interval, tail)
     if gap < -interval:
-        return Verdict(CONTRADICTED, f"Contradicted: {worse} is lower, not {better}; {tail}.", gap, interval)
-    return Verdict(NOT_SHOWN, f"Not shown by this run: the gap is inside its interval; {tail}.", gap, interval)
+        return Verdict(CONTRADICTED, f"Contradicted: {worse} is lower, not {better}; {tail}.", gap, interval, tail)
+    return Verdict(NOT_SHOWN, f"Not shown by this run: the gap is inside its interval; {tail}.", gap, interval, tail)

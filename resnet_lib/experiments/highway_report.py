@@ -8,12 +8,12 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .cifar_verdicts import CHANCE_PCT
-from .evidence import CONTRADICTED, NOT_SHOWN, SHOWN, Verdict, compare, mean_std
+from .evidence import CONTRADICTED, NOT_SHOWN, SHOWN, Verdict, compare, mean_std, mean_text
 
 GATE_MOVED = 0.05  # a mean gate that changed by less than this over training did not move
 
 
-def _by_seed(highway) -> dict[int, list[dict]]:
+def by_seed(highway) -> dict[int, list[dict]]:
     """One seed's ``highway_sweep`` list, or ``{seed: list}``, as ``{seed: list}``."""
     return highway if isinstance(highway, dict) else {0: highway}
 
@@ -22,7 +22,7 @@ def gates_text(highway) -> str:
     """Whether training moved the highway gates, stack by stack, said plainly: the mean gate at init and after
     (means over seeds when ``highway`` is ``{seed: highway_sweep}``); a gate moved when any seed's mean moved by
     :data:`GATE_MOVED` or more. Where the gates sat is all it says: not why a stack ended where it did."""
-    seeds = _by_seed(highway)
+    seeds = by_seed(highway)
     by: dict[float, list[dict]] = {}
     for runs in seeds.values():
         for h in runs:
@@ -39,18 +39,6 @@ def gates_text(highway) -> str:
     return (f"Mean gate T at init → after{over}: {each}; the gates of "
             + ", ".join(f"bias {b:+g}" for b, m in moved.items() if m)
             + f" moved by {GATE_MOVED:g} or more (in at least one seed), the others did not.")
-
-
-def _ms(values: list[float]) -> str:
-    """``mean%`` with `` ± std`` over seeds where there are two or more."""
-    m, sd = mean_std(values)
-    return f"{m:.1f}%" + (f" ± {sd:.1f}" if sd is not None else "")
-
-
-def _inside(v: Verdict) -> bool:
-    """A "not shown" verdict whose gap was measured and fell inside its interval (rather than one refused
-    for a near-chance arm, a divergence or a single seed)."""
-    return v.status == NOT_SHOWN and v.interval is not None
 
 
 # ----------------------------------------------------------------------------- the highway stacks over seeds
@@ -106,7 +94,7 @@ def _reading(v: Verdict, shown: str, contradicted: str, inside: str) -> str:
         return shown
     if v.status == CONTRADICTED:
         return contradicted
-    return inside if _inside(v) else "this run cannot tell"
+    return inside if v.inside_interval else "this run cannot tell"
 
 
 def highway_checks(highway_sweeps: dict[int, list[dict]], sweeps: dict[int, list[dict]] | None) -> list[dict]:
@@ -159,9 +147,9 @@ def _between_checks(hw: list[dict], name) -> list[dict]:
     lo_m, hi_m = sorted((lo_r["train error % (mean)"], hi_r["train error % (mean)"]))
     for h in hw[1:-1]:
         m = h["train error % (mean)"]
-        head = (f"The gate in between (bias {h['gate bias']:+g}, {_ms(h['errors'])}) was expected to train between "
-                f"the biases {lo_r['gate bias']:+g} ({_ms(lo_r['errors'])}) and {hi_r['gate bias']:+g} "
-                f"({_ms(hi_r['errors'])})")
+        head = (f"The gate in between (bias {h['gate bias']:+g}, {mean_text(h['errors'])}) was expected to train between "
+                f"the biases {lo_r['gate bias']:+g} ({mean_text(lo_r['errors'])}) and {hi_r['gate bias']:+g} "
+                f"({mean_text(hi_r['errors'])})")
         if lo_m <= m <= hi_m:
             out.append({"expected": "in between", "status": None,
                         "text": f"{head}; its mean is between theirs, as expected."})
@@ -186,6 +174,6 @@ def highway_text(highway_sweeps: dict[int, list[dict]], sweeps: dict[int, list[d
     rows = highway_summary(highway_sweeps, sweeps)
     n = len(highway_sweeps)
     head = ("Training error" + (f", mean ± std over {n} seeds" if n > 1 else " (one seed, so no spread)") + ": "
-            + "; ".join(f"{r['stack']}: {_ms(r['errors'])}" for r in rows) + ".")
+            + "; ".join(f"{r['stack']}: {mean_text(r['errors'])}" for r in rows) + ".")
     return "\n".join([head, ""] + [f"- {c['text']}" for c in highway_checks(highway_sweeps, sweeps)]
                      + ["", gates_text(highway_sweeps) + " The identity shortcut needs no such choice and no parameters."])

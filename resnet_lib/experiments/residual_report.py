@@ -15,14 +15,12 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from .cifar_verdicts import CHANCE_PCT
-from .evidence import CHANCE_MARGIN, CONTRADICTED, SHOWN, compare, near_chance
+from .evidence import CHANCE_MARGIN, CONTRADICTED, SHOWN, compare, mean_text, near_chance
 
 # the highway stacks' report lives in highway_report; notebook 01 and the tests call it as residual_report's
 from .highway_report import (  # noqa: F401
     GATE_MOVED,
-    _by_seed,
-    _inside,
-    _ms,
+    by_seed,
     gates_text,
     highway_checks,
     highway_summary,
@@ -184,11 +182,11 @@ def verdict(found: dict) -> str:
     small = best > min(p)  # the shallowest plain stacks fit worse than a deeper one: too small for the images
     seeds = found.get("sweeps")
     n = len(seeds) if seeds else 1
-    per = lambda by: ", ".join(f"{d} layers {_ms(v)}" for d, v in by.items())
+    per = lambda by: ", ".join(f"{d} layers {mean_text(v)}" for d, v in by.items())
     degradation = (
         "- **Degradation (Sec. 1).** " + (f"Mean ± std over {n} seeds. " if n > 1 else "")
-        + f"The plain stacks do best at {best} layers ({_ms(p[best])}); by depth: {per(p)}. The residual stacks of "
-        f"the same depths reach {per(r)}; the highest of them is residual-{worst_r}'s {_ms(r[worst_r])}. "
+        + f"The plain stacks do best at {best} layers ({mean_text(p[best])}); by depth: {per(p)}. The residual stacks of "
+        f"the same depths reach {per(r)}; the highest of them is residual-{worst_r}'s {mean_text(r[worst_r])}. "
         + ("(Stacks of only a few layers are simply too small to fit the images, plain or not.) " if small else "")
         + _chance_note(errs))
     if seeds:
@@ -201,7 +199,7 @@ def verdict(found: dict) -> str:
         f"residual, the two-grid solver {_two_grid_at_12(mg):.1e}.",
         f"- **Highway (Sec. 2).** The gate adds {100 * found['gate_cost'][0]['extra_fraction']:.0f}% parameters to a "
         "block. Training error by initial gate bias" + (f" (mean ± std over {len(hw_seeds)} seeds)" if len(hw_seeds) > 1 else "")
-        + ": " + ", ".join(f"{h['gate bias']:+g}: {_ms(h['errors'])}" for h in hw) + ". "
+        + ": " + ", ".join(f"{h['gate bias']:+g}: {mean_text(h['errors'])}" for h in hw) + ". "
         + " ".join(c["text"] for c in highway_checks(hw_seeds, seeds or {0: found["degradation"]}))
         + " " + gates_text(hw_seeds),
         f"- **Identity (Sec. 3.1).** A zero branch gives |block(x) - x| = {found['zero_err']:g}. "
@@ -294,7 +292,7 @@ def residual_degradation(sweeps: dict[int, list[dict]]) -> dict | None:
         short = "no degradation: the deeper one is lower, beyond the interval"
         said = (f"No degradation in the residual stacks: residual-{hi} ends below residual-{lo} by more than the "
                 "interval, deeper is better, as in the paper's ResNets.")
-    elif _inside(v):
+    elif v.inside_interval:
         short = "no degradation shown (gap inside its interval)"
         said = (f"No degradation shown in the residual stacks, as the paper expects: the gap from residual-{lo} to "
                 f"residual-{hi} is inside its interval, so this run cannot tell a small degradation from none.")
