@@ -1,6 +1,7 @@
 """campaign.precision_study: the decision rule on planted records, the committed decision against the
 default it sets, and the study's own loop (train to the cut, resume, export) on tiny runs."""
 import dataclasses
+import json
 
 import pytest
 import torch
@@ -109,8 +110,9 @@ def test_the_study_trains_each_run_to_the_cut_resumes_and_exports(tmp_path):
     recs = [ps.record(tmp_path, e) for e in ps.stored_entries(tmp_path)]
     assert sorted(r["policy"] for r in recs) == ["bf16-conv", "fp32"]
     assert all(r["history"]["iteration"] == [2, 4, 6, 8] and r["pieces"][-1]["end"] == 8 for r in recs)
-    dest = ps.export(tmp_path, dest=tmp_path / "results" / "runs", cut=8)
+    dest = ps.export(tmp_path, dest=tmp_path / "results" / "runs", cut=8, note="fp32 restored from elsewhere")
     assert len(list(dest.glob("*.json"))) == 2 and (dest.parent / "early_error_by_depth.png").stat().st_size > 0
+    assert json.loads((dest.parent / "provenance.json").read_text())["note"] == "fp32 restored from elsewhere"
     assert set(ps.early_errors(ps.load_records(dest), cut=8)) == {("ResNet-8", "fp32"), ("ResNet-8", "bf16-conv")}
     with pytest.raises(ValueError, match="cut must be"):
         ps.run_study(tmp_path, cut=10**6, entries=entries, device="cpu", progress=False, log=None, data=data)

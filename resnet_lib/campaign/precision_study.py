@@ -168,10 +168,13 @@ def stored_entries(out) -> list[Entry]:
     return entries
 
 
-def export(out, entries: list[Entry] | None = None, dest=None, command: str | None = None, cut: int = CUT) -> Path:
+def export(out, entries: list[Entry] | None = None, dest=None, command: str | None = None, cut: int = CUT,
+           note: str | None = None) -> Path:
     """Write the record of every run of ``entries`` (default: every run stored in ``out``) that has reached
     ``cut`` to ``dest`` (default results/precision/runs/), one JSON each, with a ``provenance.json`` beside
-    them (the command, code, time) and the figure (``early_error_by_depth.png``)."""
+    them (the command, code, time, and ``note``: what the records alone do not say, e.g. where a restored run
+    trained) and the figure (``early_error_by_depth.png``); an export into the project's results/precision
+    also redraws the figure of every committed record there (the README's)."""
     dest = Path(dest) if dest else project_root() / "results" / "precision" / "runs"
     dest.mkdir(parents=True, exist_ok=True)
     n = 0
@@ -181,9 +184,12 @@ def export(out, entries: list[Entry] | None = None, dest=None, command: str | No
             atomic_write_json(dest / f"{e.group}__{e.run.slug}.json", rec)
             n += 1
     atomic_write_json(dest.parent / "provenance.json", {"command": command, "runs": n,
-                                                        **provenance(pick_device("auto"))})
-    fig = plot(load_records(dest), cut)
-    fig.savefig(dest.parent / "early_error_by_depth.png", dpi=110, bbox_inches="tight")
+                                                        **provenance(pick_device("auto")),
+                                                        **({"note": note} if note else {})})
+    plot(load_records(dest), cut).savefig(dest.parent / "early_error_by_depth.png", dpi=110, bbox_inches="tight")
+    root = project_root() / "results" / "precision"
+    if root in dest.resolve().parents and dest.parent.resolve() != root:
+        plot(all_records(root), cut).savefig(root / "early_error_by_depth.png", dpi=110, bbox_inches="tight")
     return dest
 
 
@@ -201,6 +207,8 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--export", nargs="?", const="", default=None,
                     help="then write the record of every run in --out that reached --cut to this folder (default "
                          "results/precision/runs), with the figure and provenance beside it")
+    ap.add_argument("--note", default=None, help="with --export: a line for provenance.json saying what the records "
+                                                 "alone do not (e.g. where a restored run trained)")
     a = ap.parse_args(argv)
     entries = plan(a.nets, a.seeds, a.policies)
     for e in entries:  # a policy the device cannot run fails here, before anything trains
@@ -208,7 +216,7 @@ def cli(argv: list[str]) -> int:
     run_study(a.out, cut=a.cut, entries=entries, budget_s=a.budget_s, device=a.device)
     if a.export is not None:
         dest = export(a.out, None, a.export or None, command="python -m resnet_lib precision-study " + " ".join(argv),
-                      cut=a.cut)  # every run stored in --out that reached the cut, the study's and the campaign's
+                      cut=a.cut, note=a.note)  # every run stored in --out that reached the cut, the study's and the campaign's
         print(f"records written to {dest}")
     for policy, (status, why) in decide([r for e in stored_entries(a.out) if (r := record(Path(a.out), e))],
                                         a.cut).items():
