@@ -220,6 +220,22 @@ def cost_table(costs: list[dict]) -> str:
     return "\n".join(lines) + f"\n\nOne SGD step of batch 128, every policy in the same run, fastest of its rounds ({loads})."
 
 
+def decision_text(records: list[dict], cut: int = CUT) -> str:
+    """Each policy's status under the rule, with the verdicts behind it, the runs trained on several devices,
+    the policies not run yet, and the default that follows (markdown bullets and a sentence)."""
+    decision = decide(records, cut)
+    said = [f"- **{p}: {status}.** " + " ".join(why) for p, (status, why) in decision.items()]
+    said += across_devices(records, cut)
+    untried = [p for p in STUDY_POLICIES if p != "fp32" and p not in decision]
+    if untried:
+        said.append(f"- **{', '.join(untried)}: not run yet.**")
+    default = chosen(decision, {})
+    return "\n".join(said) + (
+        f"\n\nSo the default (`precision=\"auto\"`, the campaign's Table 6, the CLI's paper recipe) is **{default}**"
+        + (", the paper's own, until a faster policy is shown faithful." if default == "fp32" else
+           ", the fastest policy shown faithful."))
+
+
 def section(root=None, cut: int = CUT) -> str:
     """"Precision and depth", in words computed from the committed records: the table, the rule and each
     policy's status under it, the default that follows, the cost of each policy, and what is still to run."""
@@ -231,14 +247,7 @@ def section(root=None, cut: int = CUT) -> str:
     head = list(rows[0])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(str(r[k]) for k in head) + " |" for r in rows]
-    decision = decide(records, cut)
-    said = [f"- **{p}: {status}.** " + " ".join(why) for p, (status, why) in decision.items()]
-    said += across_devices(records, cut)
-    untried = [p for p in STUDY_POLICIES if p != "fp32" and p not in decision]
-    if untried:
-        said.append(f"- **{', '.join(untried)}: not run yet.**")
     costs = load_costs(root)
-    default = chosen(decision, {})
     text = [f"Training error over iterations {window(records, cut)} of the paper's recipe (lr 0.1; ResNet-110 after "
             "its warm-up at 0.01), by net, precision policy and the device the runs trained on, the same seed, "
             "initialisation and data order in every policy:", "", *lines, "",
@@ -246,11 +255,7 @@ def section(root=None, cut: int = CUT) -> str:
             f"on one device, neither {' nor '.join(DECIDING)} trains worse in it than in fp32 by more than twice the "
             "standard error over at least two seeds each; not faithful when one does; undecided until both are "
             "measured so. Runs on different devices are not compared: their gap mixes the precision with the "
-            "device's arithmetic.", "",
-            *said, "",
-            f"So the default (`precision=\"auto\"`, the campaign's Table 6, the CLI's paper recipe) is **{default}**"
-            + (", the paper's own, until a faster policy is shown faithful." if default == "fp32" else
-               ", the fastest policy shown faithful.")]
+            "device's arithmetic.", "", decision_text(records, cut)]
     if costs:
         text += ["", "What each policy costs:", "", cost_table(costs)]
     return "\n".join(text)

@@ -254,12 +254,20 @@ def precision_and_depth(root: Path) -> str:
     return section(root / "results" / "precision")
 
 
+def precision_decision(root: Path) -> str:
+    """The precision study's decision alone (the README's front door; docs/precision.md has the rest)."""
+    from ..campaign.precision_study import all_records, decision_text
+    records = all_records(root / "results" / "precision")
+    return decision_text(records) if records else "No run of the precision study is committed yet."
+
+
 DOCUMENTS = ("README.md", "docs/speed.md", "docs/gpu.md", "docs/notebooks.md", "docs/precision.md",
              "results/cifar10/README.md")
 BLOCKS = {"scorecard": scorecard, "cifar10_provenance": cifar10_provenance, "notebook_defaults": notebook_defaults,
           "gpu_checks": gpu_checks, "gpu_speed": gpu_speed, "gpu_full_recipe": gpu_full_recipe, "gpu_fig6": gpu_fig6,
           "paper_scale_table6": paper_scale_table6, "gpu_campaign_bench": gpu_campaign_bench,
-          "main_job_times": main_job_times, "cpu_bench": cpu_bench, "precision_and_depth": precision_and_depth}
+          "main_job_times": main_job_times, "cpu_bench": cpu_bench, "precision_and_depth": precision_and_depth,
+          "precision_decision": precision_decision}
 PATTERN = re.compile(r"(<!-- results:(\w+) -->\n)(.*?)(<!-- /results:\2 -->)", re.S)
 
 
