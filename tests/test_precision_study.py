@@ -116,3 +116,25 @@ def test_the_study_trains_each_run_to_the_cut_resumes_and_exports(tmp_path):
     assert set(ps.early_errors(ps.load_records(dest), cut=8)) == {("ResNet-8", "fp32"), ("ResNet-8", "bf16-conv")}
     with pytest.raises(ValueError, match="cut must be"):
         ps.run_study(tmp_path, cut=10**6, entries=entries, device="cpu", progress=False, log=None, data=data)
+
+
+def test_an_eager_gpu_run_is_a_code_path_of_its_own_and_a_cpu_run_is_not():
+    """Issue #25's lead (the same seed in bf16: 5.7 points apart between an H100, graphed, and a CPU): a GPU
+    run without the CUDA graph is its own device in the table and the rule, named "(eager)", so that graphed
+    and eager runs are compared as two code paths; on a CPU every run is eager, so nothing is added."""
+    gpu = {"device": "NVIDIA H100 80GB HBM3", "start": 0, "end": ps.CUT}
+    rec = lambda graph, piece: {"pieces": [piece], "identity": {"train": {"cuda_graph": graph}}}  # noqa: E731
+    assert ps.device_of(rec("auto", gpu)) == "H100 80GB HBM3"
+    assert ps.device_of(rec("off", gpu)) == "H100 80GB HBM3 (eager)"
+    assert ps.device_of(rec("off", {"device": "cpu (x86_64, 2 threads)", "start": 0, "end": ps.CUT})) == \
+        "cpu (x86_64, 2 threads)"
+    arms = [dict(r, pieces=[gpu]) for r in _arms("bf16", 0.1) if r["net"] == "ResNet-56" and r["seed"] == 1]
+    eager = [dict(r, identity={"train": {"cuda_graph": "off"}},
+                  history={"iteration": [ps.CUT // 2, ps.CUT], "train_err": [0.5, 0.2]}) for r in arms]
+    assert {r["trained on"] for r in ps.table_rows(arms + eager)} == {"H100 80GB HBM3", "H100 80GB HBM3 (eager)"}
+    assert any("on H100 80GB HBM3 (eager)" in line for line in ps.across_devices(arms + eager))
+    graphed, plain = ps.study_entry("ResNet-56", 1, "bf16", "eager"), ps.study_entry("ResNet-56", 1, "bf16")
+    assert graphed.run.train.cuda_graph == "off" and plain.run.train.cuda_graph == "auto"
+    assert graphed.run.slug != plain.run.slug and graphed.group == plain.group == "bf16"
+    with pytest.raises(ValueError, match="step must be"):
+        ps.study_entry("ResNet-56", 1, "bf16", "graphed")

@@ -39,8 +39,12 @@ def all_records(root=None) -> list[dict]:
 
 
 def device_of(rec: dict, cut: int | None = None) -> str:
-    """Where ``rec`` trained (up to ``cut``): its device, or its devices joined by " + " when it moved."""
-    return device_names(rec["pieces"], cut) or "unrecorded device"
+    """Where ``rec`` trained (up to ``cut``): its device, or its devices joined by " + " when it moved; a GPU
+    run that did not replay its step from a CUDA graph says "(eager)", the CPU's code path, so that the table
+    and the rule keep it apart from the graphed runs of the same GPU."""
+    where = device_names(rec["pieces"], cut) or "unrecorded device"
+    eager = (rec.get("identity") or {}).get("train", {}).get("cuda_graph") == "off"
+    return f"{where} (eager)" if eager and not where.startswith(("cpu", "unrecorded")) else where
 
 
 def early_error(rec: dict, cut: int = CUT) -> float | None:

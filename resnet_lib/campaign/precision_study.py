@@ -65,21 +65,26 @@ from .sets import TABLE6_PRECISION, Entry, paper_run
 NETS = {"ResNet-20": (20, True), "ResNet-56": (56, True), "ResNet-110": (110, True), "plain-56": (56, False)}
 
 
-def study_entry(net: str, seed: int, policy: str) -> Entry:
+def study_entry(net: str, seed: int, policy: str, step: str = "auto") -> Entry:
     """The paper-scale run of ``net``, ``seed`` in ``policy``, in the campaign's group for that policy
-    ("main" for Table 6's policy)."""
+    ("main" for Table 6's policy). ``step="eager"``: without the CUDA graph on a GPU (a run of its own, the
+    CPU's code path), to tell the graph's part in a GPU's gap from the CPU's."""
     if net not in NETS:
         raise ValueError(f"unknown net {net!r}; the study's nets are {', '.join(NETS)}")
     if policy not in POLICIES:
         raise ValueError(f"unknown policy {policy!r}; the study compares named policies: {', '.join(POLICIES)}")
+    if step not in ("auto", "eager"):
+        raise ValueError(f"step must be 'auto' (graphed on a GPU) or 'eager', got {step!r}")
     depth, residual = NETS[net]
-    return Entry(paper_run(depth, residual, seed, 1.0, 0, 0, policy), "main" if policy == TABLE6_PRECISION else policy)
+    graph = {"cuda_graph": "off"} if step == "eager" else {}
+    return Entry(paper_run(depth, residual, seed, 1.0, 0, 0, policy, **graph),
+                 "main" if policy == TABLE6_PRECISION else policy)
 
 
-def plan(nets=tuple(NETS), seeds=(1, 2), policies=STUDY_POLICIES) -> list[Entry]:
+def plan(nets=tuple(NETS), seeds=(1, 2), policies=STUDY_POLICIES, step: str = "auto") -> list[Entry]:
     """The study's runs in the order they are trained: seed by seed, net by net, every policy of one net and
     seed together (so that each finished group is a same-seed comparison)."""
-    return [study_entry(n, s, p) for s in seeds for n in nets for p in policies]
+    return [study_entry(n, s, p, step) for s in seeds for n in nets for p in policies]
 
 
 def iteration(out: Path, e: Entry) -> int:
@@ -205,13 +210,18 @@ def cli(argv: list[str]) -> int:
     ap.add_argument("--policies", nargs="+", default=list(STUDY_POLICIES), choices=list(POLICIES))
     ap.add_argument("--budget-s", type=float, default=float("inf"), help="stop (with checkpoints) after this long")
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--step", choices=("auto", "eager"), default="auto",
+                    help="eager: no CUDA graph on a GPU (runs of their own, the CPU's code path), to tell the graph's "
+                         "part in a gap between a GPU and a CPU")
     ap.add_argument("--export", nargs="?", const="", default=None,
                     help="then write the record of every run in --out that reached --cut to this folder (default "
                          "results/precision/runs), with the figure and provenance beside it")
     ap.add_argument("--note", default=None, help="with --export: a line for provenance.json saying what the records "
                                                  "alone do not (e.g. where a restored run trained)")
     a = ap.parse_args(argv)
-    entries = plan(a.nets, a.seeds, a.policies)
+    if a.step == "eager" and pick_device(a.device).type != "cuda":
+        ap.error("--step eager is for a GPU: on a CPU every step is eager already (leave --step out)")
+    entries = plan(a.nets, a.seeds, a.policies, a.step)
     for e in entries:  # a policy the device cannot run fails here, before anything trains
         resolve(pick_device(a.device), e.run.train.precision)
     run_study(a.out, cut=a.cut, entries=entries, budget_s=a.budget_s, device=a.device)
