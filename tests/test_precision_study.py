@@ -138,3 +138,16 @@ def test_an_eager_gpu_run_is_a_code_path_of_its_own_and_a_cpu_run_is_not():
     assert graphed.run.slug != plain.run.slug and graphed.group == plain.group == "bf16"
     with pytest.raises(ValueError, match="step must be"):
         ps.study_entry("ResNet-56", 1, "bf16", "graphed")
+
+
+def test_depth_lines_compare_each_policy_s_resnets_on_one_device_outside_the_rule():
+    """The deeper ResNet's early training error against the shallower's, per device and policy, over seeds:
+    ResNet-110 planted 2 points below ResNet-56 is shown in both policies; a net with one seed gives no line;
+    the decision text carries the lines and the rule's status does not change with them."""
+    arms = _arms("bf16", 0.1)
+    lines = ps.depth_lines(arms)
+    assert len(lines) == 2 and all(": Shown:" in line for line in lines)
+    assert "ResNet-110 in fp32" in lines[0] and "ResNet-110 in bf16" in lines[1]
+    one = [r for r in arms if not (r["net"] == "ResNet-110" and r["seed"] > 1)]
+    assert ps.depth_lines(one) == []
+    assert lines[0] in ps.decision_text(arms) and ps.decide(arms)["bf16"][0] == ps.FAITHFUL

@@ -224,12 +224,30 @@ def cost_table(costs: list[dict]) -> str:
     return "\n".join(lines) + f"\n\nOne SGD step of batch 128, every policy in the same run, fastest of its rounds ({loads})."
 
 
+def depth_lines(records: list[dict], cut: int = CUT) -> list[str]:
+    """Outside the rule: on each device and in each policy, does the deeper ResNet train faster early than the
+    shallower one (Fig. 6 middle's order), over seeds? One bullet per pair of ResNet depths with two seeds or
+    more each, through :func:`evidence.compare`; the issue's question is whether a deeper ResNet falling behind
+    early is the precision's doing, so fp32's own order is the baseline."""
+    out = []
+    for dev in (d for d in devices(records, cut) if " + " not in d):
+        errs = early_errors(records, cut, dev)
+        for policy in sorted({p for _, p in errs}, key=lambda p: (p != "fp32", p)):
+            nets = sorted((n for n, p in errs if p == policy and n.startswith("ResNet-") and len(errs[n, p]) >= 2),
+                          key=lambda n: int(n.split("-")[1]))
+            for shallow, deep in zip(nets, nets[1:]):
+                v = evidence.compare(f"{deep} in {policy}", errs[deep, policy], f"{shallow} in {policy}",
+                                     errs[shallow, policy], chance=CHANCE_PCT)
+                out.append(f"- Depth, early (outside the rule), on {dev}: {v.text}")
+    return out
+
+
 def decision_text(records: list[dict], cut: int = CUT) -> str:
     """Each policy's status under the rule, with the verdicts behind it, the runs trained on several devices,
     the policies not run yet, and the default that follows (markdown bullets and a sentence)."""
     decision = decide(records, cut)
     said = [f"- **{p}: {status}.** " + " ".join(why) for p, (status, why) in decision.items()]
-    said += across_devices(records, cut)
+    said += across_devices(records, cut) + depth_lines(records, cut)
     untried = [p for p in STUDY_POLICIES if p != "fp32" and p not in decision]
     if untried:
         said.append(f"- **{', '.join(untried)}: not run yet.**")
