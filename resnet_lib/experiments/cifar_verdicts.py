@@ -105,7 +105,7 @@ def _unless_a_slow_start(degradation: Verdict, deeper: Verdict | None) -> Verdic
         f"Not shown by this run: the plain nets' gap ({degradation.numbers}) comes with the ResNets losing with "
         f"depth too ({deeper.numbers}, beyond its interval): this early in training any deeper net is still behind, "
         "so the gap cannot be told from a slower start; the paper's degradation is a deeper plain net that stays "
-        "behind while the deeper ResNet does not."), degradation.gap, degradation.interval, degradation.numbers)
+        "behind while the deeper ResNet does not."), degradation.gap, None, degradation.numbers)  # a refusal, not inside
 
 
 def own_run_summary(own: list[dict], shipped: list[dict], shipped_name: str = "the shipped runs above",
