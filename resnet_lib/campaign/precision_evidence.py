@@ -238,7 +238,8 @@ def depth_lines(records: list[dict], cut: int = CUT) -> list[str]:
             for shallow, deep in zip(nets, nets[1:]):
                 v = evidence.compare(f"{deep} in {policy}", errs[deep, policy], f"{shallow} in {policy}",
                                      errs[shallow, policy], chance=CHANCE_PCT)
-                out.append(f"- Depth, early (outside the rule), on {dev}: {v.text}")
+                out.append(f"- Depth, early (outside the rule, and no claim of the paper, whose depth order is at the "
+                           f"end of training), on {dev}, the deeper against the shallower: {v.text}")
     return out
 
 

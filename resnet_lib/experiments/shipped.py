@@ -129,8 +129,8 @@ def paper_scale_runs(root=None) -> tuple[list[dict], str]:
         return [], ""
     return stand_in, ("Table 6's own runs (in fp32, the paper's precision, which Table 6 keeps until the precision "
                       "study shows a faster policy faithful) are not trained yet; shown meanwhile: the earlier runs in "
-                      "bf16 autocast, which are the precision study's (bf16 is the suspect for their deeper ResNets "
-                      "testing no better and starting slower; see Precision and depth).")
+                      "bf16 autocast, which are the precision study's (bf16 was the suspect for their deeper ResNets "
+                      "testing no better; Precision and depth says how far the study's same-device runs bear it out).")
 
 
 def _paper_cell(depth: int) -> str:
