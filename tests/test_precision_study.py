@@ -151,3 +151,17 @@ def test_depth_lines_compare_each_policy_s_resnets_on_one_device_outside_the_rul
     one = [r for r in arms if not (r["net"] == "ResNet-110" and r["seed"] > 1)]
     assert ps.depth_lines(one) == []
     assert lines[0] in ps.decision_text(arms) and ps.decide(arms)["bf16"][0] == ps.FAITHFUL
+
+
+def test_the_cost_table_keeps_a_slow_cpu_s_throughput_and_names_each_device_kind():
+    """16.5 img/s is not shown as 16 (nor rounded to even); a fast column keeps whole images per second; a bf16
+    CPU capped with ONEDNN_MAX_CPU_ISA=AVX2 says it stands in for the slower kind."""
+    slow = {"cpu_path": {"onednn_isa": "AVX2", "onednn_max_isa": "AVX2"}, "load_average_1min_at_end": 2.1,
+            "rows": [{"net": "ResNet-110", "policy": "fp32", "ms_per_iter": 7757.6, "img_per_s": 16.5}]}
+    fast = {"gpu": "H100", "rows": [{"net": "ResNet-110", "policy": "fp32", "ms_per_iter": 30.2, "img_per_s": 4238.4},
+                                    {"net": "ResNet-20", "policy": "bf16", "ms_per_iter": 5.0, "img_per_s": 25600.0}]}
+    table = ps.cost_table([slow, fast])
+    head, _, r20, r110, *_ = table.splitlines()
+    assert "stood in for with ONEDNN_MAX_CPU_ISA=AVX2" in head and "| H100 |" in head
+    assert r110 == "| ResNet-110 | fp32 | 7758 ms (16.5 img/s) | 30 ms (4,238 img/s) |"
+    assert r20 == "| ResNet-20 | bf16 |  | 5 ms (25,600 img/s) |"  # shallow nets first; a blank where a device has none

@@ -215,7 +215,9 @@ def cost_table(costs: list[dict]) -> str:
     cells = {}
     for col, c in zip(cols, costs):
         for r in c["rows"]:
-            cells[(r["net"], r["policy"], col)] = f"{r['ms_per_iter']:.0f} ms ({r['img_per_s']:,.0f} img/s)"
+            ips = r["img_per_s"]  # a slow CPU's 16.5 img/s is not rounded to 16
+            cells[(r["net"], r["policy"], col)] = f"{r['ms_per_iter']:.0f} ms ({ips:,.0f} img/s)" if ips >= 100 else \
+                f"{r['ms_per_iter']:.0f} ms ({ips:.1f} img/s)"
     keys = sorted({(n, p) for n, p, _ in cells}, key=lambda k: (_depth(k[0]), list(POLICIES).index(k[1])))
     lines = ["| net | policy | " + " | ".join(cols) + " |", "|---|---|" + "---|" * len(cols)]
     lines += [f"| {n} | {p} | " + " | ".join(cells.get((n, p, col), "") for col in cols) + " |" for n, p in keys]
@@ -274,6 +276,8 @@ def section(root=None, cut: int = CUT) -> str:
     text = [f"Training error over iterations {window(records, cut)} of the paper's recipe (lr 0.1; ResNet-110 after "
             "its warm-up at 0.01), by net, precision policy and the device the runs trained on, the same seed, "
             "initialisation and data order in every policy:", "", *lines, "",
+            "± is the standard deviation over the seeds the next column counts (none with one seed); the gap to fp32 "
+            "is between the means.", "",
             f"The rule: fp32 is the paper's precision and faithful by definition; another policy is faithful when, "
             f"on one device, neither {' nor '.join(DECIDING)} trains worse in it than in fp32 by more than twice the "
             "standard error over at least two seeds each; not faithful when one does; undecided until both are "
