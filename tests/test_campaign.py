@@ -9,6 +9,8 @@ import signal
 import pytest
 import torch
 
+from resnet_lib.base import io
+from resnet_lib.base.io import device_name
 from resnet_lib.campaign import driver as cp
 from resnet_lib.campaign import sets as cs
 from resnet_lib.data.cifar import load_cifar10
@@ -132,7 +134,7 @@ def test_fused_jobs_in_lanes_stopped_and_resumed_equal_straight_and_leave_ordina
     _same_runs(out_a, tmp_path, FUSED)
     assert not (tmp_path / "runs" / job.key).exists()  # every run's folder holds its share now
     speeds = json.loads((tmp_path / cp.STATE).read_text())["speeds"]
-    cpu = cp.campaign_device(torch.device("cpu")) + f" | {cs.TABLE6_PRECISION}"  # every smoke run in that policy
+    cpu = device_name(torch.device("cpu")) + f" | {cs.TABLE6_PRECISION}"  # every smoke run in that policy
     assert sorted(speeds) == [cpu, f"{cpu} | 2 fused"]  # plain-8's warm-up: alone, then fused
     for j in cp.campaign_jobs("smoke", **FUSED):
         for e in j.entries:
@@ -351,10 +353,10 @@ def test_speeds_are_kept_per_device_kind_and_precision(monkeypatch):
     """An AVX2 CPU names itself apart from a bf16 one, and each policy's runs have speeds of their own: the
     time still needed is not taken from a machine or precision 2-3x faster."""
     cpu = torch.device("cpu")
-    monkeypatch.setattr(cs, "cpu_has_fast_bf16", lambda: True)
-    fast = cp.campaign_device(cpu)
-    monkeypatch.setattr(cs, "cpu_has_fast_bf16", lambda: False)
-    slow = cp.campaign_device(cpu)
+    monkeypatch.setattr(io, "cpu_has_fast_bf16", lambda: True)
+    fast = device_name(cpu)
+    monkeypatch.setattr(io, "cpu_has_fast_bf16", lambda: False)
+    slow = device_name(cpu)
     assert fast.startswith("cpu (") and slow == fast[:-1] + ", no fast bf16)"
     fp32, bf16 = (cp.campaign_jobs("precision", seeds=(1,))[i] for i in (0, 1))
     sp = cp.Speeds({fast: [100 * 20.0, 10.0]})  # a table from before the policies: bf16 speeds, no policy in the key

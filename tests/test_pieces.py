@@ -126,3 +126,18 @@ def test_mixed_pieces_say_so():
     pieces = [{"precision": "bf16 autocast", "start": 0, "end": 2}, {"precision": "fp32", "start": 2, "end": 6}]
     assert precision_of(pieces, "fp32") == "bf16 autocast for iterations 0-2 + fp32 for iterations 2-6"
     assert precision_of(pieces[:1], "bf16 autocast") == "bf16 autocast"
+
+
+def test_a_run_continued_on_the_other_kind_of_cpu_says_it_moved(tmp_path, tiny, monkeypatch):
+    """Both kinds of CPU read "x86_64", but a bf16 one and an AVX2 one (or one capped with
+    ONEDNN_MAX_CPU_ISA=AVX2) differ in bf16's arithmetic and speed: a run that moves between them gets a piece
+    on each, so the precision study does not count it as trained on one device."""
+    from resnet_lib.base import io
+    from resnet_lib.campaign.precision_evidence import device_of
+    monkeypatch.setattr(io, "cpu_has_fast_bf16", lambda: True)
+    run_cifar(RUN, tmp_path, device="cpu", progress=False, data=tiny, stop_after=2)
+    monkeypatch.setattr(io, "cpu_has_fast_bf16", lambda: False)
+    res = run_cifar(RUN, tmp_path, device="cpu", progress=False, data=tiny)
+    (fast, _, _), (slow, start, end) = spans(res)
+    assert slow == fast[:-1] + ", no fast bf16)" and (start, end) == (2, 6)
+    assert device_of({"pieces": res["pieces"]}, None) == f"{fast} + {slow}"

@@ -17,7 +17,7 @@ import torch
 import torchvision
 
 from .. import __version__
-from .device import cpu_path
+from .device import cpu_has_fast_bf16, cpu_path
 from .errors import UserError
 
 
@@ -182,10 +182,15 @@ def git_revision() -> str | None:
 
 
 def device_name(device: torch.device | str | None = None) -> str:
+    """The device as records name it: a GPU's model; a CPU's architecture and threads, and ", no fast bf16" on
+    one without bf16 units (AVX2 only, or capped so with ``ONEDNN_MAX_CPU_ISA``): the two kinds of CPU both read
+    "x86_64" but differ in speed and in bf16's arithmetic, so a run that moves between them opens a new piece
+    and no comparison "on one device" mixes them."""
     device = torch.device(device or "cpu")
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    slow = "" if cpu_has_fast_bf16() else ", no fast bf16"
+    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads{slow})"
 
 
 def utc_now() -> str:

@@ -56,7 +56,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..base.device import pick_device
-from ..base.io import ensure_writable_dir, utc_now
+from ..base.io import device_name, ensure_writable_dir, utc_now
 from ..base.precision import resolve
 from ..data.cifar import load_cifar10
 from ..engine.lanes import Lanes
@@ -78,7 +78,6 @@ from .sets import (  # noqa: F401 (API)
     Entry,
     Job,
     Speeds,
-    campaign_device,
     campaign_entries,
     campaign_jobs,
     cost_units,
@@ -215,7 +214,7 @@ class CampaignCall:
         if set(only) - nets:
             raise ValueError(f"campaign {name} has no net {sorted(set(only) - nets)}; its nets: {sorted(nets)}")
         ensure_writable_dir(out, fix="choose another --out folder")
-        self.dev_name, self.worker = campaign_device(dev), worker_id()
+        self.dev_name, self.worker = device_name(dev), worker_id()
         self.call = {"device": self.dev_name, "torch": str(torch.__version__), "budget_s": budget_s,
                      "together": n_lanes, "started_utc": utc_now(), "iterations": 0, "worker": self.worker,
                      "jobs": {},  # job key -> [iteration it started from here, iteration reached]

@@ -10,10 +10,6 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-import torch
-
-from ..base.device import cpu_has_fast_bf16
-from ..base.io import device_name
 from ..experiments.cifar_runs import CifarRun, paper_recipe
 from .fused_runs import fused_slug
 
@@ -132,13 +128,6 @@ def cost_units(job: Job) -> float:
     2.42 / 13.2 for 20 / 110 layers, 5.45x for 5.5x the depth); fused jobs have speeds of their own."""
     run = job.entries[0].run
     return run.depth * run.train.batch_size / 128
-
-
-def campaign_device(dev: torch.device) -> str:
-    """The device as the campaign's calls log and speeds name it: ``device_name``, and on a CPU without fast
-    bf16 (AVX2 only, or capped so) that too, since the same "cpu (x86_64, 2 threads)" trains 2-3x slower there."""
-    name = device_name(dev)
-    return f"{name[:-1]}, no fast bf16)" if dev.type == "cpu" and not cpu_has_fast_bf16() else name
 
 
 def speed_key(device: str, job: Job) -> str:
