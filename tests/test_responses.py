@@ -137,6 +137,10 @@ def test_own_nets_average_the_seeds_and_keep_each(tmp_path):
     assert nets["plain-8"]["origin"] == "trained here (brief run)" and nets["plain-8"]["seeds"] == [0]
     assert (res["iters"], res["lr"], res["batch"]) == (2, 0.02, 16)
     table = rs.nets_table(nets)
-    assert table[1]["seeds"] == "0, 1" and "BN scale (mean |gamma|, 1 at init)" in table[1]
+    assert table[1]["seeds"] == "0, 1" and "BN scale (median of mean |gamma|, 1 at init)" in table[1]
+    # the figure's panel says how the reader's nets trained, read from the runs, one entry per distinct setting
+    assert rs.own_title(nets) == "your short runs (2 iterations, lr 0.02, batch 16)"
+    mixed = {**nets, "ResNet-20": {"iters": 64_000}}
+    assert rs.own_title(mixed) == "your short runs (2 iterations, lr 0.02, batch 16; 64,000 iterations)"
 
 

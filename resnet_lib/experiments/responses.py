@@ -262,9 +262,18 @@ def nets_table(nets: dict[str, dict]) -> list[dict]:
         row |= {"training error %": round(v["train_err_pct"], 2), "test error %": round(v["test_err_pct"], 2),
                 "median response std": round(v["median"], 3)}
         if "bn_scale" in v:
-            row["BN scale (mean |gamma|, 1 at init)"] = round(v["bn_scale"], 3)
+            row["BN scale (median of mean |gamma|, 1 at init)"] = round(v["bn_scale"], 3)
         rows.append(row)
     return rows
+
+
+def own_title(nets: dict[str, dict]) -> str:
+    """The title of the reader's own nets' panel, with how they trained: each setting (iterations, lr, batch)
+    the nets share, one per distinct setting otherwise."""
+    settings = sorted({(v["iters"], v.get("lr"), v.get("batch")) for v in nets.values()}, key=str)
+    parts = [f"{it:,} iterations" + (f", lr {lr:g}" if lr is not None else "") + (f", batch {b}" if b else "")
+             for it, lr, b in settings]
+    return f"your short runs ({'; '.join(parts)})" if parts else "your short runs"
 
 
 def drawable(stds: dict[str, list[float]], refused: tuple = ()) -> tuple[dict, list[str]]:
@@ -366,7 +375,7 @@ def fig7_verdicts(nets: dict[str, dict], chance: float = 90.0) -> list[dict]:
                                       "batches; one trained net each, so the spread over seeds is not measured")
                 if v.status == SHOWN:  # the same claim the README's scorecard counts as partly: say both
                     v = Verdict(SHOWN, f"Shown for these two nets, not over seeds: {v.numbers}. Another seed's "
-                                       "nets could differ, so the README's scorecard counts this as partly.",
+                                       "nets could differ, so the README's scorecard counts this as partly reproduced.",
                                 v.gap, v.interval, v.numbers)
         out.append({"claim": f"{better}'s responses {claim} ({worse})", "status": v.status, "text": v.text})
     return out
