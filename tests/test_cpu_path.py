@@ -25,18 +25,19 @@ def _python(code: str, **env) -> dict:
 @pytest.mark.parametrize("cap, fast", [("AVX2", False), ("avx512_core", False), ("AVX512_CORE_AMX", True),
                                        ("DEFAULT", True), ("", True)])
 def test_an_isa_cap_below_bf16_means_fp32(monkeypatch, cap, fast):
-    monkeypatch.setattr(device, "_cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16", "amx_bf16"})
+    monkeypatch.setattr(P, "_cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16", "amx_bf16"})
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
     assert device.cpu_has_fast_bf16() is fast
-    # "auto" is the precision study's choice (base.precision.AUTO: fp32 until a faster policy is shown faithful),
-    # not the CPU's speed at bf16
-    assert device.use_bf16(torch.device("cpu"), "auto") is (P.AUTO["cpu"] in ("bf16", "bf16-conv"))
+    # "auto" is the precision study's choice for this kind of CPU (base.precision.AUTO, by auto_key: fp32 until a
+    # faster policy is shown faithful), not the CPU's speed at bf16 alone
+    assert P.auto_key(torch.device("cpu")) == ("cpu-bf16" if fast else "cpu")
+    assert device.use_bf16(torch.device("cpu"), "auto") is (P.AUTO[P.auto_key(torch.device("cpu"))] in ("bf16", "bf16-conv"))
     assert device.use_bf16(torch.device("cpu"), "bf16") is True  # asked for explicitly: given
 
 
 def test_a_cpu_without_bf16_flags_gets_fp32(monkeypatch):
-    monkeypatch.setattr(device, "_cpu_flags", lambda: {"avx2", "fma"})
+    monkeypatch.setattr(P, "_cpu_flags", lambda: {"avx2", "fma"})
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     assert not device.cpu_has_fast_bf16()
 

@@ -107,9 +107,9 @@ def test_the_policy_is_part_of_the_run_s_identity_so_auto_cannot_change_it_on_re
     one in another precision."""
     auto = dataclasses.replace(RUN, train=dataclasses.replace(RUN.train, precision="auto"))
     cpu = torch.device("cpu")
-    monkeypatch.setitem(precision.AUTO, "cpu", "bf16")
+    monkeypatch.setitem(precision.AUTO, precision.auto_key(cpu), "bf16")
     a = auto.resolved(cpu)
-    monkeypatch.setitem(precision.AUTO, "cpu", "fp32")
+    monkeypatch.setitem(precision.AUTO, precision.auto_key(cpu), "fp32")
     b = auto.resolved(cpu)
     assert (a.train.precision, b.train.precision) == ("bf16", "fp32") and a.slug != b.slug
     train_a = run_cifar(a, tmp_path, device="cpu", progress=False, data=tiny, stop_after=2)

@@ -63,14 +63,14 @@ def test_names_legacy_values_and_errors():
         TrainConfig(precision="fp8")
     with pytest.raises(ValueError, match="GPU"):
         P.resolve(CPU, "tf32")
-    assert P.resolve(CPU, "auto").name == P.AUTO["cpu"]
+    assert P.resolve(CPU, "auto").name == P.AUTO[P.auto_key(CPU)]
     assert P.from_label("bf16 autocast").name == "bf16" and P.from_label(None) is None
     assert {p.label for p in P.POLICIES.values()} >= {"fp32", "bf16 autocast"}  # the labels stored results use
 
 
 def test_resolved_names_auto_and_leaves_a_named_policy(monkeypatch):
     cfg = TrainConfig()
-    monkeypatch.setitem(P.AUTO, "cpu", "bf16")
+    monkeypatch.setitem(P.AUTO, P.auto_key(CPU), "bf16")
     assert cfg.resolved(CPU).precision == "bf16"
     named = dataclasses.replace(cfg, precision="tf32")
     assert named.resolved(CPU) is named  # the Trainer, not the identity, checks that the device can run it

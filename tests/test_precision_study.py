@@ -83,12 +83,31 @@ def test_the_default_is_what_the_committed_study_decides():
     a change of the records that changes the decision fails here until the default is changed with it."""
     records = ps.all_records()
     assert records, "results/precision holds the study's records"
-    costs = {r["policy"]: r["ms_per_iter"] for c in ps.load_costs() if "gpu" in c for r in c["rows"]
-             if r["net"] == "ResNet-56"}
-    decided = ps.chosen(ps.decide(records), costs)
-    assert P.AUTO["cuda"] == TABLE6_PRECISION == decided
-    assert P.AUTO["cpu"] == ps.chosen(ps.decide(records), {})  # no CPU faster-than-fp32 policy shown faithful
-    assert f"**{decided}**" in ps.section()
+    decided = ps.defaults(ps.decide(records), ps.load_costs())  # by device kind and that kind's measured cost
+    assert set(decided) == {"cuda", "cpu", "cpu-bf16"} and {k: P.AUTO[k] for k in decided} == decided
+    assert TABLE6_PRECISION == decided["cuda"]
+    assert f"**{decided['cuda']}**" in ps.section()
+
+
+def test_auto_means_the_fastest_faithful_policy_of_each_kind_of_device(monkeypatch):
+    """Were bf16 faithful, "auto" would be bf16 on a CPU with fast bf16 (half fp32's step there, measured) and
+    still fp32 on an AVX2-only CPU (where bf16 is emulated, ten times slower) and on a GPU with no cost measured;
+    and a CPU resolves "auto" by its kind."""
+    decision = {"bf16": (ps.FAITHFUL, []), "bf16-conv": (ps.UNDECIDED, [])}
+    costs = ps.load_costs()
+    assert {ps.cost_kind(c) for c in costs} >= {"cpu", "cpu-bf16"}  # both committed CPU cost runs
+    assert ps.defaults(decision, costs) == {"cuda": "fp32", "cpu-bf16": "bf16", "cpu": "fp32"}
+    assert ps.defaults({"bf16": (ps.UNDECIDED, [])}, costs) == dict.fromkeys(ps.KINDS, "fp32")
+    text = ps.decision_text(_arms("bf16", 0.1), costs=costs)  # faithful in planted records: the sentence follows
+    assert text.endswith("**fp32** on a GPU; **bf16** on a CPU with fast bf16; **fp32** on a CPU without.")
+    assert "**fp32** on every device" in ps.decision_text(_arms("bf16", 0.1), costs=[])  # nothing measured faster
+    monkeypatch.setitem(P.AUTO, "cpu-bf16", "bf16")
+    monkeypatch.setattr(P, "_cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    for cap, want in (("DEFAULT", "bf16"), ("AVX2", "fp32")):
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+        assert P.auto_key(torch.device("cpu")) == ("cpu-bf16" if want == "bf16" else "cpu")
+        assert P.resolve(torch.device("cpu"), "auto").name == want
 
 
 def test_the_study_trains_each_run_to_the_cut_resumes_and_exports(tmp_path):

@@ -84,7 +84,7 @@ def test_every_setting_that_changes_the_numbers_changes_the_run_folder():
         slugs.add(other.slug)
     assert len(slugs) == len(changed) - len(ck.EXECUTION_ONLY) + 7 + 1  # all different from each other too
     assert dataclasses.replace(base).slug == base.slug  # an identical request: the same folder
-    named = dataclasses.replace(base, train=dataclasses.replace(base.train, precision=P.AUTO["cpu"]))
+    named = dataclasses.replace(base, train=dataclasses.replace(base.train, precision=P.AUTO[P.auto_key(torch.device("cpu"))]))
     assert named.slug == base.slug  # "auto" is the policy it names here: one run, one folder
 
 

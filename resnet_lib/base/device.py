@@ -7,7 +7,15 @@ import tempfile
 
 import torch
 
-from .precision import POLICIES, autocast, resolve, set_backends  # noqa: F401 (autocast: API)
+from .precision import (  # noqa: F401 (autocast, _cpu_flags: API; the bf16 test lives with the policies it decides)
+    POLICIES,
+    _cpu_flags,
+    autocast,
+    cpu_has_fast_bf16,
+    onednn_max_isa,
+    resolve,
+    set_backends,
+)
 
 _VALID = ("auto", "cpu", "cuda", "mps")
 
@@ -26,34 +34,6 @@ def pick_device(device: str | torch.device = "auto") -> torch.device:
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise RuntimeError(f"device {device!r} was asked for but torch sees no CUDA GPU; use DEVICE='auto' or 'cpu'")
     return torch.device(name)
-
-
-# oneDNN's ISA names (ONEDNN_MAX_CPU_ISA) below AVX512_CORE_BF16: capped at one of these, oneDNN has no
-# native bf16 kernels and emulates bf16 by conversion, slower than fp32, whatever the CPU's flags say
-_ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
-
-
-def _cpu_flags() -> set[str]:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return set()
-
-
-def onednn_max_isa() -> str:
-    """The ISA cap oneDNN obeys (``ONEDNN_MAX_CPU_ISA``, or its old name ``DNNL_MAX_CPU_ISA``); "DEFAULT": none."""
-    return (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "DEFAULT").strip().upper()
-
-
-def cpu_has_fast_bf16() -> bool:
-    """True where oneDNN will run bf16 natively: the CPU has AVX512-BF16 or AMX-BF16 *and* oneDNN is not
-    capped below them (``ONEDNN_MAX_CPU_ISA=AVX2`` makes a bf16 CPU behave like an AVX2-only one)."""
-    flags = _cpu_flags()
-    return bool(flags & {"avx512_bf16", "amx_bf16"}) and onednn_max_isa() not in _ISAS_WITHOUT_BF16
 
 
 @functools.cache

@@ -16,12 +16,14 @@ in fp32), and ``campaign.precision_study`` measures which policies keep the pape
                so BN, ReLU and every residual addition, the identity path, stay fp32 (forward and backward)
 =============  ===============================================================================================
 
-``auto`` is :data:`AUTO`'s choice for the device: the fastest policy the precision study found faithful.
+``auto`` is :data:`AUTO`'s choice for the kind of device (:func:`auto_key`): the fastest policy the precision study
+found faithful there.
 The older ``amp`` values are still accepted: ``off`` is ``fp32``; ``bf16`` is unchanged.
 """
 from __future__ import annotations
 
 import contextlib
+import os
 from dataclasses import dataclass
 
 import torch
@@ -54,9 +56,45 @@ POLICIES = {p.name: p for p in (
 LEGACY = {"off": "fp32"}  # the old ``amp`` values that are not policy names
 SETTINGS = ("auto", *POLICIES, *LEGACY)
 
-# What "auto" trains in, by device kind: the fastest policy that campaign/precision_study.py found faithful
-# (results/precision/; tests/test_precision.py checks that this table agrees with the committed decision).
-AUTO = {"cuda": "fp32", "cpu": "fp32", "mps": "fp32"}
+# What "auto" trains in, by device kind (:func:`auto_key`): the fastest policy that campaign/precision_study.py
+# found faithful, by that kind's measured cost (results/precision/; tests/test_precision_study.py checks that this
+# table agrees with the committed decision). A CPU with fast bf16 units is its own kind: bf16 halves its step,
+# while an AVX2-only CPU emulates bf16 at a tenth of fp32's speed.
+AUTO = {"cuda": "fp32", "cpu": "fp32", "cpu-bf16": "fp32", "mps": "fp32"}
+
+
+# oneDNN's ISA names (ONEDNN_MAX_CPU_ISA) below AVX512_CORE_BF16: capped at one of these, oneDNN has no
+# native bf16 kernels and emulates bf16 by conversion, slower than fp32, whatever the CPU's flags say
+_ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
+
+
+def _cpu_flags() -> set[str]:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    return set(line.split(":", 1)[1].split())
+    except OSError:
+        pass
+    return set()
+
+
+def onednn_max_isa() -> str:
+    """The ISA cap oneDNN obeys (``ONEDNN_MAX_CPU_ISA``, or its old name ``DNNL_MAX_CPU_ISA``); "DEFAULT": none."""
+    return (os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "DEFAULT").strip().upper()
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True where oneDNN will run bf16 natively: the CPU has AVX512-BF16 or AMX-BF16 *and* oneDNN is not
+    capped below them (``ONEDNN_MAX_CPU_ISA=AVX2`` makes a bf16 CPU behave like an AVX2-only one)."""
+    flags = _cpu_flags()
+    return bool(flags & {"avx512_bf16", "amx_bf16"}) and onednn_max_isa() not in _ISAS_WITHOUT_BF16
+
+
+def auto_key(device: torch.device) -> str:
+    """The device kind :data:`AUTO` is keyed by: "cpu-bf16" for a CPU with fast bf16 (and oneDNN not capped
+    below it), else the device type."""
+    return "cpu-bf16" if device.type == "cpu" and cpu_has_fast_bf16() else device.type
 
 
 def canonical(setting: str | bool) -> str:
@@ -76,7 +114,7 @@ def resolve(device: torch.device, setting: str | bool = "auto") -> Policy:
     """The policy ``setting`` means on ``device`` ("auto": :data:`AUTO`'s choice there)."""
     name = canonical(setting)
     if name == "auto":
-        name = AUTO.get(device.type, "fp32")
+        name = AUTO.get(auto_key(device), "fp32")
     policy = POLICIES[name]
     if policy.tf32 and device.type != "cuda":
         raise ValueError(f"precision 'tf32' is a GPU's (TF32 tensor cores); on {device.type} use 'fp32' or 'bf16'")

@@ -116,6 +116,24 @@ def chosen(decision: dict, cost_ms: dict[str, float]) -> str:
     return min(faithful, key=lambda p: cost_ms.get(p, float("inf")) if p != "fp32" else cost_ms.get(p, 0.0))
 
 
+def cost_kind(cost: dict) -> str:
+    """The device kind (``base.precision.AUTO``'s key) a cost measurement speaks for: "cuda", "cpu-bf16" (a CPU
+    with fast bf16) or "cpu" (one without, or one capped to stand in for it)."""
+    if "gpu" in cost:
+        return "cuda"
+    return "cpu-bf16" if cost.get("cpu_path", {}).get("fast_bf16") else "cpu"
+
+
+KINDS = {"cuda": "a GPU", "cpu-bf16": "a CPU with fast bf16", "cpu": "a CPU without"}
+
+
+def defaults(decision: dict, costs: list[dict], net: str = "ResNet-56") -> dict[str, str]:
+    """What "auto" should mean on each device kind: the fastest faithful policy by that kind's measured step of
+    ``net`` (fp32 where no faster faithful policy was measured there)."""
+    return {kind: chosen(decision, {r["policy"]: r["ms_per_iter"] for c in costs if cost_kind(c) == kind
+                                    for r in c["rows"] if r["net"] == net}) for kind in KINDS}
+
+
 def _depth(net: str) -> int:
     return int(net.split("-")[1])
 
@@ -245,20 +263,22 @@ def depth_lines(records: list[dict], cut: int = CUT) -> list[str]:
     return out
 
 
-def decision_text(records: list[dict], cut: int = CUT) -> str:
+def decision_text(records: list[dict], cut: int = CUT, costs: list[dict] | None = None) -> str:
     """Each policy's status under the rule, with the verdicts behind it, the runs trained on several devices,
-    the policies not run yet, and the default that follows (markdown bullets and a sentence)."""
+    the policies not run yet, and the default that follows on each device kind by its ``costs`` (default: the
+    committed ones) (markdown bullets and a sentence)."""
     decision = decide(records, cut)
     said = [f"- **{p}: {status}.** " + " ".join(why) for p, (status, why) in decision.items()]
     said += across_devices(records, cut) + depth_lines(records, cut)
     untried = [p for p in STUDY_POLICIES if p != "fp32" and p not in decision]
     if untried:
         said.append(f"- **{', '.join(untried)}: not run yet.**")
-    default = chosen(decision, {})
-    return "\n".join(said) + (
-        f"\n\nSo the default (`precision=\"auto\"`, the campaign's Table 6, the CLI's paper recipe) is **{default}**"
-        + (", the paper's own, until a faster policy is shown faithful." if default == "fp32" else
-           ", the fastest policy shown faithful."))
+    by_kind = defaults(decision, load_costs() if costs is None else costs)
+    head = "\n\nSo the default (`precision=\"auto\"`, the campaign's Table 6, the CLI's paper recipe) is "
+    if set(by_kind.values()) == {"fp32"}:
+        return "\n".join(said) + head + "**fp32** on every device, the paper's own, until a faster policy is shown faithful."
+    kinds = "; ".join(f"**{p}** on {KINDS[k]}" for k, p in by_kind.items())
+    return "\n".join(said) + head + f"the fastest policy shown faithful on each kind of device, by its measured cost: {kinds}."
 
 
 def section(root=None, cut: int = CUT) -> str:
@@ -282,7 +302,7 @@ def section(root=None, cut: int = CUT) -> str:
             f"on one device, neither {' nor '.join(DECIDING)} trains worse in it than in fp32 by more than twice the "
             "standard error over at least two seeds each; not faithful when one does; undecided until both are "
             "measured so. Runs on different devices are not compared: their gap mixes the precision with the "
-            "device's arithmetic.", "", decision_text(records, cut)]
+            "device's arithmetic.", "", decision_text(records, cut, costs)]
     if costs:
         text += ["", "What each policy costs:", "", cost_table(costs)]
     return "\n".join(text)

@@ -13,8 +13,9 @@ device, over seeds. The rule (:func:`decide`), on one device at a time:
 fp32 is the paper's precision and faithful by definition; another policy is *faithful* when, for ResNet-56
 and ResNet-110, its early training error is not worse than fp32's by more than the interval of
 ``evidence.compare`` (twice the standard error over at least two seeds each); *not faithful* when it is;
-*undecided* while a net has fewer than two seeds in it or in fp32. ``base.precision.AUTO`` and the campaign's
-``TABLE6_PRECISION`` are the fastest faithful policy (:func:`chosen`), so fp32 until another is shown faithful.
+*undecided* while a net has fewer than two seeds in it or in fp32. ``base.precision.AUTO`` (by device kind,
+:func:`defaults`) and the campaign's ``TABLE6_PRECISION`` (a GPU's) are the fastest faithful policy by the kind's
+measured cost (:func:`chosen`), so fp32 until another is shown faithful.
 """
 from __future__ import annotations
 
@@ -40,15 +41,18 @@ from .precision_evidence import (  # noqa: F401  (the study's API: notebook 03, 
     CUT,
     DECIDING,
     FAITHFUL,
+    KINDS,
     NOT_FAITHFUL,
     STUDY_POLICIES,
     UNDECIDED,
     across_devices,
     all_records,
     chosen,
+    cost_kind,
     cost_table,
     decide,
     decision_text,
+    defaults,
     depth_lines,
     device_of,
     devices,

@@ -256,9 +256,11 @@ def precision_and_depth(root: Path) -> str:
 
 def precision_decision(root: Path) -> str:
     """The precision study's decision alone (the README's front door; docs/precision.md has the rest)."""
-    from ..campaign.precision_study import all_records, decision_text
+    from ..campaign.precision_study import all_records, decision_text, load_costs
     records = all_records(root / "results" / "precision")
-    return decision_text(records) if records else "No run of the precision study is committed yet."
+    if not records:
+        return "No run of the precision study is committed yet."
+    return decision_text(records, costs=load_costs(root / "results" / "precision"))
 
 
 DOCUMENTS = ("README.md", "docs/speed.md", "docs/gpu.md", "docs/notebooks.md", "docs/precision.md",
