@@ -184,3 +184,15 @@ def test_the_cost_table_keeps_a_slow_cpu_s_throughput_and_names_each_device_kind
     assert "stood in for with ONEDNN_MAX_CPU_ISA=AVX2" in head and "| H100 |" in head
     assert r110 == "| ResNet-110 | fp32 | 7758 ms (16.5 img/s) | 30 ms (4,238 img/s) |"
     assert r20 == "| ResNet-20 | bf16 |  | 5 ms (25,600 img/s) |"  # shallow nets first; a blank where a device has none
+
+
+def test_paired_lines_give_each_seed_s_gap_to_fp32_on_one_device_and_skip_unpaired_seeds():
+    """A planted 6-point gap shows in every seed's pair; a seed with no fp32 run of its own gives no pair; runs
+    on another device are another bullet; and the decision text carries the lines."""
+    arms = _arms("bf16", 6.0) + [_rec("ResNet-110", "bf16", 4, 40.0)]  # seed 4 has no fp32 partner
+    other = [_rec("ResNet-56", p, 1, e, device="CPU") for p, e in (("fp32", 20.0), ("bf16", 21.5))]
+    lines = ps.paired_lines(arms + other)
+    assert len(lines) == 2 and lines[0].startswith("- Seed by seed, bf16 minus fp32 on CPU")
+    assert lines[0].endswith(": ResNet-56 +1.50 (seed 1).")
+    assert lines[1].endswith(": ResNet-56 +6.00, +6.00, +6.00 (seeds 1, 2, 3); ResNet-110 +6.00, +6.00, +6.00 (seeds 1, 2, 3).")
+    assert lines[1] in ps.decision_text(arms + other, costs=[])

@@ -244,6 +244,27 @@ def cost_table(costs: list[dict]) -> str:
     return "\n".join(lines) + f"\n\nOne SGD step of batch 128, every policy in the same run, fastest of its rounds ({loads})."
 
 
+def paired_lines(records: list[dict], cut: int = CUT) -> list[str]:
+    """Outside the rule: each policy against fp32 seed by seed, on one device at a time. The two runs of a seed
+    share their initialisation and data order, so the difference of a pair is the precision's alone, which the
+    rule's means over seeds blur with the seeds' own spread. One bullet per device and policy."""
+    out = []
+    for dev in (d for d in devices(records, cut) if " + " not in d):
+        err = {(r["net"], r["policy"], r["seed"]): v for r in records
+               if device_of(r, cut) == dev and (v := early_error(r, cut)) is not None}
+        for policy in sorted({p for _, p, _ in err} - {"fp32"}):
+            pairs = {}
+            for net, p, seed in sorted(err, key=lambda k: (k[0].startswith("plain"), _depth(k[0]), k[2])):
+                if p == policy and (net, "fp32", seed) in err:
+                    pairs.setdefault(net, []).append((seed, err[net, p, seed] - err[net, "fp32", seed]))
+            if pairs:
+                nets = "; ".join(f"{net} " + ", ".join(f"{d:+.2f}" for _, d in ps) +
+                                 f" (seed{'s' * (len(ps) > 1)} {', '.join(str(s) for s, _ in ps)})" for net, ps in pairs.items())
+                out.append(f"- Seed by seed, {policy} minus fp32 on {dev} (points of early training error; the same "
+                           f"initialisation and data order in both; outside the rule): {nets}.")
+    return out
+
+
 def depth_lines(records: list[dict], cut: int = CUT) -> list[str]:
     """Outside the rule: on each device and in each policy, does the deeper ResNet train faster early than the
     shallower one (Fig. 6 middle's order), over seeds? One bullet per pair of ResNet depths with two seeds or
@@ -269,7 +290,7 @@ def decision_text(records: list[dict], cut: int = CUT, costs: list[dict] | None 
     committed ones) (markdown bullets and a sentence)."""
     decision = decide(records, cut)
     said = [f"- **{p}: {status}.** " + " ".join(why) for p, (status, why) in decision.items()]
-    said += across_devices(records, cut) + depth_lines(records, cut)
+    said += paired_lines(records, cut) + across_devices(records, cut) + depth_lines(records, cut)
     untried = [p for p in STUDY_POLICIES if p != "fp32" and p not in decision]
     if untried:
         said.append(f"- **{', '.join(untried)}: not run yet.**")
