@@ -27,6 +27,19 @@ def test_a_policy_worse_beyond_the_seed_spread_in_a_deep_net_is_not_faithful():
     assert status == ps.NOT_FAITHFUL and any(w.startswith("On GPU: Shown") for w in why)
 
 
+def test_a_noisy_policy_does_not_pass_as_faithful_by_its_noise():
+    """A gap inside a wide interval rules out no harm: bf16 seeds scattered by 3 points around a gap of -0.4 stay
+    undecided (without the tolerance they would have passed as faithful), and each sentence says how far the
+    interval reaches; the same kind of gap with seeds as tight as fp32's is faithful."""
+    recs = [_rec(n, p, s, base + (0.2 + 3.0 * (s - 2) if p == "bf16" else 0.3 * s))
+            for n, base in (("ResNet-56", 23.0), ("ResNet-110", 21.0)) for p in ("fp32", "bf16") for s in (1, 2, 3)]
+    status, why = ps.decide(recs)["bf16"]
+    assert status == ps.UNDECIDED and len(why) == 2
+    assert all("At worst +3.08 points" in w and "more than the rule's tolerance of 1" in w for w in why)
+    status, why = ps.decide(_arms("bf16", 0.1))["bf16"]
+    assert status == ps.FAITHFUL and all("within the rule's tolerance of 1." in w for w in why)
+
+
 def test_a_policy_within_the_spread_is_faithful_and_the_fastest_faithful_one_is_chosen():
     assert ps.decide(_arms("bf16-conv", 0.1))["bf16-conv"][0] == ps.FAITHFUL
     both = ps.decide(_arms("bf16-conv", 0.1) + [r for r in _arms("bf16", 6.0) if r["policy"] == "bf16"])

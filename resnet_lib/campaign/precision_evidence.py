@@ -16,6 +16,11 @@ DECIDING = ("ResNet-56", "ResNet-110")   # the nets whose depth trend the shippe
 CUT = 4_000                               # iterations: inside the lr-0.1 phase, where the gap opened
 STUDY_POLICIES = ("fp32", "bf16", "bf16-conv")   # and "tf32" on a GPU
 FAITHFUL, NOT_FAITHFUL, UNDECIDED = "faithful", "not faithful", "undecided"
+# Points of early training error a faithful policy may cost at a deciding depth, at the far end of its interval:
+# "faithful" is a claim that the harm is small, so it needs an interval that rules out more, not merely a gap
+# inside a wide one (a policy whose seeds scatter widely must not pass more easily for it). The gaps the study is
+# about are several points (the first bf16 ResNet-56 against its fp32 probe, and ResNet-20 against ResNet-56).
+TOLERANCE = 1.0
 
 
 def load_records(root=None) -> list[dict]:
@@ -84,8 +89,9 @@ def devices(records: list[dict], cut: int = CUT) -> list[str]:
 def decide(records: list[dict], cut: int = CUT) -> dict:
     """{policy: (status, [one sentence per deciding net and device])} for every policy but fp32 (see the
     module docstring). Each comparison is on one device, fp32 against the policy in runs that trained there
-    alone: not faithful when a deep net is worse beyond the interval on some device, faithful when both deep
-    nets are measured over seeds on some device and neither is, undecided otherwise."""
+    alone: not faithful when a deep net is worse beyond the interval on some device; faithful when both deep
+    nets are measured over seeds on some device and, for each, the gap plus its interval is at most
+    :data:`TOLERANCE`; undecided otherwise."""
     out = {}
     for policy in sorted({r["policy"] for r in records} - {"fp32"}):
         statuses, said = [], []
@@ -97,16 +103,29 @@ def decide(records: list[dict], cut: int = CUT) -> dict:
                                               errs.get((net, policy), [])) for net in DECIDING}
             if any(v.status == evidence.SHOWN for v in verdicts.values()):
                 statuses.append(NOT_FAITHFUL)  # worse than fp32 beyond the interval in a deep net
-            elif all(v.interval is not None for v in verdicts.values()):
-                statuses.append(FAITHFUL)      # both nets measured over seeds, neither worse beyond the interval
+            elif all(_bounded(v) for v in verdicts.values()):
+                statuses.append(FAITHFUL)      # both nets measured over seeds, any harm ruled out beyond TOLERANCE
             else:
                 statuses.append(UNDECIDED)
-            said += [f"On {dev}: {v.text}" for v in verdicts.values()]
+            said += [f"On {dev}: {v.text}" + _bound_text(v) for v in verdicts.values()]
         if not said:
             said = [f"No device has trained {' or '.join(DECIDING)} in both fp32 and {policy} yet."]
         status = next((st for st in (NOT_FAITHFUL, FAITHFUL) if st in statuses), UNDECIDED)
         out[policy] = (status, said)
     return out
+
+
+def _bounded(v: evidence.Verdict) -> bool:
+    """Measured over seeds, and worse than fp32 by at most TOLERANCE even at the far end of the interval."""
+    return v.interval is not None and v.gap is not None and v.gap + v.interval <= TOLERANCE
+
+
+def _bound_text(v: evidence.Verdict) -> str:
+    if v.interval is None or v.gap is None or v.status == evidence.SHOWN:
+        return ""
+    return (f" At worst {v.gap + v.interval:+.2f} points (gap plus interval): "
+            + (f"within the rule's tolerance of {TOLERANCE:g}." if _bounded(v) else
+               f"more than the rule's tolerance of {TOLERANCE:g}, so more seeds are needed to call it faithful."))
 
 
 def chosen(decision: dict, cost_ms: dict[str, float]) -> str:
@@ -319,11 +338,12 @@ def section(root=None, cut: int = CUT) -> str:
             "initialisation and data order in every policy:", "", *lines, "",
             "± is the standard deviation over the seeds the next column counts (none with one seed); the gap to fp32 "
             "is between the means.", "",
-            f"The rule: fp32 is the paper's precision and faithful by definition; another policy is faithful when, "
-            f"on one device, neither {' nor '.join(DECIDING)} trains worse in it than in fp32 by more than twice the "
-            "standard error over at least two seeds each; not faithful when one does; undecided until both are "
-            "measured so. Runs on different devices are not compared: their gap mixes the precision with the "
-            "device's arithmetic.", "", decision_text(records, cut, costs)]
+            f"The rule: fp32 is the paper's precision and faithful by definition. Another policy is not faithful "
+            f"when, on one device, {' or '.join(DECIDING)} trains worse in it than in fp32 by more than the interval "
+            "(twice the standard error of the gap, over at least two seeds each); faithful when, for both, the gap "
+            f"plus that interval is at most {TOLERANCE:g} point of early training error (so the runs rule out any "
+            "larger harm, not merely fail to show one); undecided otherwise. Runs on different devices are not "
+            "compared: their gap mixes the precision with the device's arithmetic.", "", decision_text(records, cut, costs)]
     if costs:
         text += ["", "What each policy costs:", "", cost_table(costs)]
     return "\n".join(text)

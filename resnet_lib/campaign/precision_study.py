@@ -10,10 +10,11 @@ the campaign continues it to 64k where that policy is Table 6's.
 What is compared: the training error over the stretch that ends at ``cut`` (the curve point at ``cut`` of the
 paper's 2k-iteration evaluations: iterations 2k-4k at the default cut), as a function of depth, per policy and
 device, over seeds. The rule (:func:`decide`), on one device at a time:
-fp32 is the paper's precision and faithful by definition; another policy is *faithful* when, for ResNet-56
-and ResNet-110, its early training error is not worse than fp32's by more than the interval of
-``evidence.compare`` (twice the standard error over at least two seeds each); *not faithful* when it is;
-*undecided* while a net has fewer than two seeds in it or in fp32. ``base.precision.AUTO`` (by device kind,
+fp32 is the paper's precision and faithful by definition; another policy is *not faithful* when, for ResNet-56
+or ResNet-110, its early training error is worse than fp32's by more than the interval of ``evidence.compare``
+(twice the standard error of the gap over at least two seeds each); *faithful* when, for both, the gap plus that
+interval is at most ``TOLERANCE`` (1 point): the runs rule out a larger harm; *undecided* otherwise (fewer than
+two seeds, or an interval too wide to rule it out). ``base.precision.AUTO`` (by device kind,
 :func:`defaults`) and the campaign's ``TABLE6_PRECISION`` (a GPU's) are the fastest faithful policy by the kind's
 measured cost (:func:`chosen`), so fp32 until another is shown faithful.
 """
@@ -44,6 +45,7 @@ from .precision_evidence import (  # noqa: F401  (the study's API: notebook 03, 
     KINDS,
     NOT_FAITHFUL,
     STUDY_POLICIES,
+    TOLERANCE,
     UNDECIDED,
     across_devices,
     all_records,
