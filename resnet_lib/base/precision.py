@@ -23,6 +23,7 @@ The older ``amp`` values are still accepted: ``off`` is ``fp32``; ``bf16`` is un
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 from dataclasses import dataclass
 
@@ -68,15 +69,16 @@ AUTO = {"cuda": "fp32", "cpu": "fp32", "cpu-bf16": "fp32", "mps": "fp32"}
 _ISAS_WITHOUT_BF16 = ("SSE41", "AVX", "AVX2", "AVX2_VNNI", "AVX2_VNNI_2", "AVX512_CORE", "AVX512_CORE_VNNI")
 
 
-def _cpu_flags() -> set[str]:
+@functools.cache  # read once: resolve(..., "auto") asks on every call
+def _cpu_flags() -> frozenset[str]:
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 if line.startswith("flags"):
-                    return set(line.split(":", 1)[1].split())
+                    return frozenset(line.split(":", 1)[1].split())
     except OSError:
         pass
-    return set()
+    return frozenset()
 
 
 def onednn_max_isa() -> str:
